@@ -12,14 +12,6 @@ from speechbraid.errors import SpeechbraidError
 # Each module defines ``register(subparsers)`` that adds its parser and sets ``func``.
 # Order here is the order in ``speechbraid --help``.
 COMMANDS: tuple[str, ...] = (
-    "demo",
-    "corpus",
-    "synth",
-    "validate",
-    "segment",
-    "convert",
-    "features",
-    "bench",
 )
 
 
