@@ -12,6 +12,8 @@ from speechbraid.errors import SpeechbraidError
 # Each module defines ``register(subparsers)`` that adds its parser and sets ``func``.
 # Order here is the order in ``speechbraid --help``.
 COMMANDS: tuple[str, ...] = (
+    "validate",
+    "segment",
 )
 
 
