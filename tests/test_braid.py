@@ -11,6 +11,7 @@ class CharTokenizer:
     """One id per character; EOS = 0. Enough to check layouts without a trained tokenizer."""
 
     eos_id = 0
+    bos_id = 1
 
     def encode(self, text: str) -> list[int]:
         return [ord(c) for c in text]
@@ -68,6 +69,7 @@ def test_asr_layout_puts_loss_only_on_transcript_and_eos():
 def test_text_layout_and_asr_on_text_only_record():
     utt = Utterance(id="t1", text="ok")
     braid = build_text(utt, CharTokenizer())
-    assert not braid.has_speech and braid.spans[0].loss
+    bos, text = braid.spans
+    assert not braid.has_speech and bos.tokens == (1,) and not bos.loss and text.loss
     with pytest.raises(ValueError, match="t1"):
         build_asr(utt, CharTokenizer())

@@ -70,6 +70,7 @@ class Braid:
     spans: tuple[Span, ...]
     id: str = ""
     audio: str | None = None
+    duration: float | None = None  # of the audio; fixes how many adapter frames it yields
     layout: str = ""  # which layout built it, for reports and mixing statistics
 
     def __iter__(self) -> Iterator[Span]:
@@ -100,4 +101,4 @@ class Braid:
                 out.append({"modality": "units", "units": list(span.units), "loss": span.loss})
             else:
                 out.append({"modality": "special", "token": span.token, "loss": False})
-        return {"id": self.id, "layout": self.layout, "audio": self.audio, "spans": out}
+        return {"id": self.id, "layout": self.layout, "audio": self.audio, "duration": self.duration, "spans": out}

@@ -19,10 +19,13 @@ def build_asr(record: Utterance, tokenizer: TextTokenizer) -> Braid:
         spans=(SpeechSpan(0.0, record.duration), SpecialSpan("<|asr|>"), TextSpan(tokens, True, record.text)),
         id=record.id,
         audio=record.audio,
+        duration=record.duration,
         layout="asr",
     )
 
 
 def build_text(record: Utterance, tokenizer: TextTokenizer) -> Braid:
+    # The leading BOS carries no loss; it gives the first real token a context to be predicted from.
     tokens = (*tokenizer.encode(record.text), tokenizer.eos_id)
-    return Braid(spans=(TextSpan(tokens, True, record.text),), id=record.id, audio=None, layout="text")
+    spans = (TextSpan((tokenizer.bos_id,), False), TextSpan(tokens, True, record.text))
+    return Braid(spans=spans, id=record.id, layout="text")

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 class TextTokenizer(Protocol):
     eos_id: int
+    bos_id: int  # the EOS id where the tokenizer has no BOS (GPT-2 style)
 
     def encode(self, text: str) -> list[int]: ...
 
@@ -21,6 +22,8 @@ class HFTextTokenizer:
             raise ValueError("the LLM tokenizer has no EOS token; layouts need one to end text spans")
         self.hf = tokenizer
         self.eos_id: int = int(tokenizer.eos_token_id)
+        bos = tokenizer.bos_token_id
+        self.bos_id: int = self.eos_id if bos is None else int(bos)
 
     def encode(self, text: str) -> list[int]:
         return list(self.hf.encode(text, add_special_tokens=False))

@@ -1,0 +1,153 @@
+"""Turn braids into the tensors of one batch.
+
+Each braid is flattened to positions: a token position holds a vocabulary id; a speech position holds
+(audio index, adapter frame) and is filled by the model with that adapter frame. Labels sit on the
+position of the token they name (``IGNORE_INDEX`` where no loss); the model shifts them by one and
+never lets a prediction cross an example boundary. Several braids may share one row (packing): each
+gets its own ``example_ids`` value and positions restarting at 0, and attention is reset between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from speechbraid.braid.frames import frame_range, num_frames_for
+from speechbraid.braid.spans import Braid, SpecialSpan, SpeechSpan, TextSpan, UnitSpan
+from speechbraid.braid.vocab import VocabLayout
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class FlatBraid:
+    """One braid as positions: ``tokens[i]`` (or -1 at speech), ``frames[i]`` (-1 at tokens), ``labels[i]``."""
+
+    tokens: tuple[int, ...]
+    frames: tuple[int, ...]
+    labels: tuple[int, ...]
+    audio: str | None
+    num_frames: int  # adapter frames the braid's audio yields (0 without audio)
+    id: str = ""
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float) -> FlatBraid:
+    """Lay a braid out position by position under the vocab layout and the time <-> frame rule."""
+    tokens: list[int] = []
+    frames: list[int] = []
+    labels: list[int] = []
+    num_frames = 0
+    if braid.has_speech:
+        if braid.audio is None or braid.duration is None:
+            raise ValueError(f"braid {braid.id!r} has speech spans but no audio/duration")
+        num_frames = num_frames_for(braid.duration, frame_rate)
+
+    def put(ids: Sequence[int], loss: bool) -> None:
+        tokens.extend(ids)
+        frames.extend([-1] * len(ids))
+        labels.extend(ids if loss else [IGNORE_INDEX] * len(ids))
+
+    for span in braid.spans:
+        if isinstance(span, TextSpan):
+            put(span.tokens, span.loss)
+        elif isinstance(span, SpecialSpan):
+            put((vocab.special_id(span.token),), False)
+        elif isinstance(span, UnitSpan):
+            put([vocab.unit_id(u) for u in span.units], span.loss)
+        elif isinstance(span, SpeechSpan):
+            first, last = frame_range(span.start, span.end, frame_rate, num_frames)
+            tokens.extend([-1] * (last - first))
+            frames.extend(range(first, last))
+            labels.extend([IGNORE_INDEX] * (last - first))
+        else:  # pragma: no cover - the Span union is closed
+            raise TypeError(f"unknown span {span!r}")
+    return FlatBraid(tuple(tokens), tuple(frames), tuple(labels), braid.audio if num_frames else None, num_frames,
+                     braid.id)
+
+
+@dataclass
+class BraidBatch:
+    input_ids: torch.Tensor  # (B, L) vocabulary ids; 0 at speech and padding positions
+    speech_mask: torch.Tensor  # (B, L) True where an adapter frame goes
+    speech_index: torch.Tensor  # (B, L) index into the flattened (audio, frame) grid; 0 elsewhere
+    labels: torch.Tensor  # (B, L) target id at its own position, IGNORE_INDEX where no loss
+    position_ids: torch.Tensor  # (B, L) restart at 0 for every packed example
+    example_ids: torch.Tensor  # (B, L) 1.. per example within a row; 0 = padding
+    audio: list[str]  # one entry per distinct audio in the batch
+    audio_frames: torch.Tensor  # (A,) adapter frames declared for each audio
+    features: torch.Tensor | None = None  # (A, T, n_mels) filled by a feature function
+    feature_lengths: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> BraidBatch:
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
+        return BraidBatch(**moved)
+
+    @property
+    def num_loss_tokens(self) -> int:
+        return int((self.labels != IGNORE_INDEX).sum())
+
+    @property
+    def fill_ratio(self) -> float:
+        """Non-padding fraction of positions (packing efficiency)."""
+        return float((self.example_ids > 0).float().mean())
+
+
+def collate(
+    rows: Sequence[Sequence[FlatBraid]],
+    features: Callable[[str], torch.Tensor] | None = None,
+    max_len: int | None = None,
+) -> BraidBatch:
+    """Build a batch from rows of flattened braids (one row = one or more packed examples).
+
+    ``features(path)`` returns ``(T, n_mels)`` for one audio file; it is called once per distinct audio.
+    Rows are right-padded to ``max_len`` (or the longest row).
+    """
+    length = max_len or max(sum(len(f) for f in row) for row in rows)
+    shape = (len(rows), length)
+    input_ids = torch.zeros(shape, dtype=torch.long)
+    speech_index = torch.zeros(shape, dtype=torch.long)
+    labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros(shape, dtype=torch.long)
+    example_ids = torch.zeros(shape, dtype=torch.long)
+    speech_mask = torch.zeros(shape, dtype=torch.bool)
+    audio: list[str] = []
+    audio_frames: list[int] = []
+    slot_of: dict[str, int] = {}
+    for flat in (f for row in rows for f in row):
+        if flat.audio is not None and flat.audio not in slot_of:
+            slot_of[flat.audio] = len(audio)
+            audio.append(flat.audio)
+            audio_frames.append(flat.num_frames)
+    grid = max(audio_frames, default=1)
+    for b, row in enumerate(rows):
+        cursor = 0
+        for example, flat in enumerate(row, start=1):
+            n = len(flat)
+            if cursor + n > length:
+                raise ValueError(f"example {flat.id!r} ({n} positions) does not fit a row of {length}")
+            sl = slice(cursor, cursor + n)
+            tokens = torch.tensor(flat.tokens, dtype=torch.long)
+            frames = torch.tensor(flat.frames, dtype=torch.long)
+            is_speech = frames >= 0
+            input_ids[b, sl] = tokens.clamp(min=0)
+            speech_mask[b, sl] = is_speech
+            if flat.audio is not None:
+                speech_index[b, sl] = torch.where(is_speech, slot_of[flat.audio] * grid + frames, 0)
+            labels[b, sl] = torch.tensor(flat.labels, dtype=torch.long)
+            position_ids[b, sl] = torch.arange(n)
+            example_ids[b, sl] = example
+            cursor += n
+        # padding continues the positions so they never look like the start of a new example
+        position_ids[b, cursor:] = torch.arange(length - cursor)
+    batch = BraidBatch(input_ids, speech_mask, speech_index, labels, position_ids, example_ids, audio,
+                       torch.tensor(audio_frames, dtype=torch.long))
+    if audio and features is not None:
+        feats = [features(path) for path in audio]
+        batch.feature_lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+        batch.features = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True)
+    return batch

@@ -1,0 +1,156 @@
+"""Speech encoders: log-mel frames in, one embedding per output frame out, with output lengths.
+
+- :class:`ConformerEncoder`: trained from scratch; three stride-2 convolutions give 8x downsampling
+  (10 ms fbank frames -> 80 ms), then Conformer blocks (Gulati et al. 2020: half-step FF, MHSA,
+  convolution module, half-step FF).
+- :class:`WhisperSpeechEncoder`: a Hugging Face Whisper encoder from a local directory, fed
+  variable-length audio (no padding to 30 s), frozen or trainable; 20 ms output frames (stack 4 in the
+  adapter for 80 ms).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class ConformerConfig:
+    n_mels: int = 80
+    d_model: int = 144
+    n_layers: int = 4
+    n_heads: int = 4
+    ff_mult: int = 4
+    conv_kernel: int = 15
+    dropout: float = 0.1
+
+
+class _FeedForward(nn.Sequential):
+    def __init__(self, d: int, mult: int, dropout: float) -> None:
+        super().__init__(nn.LayerNorm(d), nn.Linear(d, d * mult), nn.SiLU(), nn.Dropout(dropout),
+                         nn.Linear(d * mult, d), nn.Dropout(dropout))
+
+
+class _ConvModule(nn.Module):
+    def __init__(self, d: int, kernel: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.pointwise_in = nn.Conv1d(d, 2 * d, 1)
+        self.depthwise = nn.Conv1d(d, d, kernel, padding=kernel // 2, groups=d)
+        self.batch_norm = nn.GroupNorm(1, d)  # GroupNorm(1) instead of BatchNorm: padding-safe, batch-size free
+        self.pointwise_out = nn.Conv1d(d, d, 1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        y = self.norm(x).masked_fill(pad_mask[..., None], 0.0).transpose(1, 2)
+        y = F.glu(self.pointwise_in(y), dim=1)
+        y = self.pointwise_out(F.silu(self.batch_norm(self.depthwise(y))))
+        return self.dropout(y.transpose(1, 2))
+
+
+class _ConformerBlock(nn.Module):
+    def __init__(self, cfg: ConformerConfig) -> None:
+        super().__init__()
+        self.ff1 = _FeedForward(cfg.d_model, cfg.ff_mult, cfg.dropout)
+        self.attn_norm = nn.LayerNorm(cfg.d_model)
+        self.attn = nn.MultiheadAttention(cfg.d_model, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
+        self.conv = _ConvModule(cfg.d_model, cfg.conv_kernel, cfg.dropout)
+        self.ff2 = _FeedForward(cfg.d_model, cfg.ff_mult, cfg.dropout)
+        self.out_norm = nn.LayerNorm(cfg.d_model)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        x = x + 0.5 * self.ff1(x)
+        y = self.attn_norm(x)
+        x = x + self.attn(y, y, y, key_padding_mask=pad_mask, need_weights=False)[0]
+        x = x + self.conv(x, pad_mask)
+        x = x + 0.5 * self.ff2(x)
+        return self.out_norm(x)
+
+
+def _sinusoids(length: int, dim: int, device: torch.device) -> torch.Tensor:
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)
+    return table
+
+
+class ConformerEncoder(nn.Module):
+    """Log-mel ``(B, T, n_mels)`` -> ``(B, ceil-ish(T/8), d_model)`` plus output lengths."""
+
+    downsample = 8
+    input_kind = "fbank"
+
+    def __init__(self, cfg: ConformerConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or ConformerConfig()
+        self.subsample = nn.ModuleList(
+            [nn.Conv1d(cfg.n_mels if i == 0 else cfg.d_model, cfg.d_model, 3, stride=2, padding=1) for i in range(3)]
+        )
+        self.blocks = nn.ModuleList(_ConformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.output_dim = cfg.d_model
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        for _ in range(3):  # each conv: kernel 3, stride 2, padding 1
+            lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+        return lengths
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = features.transpose(1, 2)
+        for conv in self.subsample:
+            x = F.gelu(conv(x))
+        x = x.transpose(1, 2)
+        out_lengths = self.output_lengths(lengths)
+        pad_mask = torch.arange(x.shape[1], device=x.device)[None, :] >= out_lengths[:, None]
+        x = x * math.sqrt(self.cfg.d_model) + _sinusoids(x.shape[1], self.cfg.d_model, x.device).to(x.dtype)
+        for block in self.blocks:
+            x = block(x, pad_mask)
+        return x.masked_fill(pad_mask[..., None], 0.0), out_lengths
+
+
+class WhisperSpeechEncoder(nn.Module):
+    """The encoder of a local HF Whisper checkpoint, run on variable-length input.
+
+    HF's ``WhisperEncoder.forward`` insists on 3000 input frames (30 s); padding every utterance to 30 s
+    wastes ~10x compute on short utterances, so this runs the same modules directly on the real
+    length and slices the positional table. Attention inside Whisper's encoder is unmasked, so a batch
+    is padded to its longest member only.
+    """
+
+    downsample = 2
+    input_kind = "whisper"
+
+    def __init__(self, model_dir: str | Path, trainable: bool = False) -> None:
+        super().__init__()
+        from transformers import WhisperConfig
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+        config = WhisperConfig.from_pretrained(model_dir)
+        self.encoder = WhisperEncoder.from_pretrained(model_dir, config=config)  # type: ignore[call-arg]
+        self.output_dim = config.d_model
+        self.max_frames = config.max_source_positions * 2
+        self.encoder.requires_grad_(trainable)
+
+    @staticmethod
+    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths - 1, 2, rounding_mode="floor") + 1  # conv2 has stride 2, padding 1
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if features.shape[1] > self.max_frames:
+            raise ValueError(f"Whisper encodes at most {self.max_frames / 100:.0f} s; got {features.shape[1] / 100:.1f} s")
+        enc = self.encoder
+        x = features.transpose(1, 2).to(enc.conv1.weight.dtype)
+        x = F.gelu(enc.conv2(F.gelu(enc.conv1(x)))).transpose(1, 2)
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        for layer in enc.layers:
+            out = layer(x, attention_mask=None)
+            x = out[0] if isinstance(out, tuple) else out  # transformers < 5 returns a tuple
+        out_lengths = self.output_lengths(lengths)
+        return enc.layer_norm(x), out_lengths

@@ -1,0 +1,101 @@
+"""The decoder-only speech LLM: speech encoder -> adapter -> embeddings assembly -> causal LM.
+
+:meth:`SpeechLLM.prepare_inputs` is the one place in the toolkit that turns a batch of braids into
+``inputs_embeds``, labels and attention structure. It runs the encoder once per distinct audio in the
+batch (word-level interleaving included: spans are cut from the whole-utterance encoding, never
+encoded one by one) and scatters adapter frames to the speech positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from speechbraid.batching.collate import IGNORE_INDEX, BraidBatch
+from speechbraid.braid.vocab import VocabLayout
+
+
+@dataclass
+class PreparedInputs:
+    inputs_embeds: torch.Tensor  # (B, L, D)
+    attention_mask: torch.Tensor  # (B, 1, L, L) additive: 0 = may attend, dtype-min = blocked
+    position_ids: torch.Tensor  # (B, L)
+    labels: torch.Tensor  # (B, L) shifted: labels[:, i] is the target predicted at position i
+
+
+def packed_causal_mask(example_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Block-diagonal causal mask: position i sees j only if j <= i and both belong to the same example.
+
+    Padding (example id 0) sees only itself, so no row of the softmax is empty.
+    """
+    length = example_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=example_ids.device).tril()
+    same = example_ids[:, :, None] == example_ids[:, None, :]
+    allowed = (same & causal) | torch.eye(length, dtype=torch.bool, device=example_ids.device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=example_ids.device)
+    return mask.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+def shift_labels(labels: torch.Tensor, example_ids: torch.Tensor) -> torch.Tensor:
+    """Targets for next-token prediction that never cross an example boundary in a packed row."""
+    shifted = torch.full_like(labels, IGNORE_INDEX)
+    shifted[:, :-1] = labels[:, 1:]
+    crossing = example_ids[:, 1:] != example_ids[:, :-1]
+    shifted[:, :-1][crossing] = IGNORE_INDEX
+    return shifted
+
+
+class SpeechLLM(nn.Module):
+    """``encoder`` maps (features, lengths) to (frames, lengths); ``adapter`` maps those into the LLM width;
+    ``llm`` is any Hugging Face causal LM whose embeddings cover ``vocab.size``."""
+
+    def __init__(self, encoder: nn.Module | None, adapter: nn.Module | None, llm: nn.Module, vocab: VocabLayout,
+                 frame_rate: float = 12.5) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.adapter = adapter
+        self.llm = llm
+        self.vocab = vocab
+        self.frame_rate = frame_rate
+        if llm.get_input_embeddings().num_embeddings < vocab.size:
+            llm.resize_token_embeddings(vocab.size)
+
+    def encode_speech(self, batch: BraidBatch) -> torch.Tensor:
+        """Adapter frames for every audio of the batch, padded/trimmed to the declared frame counts: (A, F, D)."""
+        if self.encoder is None or self.adapter is None:
+            raise ValueError("this model has no speech encoder, but the batch holds speech")
+        if batch.features is None or batch.feature_lengths is None:
+            raise ValueError("batch holds speech but no features; pass a feature function to collate()")
+        frames, lengths = self.encoder(batch.features, batch.feature_lengths)
+        frames, _ = self.adapter(frames, lengths)
+        declared = int(batch.audio_frames.max())
+        if frames.shape[1] < declared:  # the encoder's rounding may give a frame fewer than the time rule
+            frames = F.pad(frames, (0, 0, 0, declared - frames.shape[1]))
+        return frames[:, :declared]
+
+    def prepare_inputs(self, batch: BraidBatch) -> PreparedInputs:
+        embed = self.llm.get_input_embeddings()
+        inputs_embeds = embed(batch.input_ids)
+        if bool(batch.speech_mask.any()):
+            speech = self.encode_speech(batch).to(inputs_embeds.dtype)
+            flat = speech.reshape(-1, speech.shape[-1])
+            inputs_embeds = torch.where(batch.speech_mask[..., None], flat[batch.speech_index], inputs_embeds)
+        return PreparedInputs(
+            inputs_embeds=inputs_embeds,
+            attention_mask=packed_causal_mask(batch.example_ids, inputs_embeds.dtype),
+            position_ids=batch.position_ids,
+            labels=shift_labels(batch.labels, batch.example_ids),
+        )
+
+    def forward(self, batch: BraidBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean loss over target tokens, logits)."""
+        inputs = self.prepare_inputs(batch)
+        out = self.llm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
+                       position_ids=inputs.position_ids, use_cache=False)
+        logits = out.logits
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), inputs.labels.reshape(-1),
+                               ignore_index=IGNORE_INDEX)
+        return loss, logits

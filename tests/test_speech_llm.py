@@ -1,0 +1,105 @@
+"""Embedding assembly and packing isolation on tiny real Hugging Face models."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from speechbraid.batching import IGNORE_INDEX, collate, flatten_braid, pack_rows
+from speechbraid.braid import Braid, SpecialSpan, SpeechSpan, TextSpan, VocabLayout
+from speechbraid.models.adapter import FrameStackAdapter
+from speechbraid.models.encoders import ConformerConfig, ConformerEncoder
+from speechbraid.models.speech_llm import SpeechLLM
+
+RATE = 12.5
+VOCAB = VocabLayout(text_size=64)
+
+
+def tiny_llm(family: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    common = dict(vocab_size=VOCAB.size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=256)
+    if family == "llama":
+        return LlamaForCausalLM(LlamaConfig(**common, num_key_value_heads=2)).eval()
+    if family == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**common, num_key_value_heads=2)).eval()
+    return GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB.size, n_embd=32, n_layer=2, n_head=4, n_positions=256)).eval()
+
+
+def tiny_model(family: str = "llama") -> SpeechLLM:
+    torch.manual_seed(0)
+    encoder = ConformerEncoder(ConformerConfig(d_model=16, n_layers=1, n_heads=2, dropout=0.0))
+    return SpeechLLM(encoder, FrameStackAdapter(16, 32), tiny_llm(family), VOCAB, RATE).eval()
+
+
+def asr_braid(name: str, tokens: tuple[int, ...], duration: float) -> Braid:
+    spans = (SpeechSpan(0.0, duration), SpecialSpan("<|asr|>"), TextSpan(tokens, True))
+    return Braid(spans, id=name, audio=f"{name}.wav", duration=duration, layout="asr")
+
+
+def features_for(seed_of: dict[str, int]):
+    def features(path: str) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(seed_of[path])
+        return torch.randn(int(seed_of[path + ":dur"] * 100), 80, generator=gen)
+    return features
+
+
+def test_flatten_asr_braid_positions_and_labels():
+    flat = flatten_braid(asr_braid("a", (5, 6, 7), 0.4), VOCAB, RATE)
+    assert flat.num_frames == 5 and flat.frames[:5] == (0, 1, 2, 3, 4)
+    assert flat.tokens[5] == VOCAB.special_id("<|asr|>")
+    assert flat.labels == (IGNORE_INDEX,) * 6 + (5, 6, 7)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gpt2"])
+def test_packed_examples_cannot_attend_to_each_other(family):
+    model = tiny_model(family)
+    text = Braid((TextSpan((1,), False), TextSpan((9, 10, 11, 12), True)), id="t", layout="text")
+    braids = [asr_braid("a", (3, 4, 5), 0.5), text, asr_braid("b", (7, 8), 0.3)]
+    seeds = {"a.wav": 1, "a.wav:dur": 0.5, "b.wav": 2, "b.wav:dur": 0.3}
+    flats = [flatten_braid(b, VOCAB, RATE) for b in braids]
+    rows = pack_rows(flats, max_len=64)
+    assert len(rows) == 1  # all three share one row
+    batch = collate(rows, features_for(seeds))
+    with torch.no_grad():
+        loss, logits = model(batch)
+    assert torch.isfinite(loss)
+
+    # change example b (its audio and its text): the logits of the other examples must not move
+    seeds_changed = {**seeds, "b.wav": 99}
+    braids_changed = [braids[0], braids[1], asr_braid("b", (20, 21), 0.3)]
+    rows2 = pack_rows([flatten_braid(b, VOCAB, RATE) for b in braids_changed], max_len=64)
+    batch2 = collate(rows2, features_for(seeds_changed))
+    with torch.no_grad():
+        _, logits2 = model(batch2)
+    keep = (batch.example_ids != 0) & (batch.example_ids != _example_of(rows[0], "b"))
+    assert torch.allclose(logits[keep], logits2[keep], atol=1e-5)
+    changed = batch.example_ids == _example_of(rows[0], "b")
+    assert not torch.allclose(logits[changed], logits2[changed], atol=1e-3)
+
+    # and each example's logits equal those computed with the example alone in its row
+    alone = collate([[flatten_braid(braids[1], VOCAB, RATE)]])
+    with torch.no_grad():
+        _, logits_alone = model(alone)
+    text_pos = batch.example_ids[0] == _example_of(rows[0], "t")
+    assert torch.allclose(logits[0, text_pos], logits_alone[0, : int(text_pos.sum())], atol=1e-5)
+
+
+def _example_of(row, name: str) -> int:
+    return next(i for i, flat in enumerate(row, start=1) if flat.id == name)
+
+
+def test_loss_only_on_text_targets_and_never_across_examples():
+    model = tiny_model()
+    braids = [asr_braid("a", (3, 4), 0.2), Braid((TextSpan((1,), False), TextSpan((9, 10), True)), id="t")]
+    batch = collate(pack_rows([flatten_braid(b, VOCAB, RATE) for b in braids], 32),
+                    features_for({"a.wav": 1, "a.wav:dur": 0.2}))
+    prepared = model.prepare_inputs(batch)
+    targets = prepared.labels[prepared.labels != IGNORE_INDEX].tolist()
+    assert sorted(targets) == [3, 4, 9, 10]  # no speech, special or cross-example targets
+    assert batch.num_loss_tokens == 4 and 0 < batch.fill_ratio <= 1
+
+
+def test_pack_rows_rejects_too_long_examples():
+    flat = flatten_braid(asr_braid("long", (1,) * 40, 1.0), VOCAB, RATE)
+    with pytest.raises(ValueError, match="'long' has 54 positions"):
+        pack_rows([flat], max_len=32)
