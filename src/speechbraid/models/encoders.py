@@ -144,7 +144,8 @@ class WhisperSpeechEncoder(nn.Module):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if features.shape[1] > self.max_frames:
-            raise ValueError(f"Whisper encodes at most {self.max_frames / 100:.0f} s; got {features.shape[1] / 100:.1f} s")
+            seconds = features.shape[1] / 100
+            raise ValueError(f"Whisper encodes at most {self.max_frames / 100:.0f} s of audio; got {seconds:.1f} s")
         enc = self.encoder
         x = features.transpose(1, 2).to(enc.conv1.weight.dtype)
         x = F.gelu(enc.conv2(F.gelu(enc.conv1(x)))).transpose(1, 2)
