@@ -1,0 +1,185 @@
+"""lhotse interop: one utterance <-> one cut with a single supervision.
+
+Mapping (speechbraid -> lhotse):
+- ``audio`` -> ``Recording.from_file`` (id = utterance id); ``extra["offset"]`` (NeMo-style segment
+  start, seconds) -> cut ``start``; ``duration`` -> cut and supervision ``duration``;
+- ``text``, ``speaker`` -> ``SupervisionSegment.text`` / ``.speaker``;
+- ``words`` -> ``alignment["word"]`` as ``AlignmentItem(symbol, start, duration, score)``, times relative
+  to the supervision start as lhotse keeps them inside a cut;
+- ``domain``, ``entities``, ``source``, ``units`` and unknown keys -> ``SupervisionSegment.custom``.
+
+A cut must have a recording, so text-only records cannot become cuts: they raise
+:class:`InputError`, or are listed in ``skipped`` when the caller passes a list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from lhotse import CutSet, Recording, SupervisionSegment
+from lhotse.cut import Cut
+from lhotse.serialization import deserialize_item, open_best
+from lhotse.supervision import AlignmentItem
+from lhotse.utils import fastcopy
+
+from speechbraid.data.interop._files import skip_or_raise
+from speechbraid.data.records import Utterance, WordAlignment
+from speechbraid.errors import InputError
+
+WORD_ALIGNMENT_KEY = "word"
+_CUSTOM_FIELDS = ("domain", "source", "units")
+
+
+def record_to_cut(record: Utterance) -> Cut:
+    """Build the cut for one record with audio (see the module docstring for the field mapping)."""
+    if record.audio is None:
+        raise InputError(f"record '{record.id}' is text-only; a lhotse cut needs a recording")
+    if not Path(record.audio).is_file():
+        raise InputError(f"record '{record.id}': audio file not found", record.audio)
+    recording = Recording.from_file(record.audio, recording_id=record.id)
+    extra = dict(record.extra)
+    offset = float(extra.pop("offset", None) or 0.0)
+    if offset and record.duration is None:
+        raise InputError(f"record '{record.id}' has an offset but no duration; the segment end is unknown")
+    duration = record.duration if offset else recording.duration
+    custom: dict[str, Any] = {key: getattr(record, key) for key in _CUSTOM_FIELDS if getattr(record, key) is not None}
+    if record.entities:
+        custom["entities"] = [e.to_dict() for e in record.entities]
+    custom.update(extra)
+    alignment = None
+    if record.words is not None:
+        alignment = {
+            WORD_ALIGNMENT_KEY: [
+                AlignmentItem(symbol=w.word, start=w.start, duration=w.duration, score=w.score) for w in record.words
+            ]
+        }
+    cut = recording.to_cut()  # MonoCut for mono audio, MultiCut (all channels) otherwise
+    supervision = SupervisionSegment(
+        id=record.id,
+        recording_id=recording.id,
+        start=0.0,
+        duration=duration,
+        channel=cut.channel,
+        text=record.text,
+        speaker=record.speaker,
+        custom=custom or None,
+        alignment=alignment,
+    )
+    return fastcopy(cut, id=record.id, start=offset, duration=duration, supervisions=[supervision])
+
+
+def to_cutset(records: Iterable[Utterance], skipped: list[str] | None = None) -> CutSet:
+    """An in-memory :class:`CutSet` of ``records``; for large corpora stream with :func:`write_cutset`."""
+    return CutSet.from_cuts(_cuts(records, skipped))
+
+
+def write_cutset(records: Iterable[Utterance], path: str | Path, skipped: list[str] | None = None) -> int:
+    """Stream records into a lhotse cuts manifest (``.jsonl`` or ``.jsonl.gz``); return cuts written.
+
+    Written to a temporary name and renamed on success, so an interrupted run leaves no partial manifest.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".partial.{path.name}")  # keeps the suffix lhotse uses to pick gzip
+    count = 0
+    try:
+        with CutSet.open_writer(tmp) as writer:
+            for cut in _cuts(records, skipped):
+                writer.write(cut)
+                count += 1
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _cuts(records: Iterable[Utterance], skipped: list[str] | None) -> Iterator[Cut]:
+    for record in records:
+        if record.audio is None:
+            skip_or_raise(record.id, "is text-only; a lhotse cut needs a recording", skipped)
+            continue
+        yield record_to_cut(record)
+
+
+def from_cutset(cuts: Iterable[Cut], skipped: list[str] | None = None) -> Iterator[Utterance]:
+    """Yield one utterance per supervision of each cut (lazily, so a lazy CutSet stays lazy).
+
+    The utterance id is the cut id for single-supervision cuts, else the supervision id. Cuts without a
+    file-backed recording or without supervisions raise, or go to ``skipped`` when it is a list.
+    """
+    for cut in cuts:
+        yield from cut_to_records(cut, skipped)
+
+
+def cut_to_records(cut: Cut, skipped: list[str] | None = None) -> Iterator[Utterance]:
+    """The utterances of one cut (see :func:`from_cutset`)."""
+    audio = _audio_path(cut)
+    if audio is None:
+        skip_or_raise(cut.id, "has no file-backed recording (only audio files map to manifest records)", skipped)
+        return
+    if not cut.supervisions:
+        skip_or_raise(cut.id, "has no supervision, so no text", skipped)
+        return
+    for sup in cut.supervisions:
+        utt_id = cut.id if len(cut.supervisions) == 1 else sup.id
+        if sup.text is None:
+            skip_or_raise(utt_id, "has a supervision without text", skipped)
+            continue
+        custom = dict(sup.custom or {})
+        obj: dict[str, Any] = {
+            **custom,
+            "id": utt_id,
+            "text": sup.text,
+            "audio": audio,
+            "sample_rate": cut.sampling_rate,
+            "duration": round(sup.duration, 6),
+            "speaker": sup.speaker,
+        }
+        offset = cut.start + sup.start
+        if offset > 0:
+            obj["offset"] = round(offset, 6)
+        items = (sup.alignment or {}).get(WORD_ALIGNMENT_KEY)
+        if items is not None:
+            # Alignment times share the supervision's frame; the utterance starts at the supervision.
+            obj["words"] = [_word(item, sup.start).to_dict() for item in items]
+        try:
+            yield Utterance.from_dict(obj)
+        except ValueError as exc:
+            raise InputError(f"cut '{cut.id}': cannot map to a record: {exc}") from None
+
+
+def _word(item: AlignmentItem, origin: float) -> WordAlignment:
+    start = item.start - origin
+    return WordAlignment(word=item.symbol, start=start, end=start + item.duration, score=item.score)
+
+
+def _audio_path(cut: Cut) -> str | None:
+    if not cut.has_recording:
+        return None
+    sources = cut.recording.sources
+    if len(sources) != 1 or sources[0].type != "file":
+        return None
+    return str(sources[0].source)
+
+
+def read_cutset(path: str | Path, skipped: list[str] | None = None) -> Iterator[Utterance]:
+    """Read a lhotse cuts manifest (``.jsonl[.gz]``) lazily into utterances; bad lines name file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("lhotse manifest not found", path)
+    with open_best(path, "r") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                item = deserialize_item(json.loads(raw))
+            except (json.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"not a lhotse cut: {exc!r}", path, line_no) from None
+            if not isinstance(item, Cut):
+                raise InputError(f"expected a cut, got a {type(item).__name__} (convert recordings + "
+                                 "supervisions with CutSet.from_manifests first)", path, line_no)
+            yield from cut_to_records(item, skipped)
