@@ -26,6 +26,7 @@ BREAK_PUNCTUATION = ",;:.?!"
 _CLOSERS = "\"')]}»”’"
 # Manifest times are rounded to 4 decimals: a gap meant to equal the threshold must count as reaching it.
 _GAP_EPS = 1e-6
+_TIE_EPS = 1e-4  # manifest time resolution: gaps closer than this are the same gap
 
 # Fixed histogram edges so the two modes (and different corpora) are comparable bin by bin.
 WORD_BINS: tuple[float, ...] = (1, 2, 3, 4, 6, 8, 11, 16, 21, 31, 51, float("inf"))
@@ -128,13 +129,14 @@ def _split_long(
         if not _too_long(part, max_duration, max_words):
             out.append(Segment.from_words(part))
             continue
+        gaps = [part[i + 1].start - part[i].end for i in range(len(part) - 1)]
+        largest = max(gaps)
+        # Gaps equal up to time rounding tie; among them cut nearest the middle so halves balance.
         middle = (part[0].start + part[-1].end) / 2
-
-        def rank(i: int, part: Sequence[WordAlignment] = part, middle: float = middle) -> tuple[float, float]:
-            boundary = (part[i].end + part[i + 1].start) / 2
-            return (part[i + 1].start - part[i].end, -abs(boundary - middle))
-
-        cut = max(range(len(part) - 1), key=rank) + 1
+        cut = 1 + min(
+            (i for i, g in enumerate(gaps) if g >= largest - _TIE_EPS),
+            key=lambda i, part=part: abs((part[i].end + part[i + 1].start) / 2 - middle),
+        )
         stack.append(part[cut:])  # popped after the left half, so segments come out in time order
         stack.append(part[:cut])
     return out
