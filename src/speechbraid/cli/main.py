@@ -14,6 +14,7 @@ from speechbraid.errors import SpeechbraidError
 COMMANDS: tuple[str, ...] = (
     "validate",
     "segment",
+    "corpus",
 )
 
 

@@ -1,0 +1,140 @@
+"""Default corpora: cleaning rules, entity spans, held-out entities, determinism, the tiny build."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from speechbraid.cli.main import main
+from speechbraid.corpora import CorpusSummary, build_default_corpus, check_held_out, find_leaks
+from speechbraid.corpora.banking import BANKING_FRAMES, banking_fillers, brand_stems, institution_stems
+from speechbraid.corpora.clean import clean_sentence, dedupe, split_sentences
+from speechbraid.corpora.medical import MEDICAL_FRAMES, drug_names, medical_fillers
+from speechbraid.corpora.templates import fill
+from speechbraid.data.manifest import read_manifest
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("the pilot reported two kills during the mission", "The pilot reported two kills during the mission."),
+        ("He paid 25% of the 300 dollars -- all of it.",
+         "He paid twenty-five percent of the three hundred dollars, all of it."),
+        ('"Well," she said, "I don\'t know."', "Well, she said, I don't know."),
+        ("Is it raining outside right now?", "Is it raining outside right now?"),
+        ("See http://example.com for the details now.", None),
+        ("NASA launched the rocket yesterday morning.", None),
+        ("I met Mr. Smith at the bank today.", None),
+        ("In 1990 we went away to Paris.", None),
+        ("It is the 3rd time I said this.", None),
+        ("It cost $5 to get in there.", None),
+        ("Caf\u00e9 owners love the morning rush.", None),
+        ("Use <b>bold</b> text for the headings.", None),
+        ("Too short.", None),
+        (" ".join(["word"] * 26), None),
+    ],
+)
+def test_clean_sentence_rules(raw: str, expected: str | None) -> None:
+    assert clean_sentence(raw) == expected
+
+
+def test_split_sentences_removes_attribution_and_keeps_abbreviations_whole() -> None:
+    text = "I met Mr. Smith at the bank. How are you today? Fine!\n  -- Mark Twain"
+    assert split_sentences(text) == ["I met Mr. Smith at the bank.", "How are you today?", "Fine!"]
+
+
+def test_dedupe_ignores_case_and_punctuation() -> None:
+    assert list(dedupe(["The cat sat down.", "the cat sat down!", "A dog ran off."])) == [
+        "The cat sat down.", "A dog ran off."]
+
+
+def test_generated_entity_spans_match_text() -> None:
+    rng = random.Random(0)
+    med = medical_fillers(drug_names()[:50])
+    bank = banking_fillers(institution_stems()[:10], brand_stems()[:10])
+    types = set()
+    for frames, fillers in ((MEDICAL_FRAMES, med), (BANKING_FRAMES, bank)):
+        for frame in frames:
+            filled = fill(frame, fillers, rng)
+            assert filled.text[0].isupper() and filled.text[-1] in ".?!"
+            assert not any(ch.isdigit() for ch in filled.text)
+            for e in filled.entities:
+                assert filled.text[e.start : e.end] == e.text
+                types.add(e.type)
+    assert {"drug", "dosage", "condition", "institution", "product", "card_name", "amount", "date",
+            "account_type"} <= types
+
+
+def test_find_leaks_matches_whole_words_case_insensitively() -> None:
+    texts = [("a:1", "Take Aspirin daily."), ("a:2", "aspirinate is not it."), ("a:3", "nothing here")]
+    leaks = find_leaks(["aspirin"], texts)
+    assert [(leak.entity, leak.where) for leak in leaks] == [("Aspirin", "a:1")]
+
+
+@pytest.fixture(scope="module")
+def tiny_text(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny")
+    build_default_corpus(out, size="tiny", seed=3, synth=False, progress=False)
+    return out
+
+
+def test_tiny_build_holds_out_dev_and_test_entities(tiny_text: Path) -> None:
+    assert check_held_out(tiny_text) == []
+    test = list(read_manifest(tiny_text / "text" / "test.jsonl"))
+    assert {r.domain for r in test} == {"general", "medical", "banking"}
+    assert any(e.type == "drug" for r in test for e in r.entities)
+    for name in ("train", "dev", "test", "domain"):
+        for record in read_manifest(tiny_text / "text" / f"{name}.jsonl"):
+            assert record.audio is None
+            for e in record.entities:
+                assert record.text[e.start : e.end] == e.text
+    # The check really looks: planting a test drug into the domain text is reported.
+    drug = next(e.text for r in test for e in r.entities if e.type == "drug")
+    planted = tiny_text.parent / "planted"
+    (planted / "text").mkdir(parents=True)
+    for path in (tiny_text / "text").iterdir():
+        (planted / "text" / path.name).write_text(path.read_text())
+    with (planted / "text" / "domain.txt").open("a") as handle:
+        handle.write(f"Take {drug} twice daily.\n")
+    assert [leak.entity for leak in check_held_out(planted)] == [drug]
+
+
+def test_general_lm_text_disjoint_from_speech_sentences(tiny_text: Path) -> None:
+    lm = set((tiny_text / "text" / "general_lm.txt").read_text().splitlines())
+    speech = {line for s in ("train", "dev", "test")
+              for line in (tiny_text / "text" / f"{s}.txt").read_text().splitlines()}
+    domain = set((tiny_text / "text" / "domain.txt").read_text().splitlines())
+    assert len(lm) == 200 and not lm & speech and not domain & speech
+
+
+def test_same_seed_same_files_other_seed_differs(tiny_text: Path, tmp_path: Path) -> None:
+    build_default_corpus(tmp_path / "a", size="tiny", seed=3, synth=False, progress=False)
+    build_default_corpus(tmp_path / "b", size="tiny", seed=4, synth=False, progress=False)
+    for name in ("train.jsonl", "test.jsonl", "domain.jsonl", "general_lm.txt"):
+        assert (tmp_path / "a" / "text" / name).read_bytes() == (tiny_text / "text" / name).read_bytes()
+    assert (tmp_path / "b" / "text" / "test.jsonl").read_bytes() != (tiny_text / "text" / "test.jsonl").read_bytes()
+
+
+def test_rebuild_with_other_parameters_is_refused(tiny_text: Path) -> None:
+    from speechbraid.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="size=tiny seed=3"):
+        build_default_corpus(tiny_text, size="tiny", seed=9, synth=False, progress=False)
+
+
+def test_tiny_build_end_to_end_with_synthesis_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("speechbraid.synth.runner")
+    out = tmp_path / "corpus"
+    assert main(["corpus", "build", "--out", str(out), "--size", "tiny", "--jobs", "1"]) == 0
+    summary = CorpusSummary.load(out / "summary.json")
+    speech = {(r.corpus, r.domain): r for r in summary.rows if r.corpus.startswith("speech:")}
+    assert speech[("speech:test", "medical")].sentences == 3
+    assert all(r.audio_hours and r.audio_hours > 0 for r in speech.values())
+    records = list(read_manifest(out / "speech" / "train" / "manifest.jsonl"))
+    assert len(records) == 24 and all(Path(r.audio).is_file() and r.words for r in records)
+    assert check_held_out(out) == []
+    capsys.readouterr()
+    assert main(["corpus", "stats", str(out)]) == 0
+    assert "speech:dev" in capsys.readouterr().out
