@@ -15,6 +15,7 @@ COMMANDS: tuple[str, ...] = (
     "validate",
     "segment",
     "corpus",
+    "synth",
 )
 
 
