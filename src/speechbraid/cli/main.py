@@ -16,6 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "segment",
     "corpus",
     "synth",
+    "import_whisper",
 )
 
 

@@ -1,0 +1,48 @@
+"""The judge ASR on real speech: the imported whisper-base transcribes espeak-ng sentences."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import jiwer
+import pytest
+
+from speechbraid.models.judge import pick_device, transcribe_with_whisper
+from speechbraid.models.whisper_import import import_whisper
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("speechbraid_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEECHBRAID_HOME", str(home))
+        import_whisper()
+        yield home
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng")
+def test_judge_transcribes_espeak_speech(home, tmp_path):
+    sentences = [
+        "The train to London leaves from platform number four.",
+        "Can you tell me the way to the nearest hospital?",
+    ]
+    wavs = []
+    for i, sentence in enumerate(sentences):
+        wavs.append(tmp_path / f"s{i}.wav")
+        subprocess.run(["espeak-ng", "-w", str(wavs[-1]), sentence], check=True)
+    hypotheses = transcribe_with_whisper("whisper-base", wavs, batch_size=2, device="cpu")
+    assert len(hypotheses) == len(sentences)
+    wer = jiwer.wer([_normalise(s) for s in sentences], [_normalise(h) for h in hypotheses])
+    assert wer < 0.15, hypotheses
+
+
+def test_device_choice(monkeypatch):
+    assert pick_device("cpu").type == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert pick_device().type == "cpu"
