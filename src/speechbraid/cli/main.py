@@ -17,6 +17,8 @@ COMMANDS: tuple[str, ...] = (
     "corpus",
     "synth",
     "import_whisper",
+    "convert",
+    "features",
 )
 
 

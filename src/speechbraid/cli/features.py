@@ -1,0 +1,118 @@
+"""``speechbraid features``: compute log-mel features for a manifest, one ``<id>.npy`` per utterance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from speechbraid.data.audio import load_audio
+from speechbraid.data.features import FEATURE_SAMPLE_RATE, FeatureConfig
+from speechbraid.data.manifest import ManifestLine, iter_manifest
+from speechbraid.errors import ConfigError, InputError
+
+CONFIG_NAME = "feature_config.json"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "features",
+        help="compute log-mel features for every utterance of a manifest (.npy per utterance)",
+        description=(
+            "Compute log-mel features (time-major, frames x bins, float32) for each record with audio "
+            "and save them as DIR/<id>.npy. fbank: Kaldi-style filterbank (lhotse); whisper: Whisper's "
+            "log-mel at the audio's own length. Audio at any rate is resampled to 16 kHz. Resumable: "
+            "files already in DIR are kept, so re-running the same command continues where it stopped; "
+            f"DIR/{CONFIG_NAME} records the settings and a re-run with other settings is refused. "
+            "Text-only records are counted and skipped."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("manifest", metavar="MANIFEST", help="JSONL manifest to read")
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the .npy files")
+    parser.add_argument("--kind", choices=("fbank", "whisper"), default="fbank", help="feature variant")
+    parser.add_argument("--num-mel-bins", type=int, default=80, help="mel bins (128 for Whisper large-v3)")
+    parser.add_argument("--device", default=None, help="torch device to compute on, e.g. cuda:0")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = FeatureConfig(kind=args.kind, num_mel_bins=args.num_mel_bins)
+    out = Path(args.out)
+    _claim_directory(out, config)
+    total = _count_lines(args.manifest)
+    done = resumed = text_only = 0
+    for item in tqdm(iter_manifest(args.manifest), total=total, desc="features", unit="utt"):
+        record = item.record
+        if record.audio is None:
+            text_only += 1
+            continue
+        target = out / f"{_file_stem(item)}.npy"
+        if target.exists():
+            resumed += 1
+            continue
+        _save(target, _compute(item, config, args.device))
+        done += 1
+    print(f"computed {done}, kept {resumed} already in {out}, skipped {text_only} text-only record(s)",
+          file=sys.stderr)
+    return 0
+
+
+def _claim_directory(out: Path, config: FeatureConfig) -> None:
+    """Write (or check) the settings file so a resumed run never mixes two feature kinds."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / CONFIG_NAME
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored != config.to_dict():
+            raise ConfigError(f"{out} holds features made with {stored}, not {config.to_dict()}; "
+                              "use another --out directory")
+        return
+    path.write_text(json.dumps(config.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _count_lines(path: str) -> int | None:
+    try:
+        with open(path, "rb") as handle:
+            return sum(1 for line in handle if line.strip())
+    except OSError:
+        return None  # iter_manifest reports the missing file with a clear message
+
+
+def _file_stem(item: ManifestLine) -> str:
+    utt_id = item.record.id
+    if not utt_id or utt_id.startswith(".") or "/" in utt_id or os.sep in utt_id:
+        raise InputError(f"id {utt_id!r} cannot be used as a file name", item.path, item.line)
+    return utt_id
+
+
+def _compute(item: ManifestLine, config: FeatureConfig, device: str | None) -> np.ndarray:
+    record = item.record
+    try:
+        samples, rate = load_audio(record.audio, FEATURE_SAMPLE_RATE)
+    except InputError as exc:
+        raise InputError(f"record '{record.id}': {exc}", item.path, item.line) from None
+    offset = record.extra.get("offset")
+    if offset:  # a NeMo-style segment of a longer file
+        first = round(float(offset) * rate)
+        last = None if record.duration is None else first + round(record.duration * rate)
+        samples = samples[first:last]
+    try:
+        feats = config.extract(samples, rate, device)
+    except ValueError as exc:
+        raise InputError(f"record '{record.id}': {exc}", item.path, item.line) from None
+    return feats.cpu().numpy() if not isinstance(feats, np.ndarray) else feats
+
+
+def _save(target: Path, feats: np.ndarray) -> None:
+    """Write via a temporary name so an interrupted run never leaves a truncated .npy to be resumed over."""
+    tmp = target.with_name(f".{target.name}.partial")
+    with tmp.open("wb") as handle:
+        np.save(handle, feats.astype(np.float32, copy=False))
+    os.replace(tmp, target)
