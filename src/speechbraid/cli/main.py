@@ -14,9 +14,11 @@ from speechbraid.errors import SpeechbraidError
 COMMANDS: tuple[str, ...] = (
     "validate",
     "segment",
+    "pretrain_lm",
+    "import_whisper",
     "corpus",
     "synth",
-    "import_whisper",
+    "score",
     "convert",
     "features",
 )

@@ -1,0 +1,1 @@
+"""Training loops: text-prior pretraining (``speechbraid.training.pretrain_lm``) and the speech LLM stages."""

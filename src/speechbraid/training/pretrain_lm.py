@@ -1,0 +1,411 @@
+"""Pretrain the default text prior: tokenizer + small Llama-style LM on plain text, resumable.
+
+Data: every non-blank line of the text files is one document (a sentence or a paragraph), encoded as
+``<s> text </s>``. Packing is **plain concatenation**: all training documents are joined into one
+token stream and cut into fixed ``seq_len`` blocks, so a block may span several documents and
+attention is NOT reset at document boundaries. For LM pretraining that is harmless (``</s><s>`` tells
+the model a new document starts) and wastes no compute on padding; attention reset matters later,
+when unrelated speech examples are packed together. Only the stream's final, short block is padded
+(pads carry no loss), so no text is dropped.
+
+Determinism: which blocks make up step ``s`` is a pure function of (seed, s) — one seeded permutation
+of the blocks per epoch — so resuming from a checkpoint needs no data-loader state, and a resumed run
+reproduces an uninterrupted one exactly.
+
+Output directory layout::
+
+    out_dir/config.json, model.safetensors, generation_config.json   final model (plain HF)
+    out_dir/tokenizer.json, tokenizer_config.json                    tokenizer (plain HF)
+    out_dir/metrics.json        final metrics, incl. validation perplexity
+    out_dir/train_log.jsonl     one line per optimiser step
+    out_dir/pretrain_run.json   the run's settings (resume refuses different ones)
+    out_dir/checkpoints/        resume state while training; removed when the run completes
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
+
+from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.models.text_lm import build_text_lm, check_vocab_size, get_preset, train_bpe_tokenizer
+
+RUN_FILE = "pretrain_run.json"
+METRICS_FILE = "metrics.json"
+LOG_FILE = "train_log.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+_LATEST = "latest"
+_STATE_FILE = "trainer_state.pt"
+_MODEL_FILE = "model.safetensors"
+
+WARMUP_FRACTION = 0.1
+WEIGHT_DECAY = 0.1
+ADAM_BETAS = (0.9, 0.95)
+MAX_GRAD_NORM = 1.0
+
+
+# ----------------------------------------------------------------------------------------------- text
+
+
+def read_text_lines(text_files: Sequence[str | Path]) -> list[str]:
+    """All non-blank lines (stripped) of the given UTF-8 files, in order.
+
+    A missing, undecodable or empty file raises :class:`InputError` naming it (and the line, for bad
+    UTF-8) rather than being skipped: a silently missing corpus would quietly weaken the LM.
+    """
+    if not text_files:
+        raise InputError("no text files given")
+    lines: list[str] = []
+    for name in text_files:
+        path = Path(name)
+        if not path.is_file():
+            raise InputError("text file not found", path)
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line_no = data.count(b"\n", 0, exc.start) + 1
+            raise InputError(f"not valid UTF-8 text ({exc.reason})", path, line_no) from None
+        found = [line.strip() for line in text.splitlines() if line.strip()]
+        if not found:
+            raise InputError("text file is empty (no non-blank lines)", path)
+        lines.extend(found)
+    return lines
+
+
+def split_train_val(lines: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """Hold out a seeded random ``val_fraction`` of the documents (at least one) for validation."""
+    if len(lines) < 2:
+        raise InputError(f"need at least 2 non-blank lines of text (one is held out), got {len(lines)}")
+    n_val = min(len(lines) - 1, max(1, round(len(lines) * val_fraction)))
+    order = torch.randperm(len(lines), generator=torch.Generator().manual_seed(seed)).tolist()
+    val_idx = set(order[:n_val])
+    train = [line for i, line in enumerate(lines) if i not in val_idx]
+    val = [line for i, line in enumerate(lines) if i in val_idx]
+    return train, val
+
+
+def pack_blocks(tokenizer: PreTrainedTokenizerFast, lines: list[str], seq_len: int) -> torch.Tensor:
+    """Encode documents as ``<s> text </s>``, concatenate, cut into ``[n_blocks, seq_len]``.
+
+    The last block is right-padded with the pad id (masked out of attention and loss downstream).
+    """
+    ids = tokenizer(lines, add_special_tokens=True)["input_ids"]
+    stream = [tok for doc in ids for tok in (*doc, tokenizer.eos_token_id)]
+    n_blocks = math.ceil(len(stream) / seq_len)
+    stream.extend([tokenizer.pad_token_id] * (n_blocks * seq_len - len(stream)))
+    return torch.tensor(stream, dtype=torch.long).view(n_blocks, seq_len)
+
+
+def batch_indices(step: int, batch_size: int, n_blocks: int, seed: int) -> list[int]:
+    """Block indices of optimiser step ``step``: consecutive slices of per-epoch seeded permutations."""
+    perms: dict[int, list[int]] = {}
+    out: list[int] = []
+    for sample in range(step * batch_size, (step + 1) * batch_size):
+        epoch, pos = divmod(sample, n_blocks)
+        if epoch not in perms:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            perms[epoch] = torch.randperm(n_blocks, generator=gen).tolist()
+        out.append(perms[epoch][pos])
+    return out
+
+
+def _inputs(blocks: torch.Tensor, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    mask = blocks != pad_id
+    labels = blocks.masked_fill(~mask, -100)
+    return {"input_ids": blocks.to(device), "attention_mask": mask.long().to(device), "labels": labels.to(device)}
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    # Write beside the target then rename: readers see the old file or the new one, never half.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _text_fingerprint(lines: list[str]) -> str:
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(line.encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _save_checkpoint(ckpt_root: Path, step: int, model: LlamaForCausalLM, state: dict[str, Any]) -> None:
+    """Write ``step-N`` into a temp dir, rename it, then repoint ``latest``: a crash at any moment
+    leaves the previous checkpoint intact and ``latest`` always names a complete one."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{name}."))
+    save_model(model, str(tmp / _MODEL_FILE))
+    torch.save(state, tmp / _STATE_FILE)  # tensors and plain containers only: loads with weights_only
+    final = ckpt_root / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _atomic_write_text(ckpt_root / _LATEST, name + "\n")
+    for old in ckpt_root.iterdir():
+        if old.is_dir() and old.name != name:
+            shutil.rmtree(old)
+
+
+def _load_checkpoint(ckpt_root: Path, model: LlamaForCausalLM) -> dict[str, Any] | None:
+    """Load the latest checkpoint's weights into ``model`` and return its trainer state (None if none)."""
+    latest = ckpt_root / _LATEST
+    if not latest.is_file():
+        return None
+    ckpt = ckpt_root / latest.read_text(encoding="utf-8").strip()
+    try:
+        load_model(model, str(ckpt / _MODEL_FILE))
+        return torch.load(ckpt / _STATE_FILE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"cannot load checkpoint: {exc}", ckpt) from None
+
+
+def _truncate_log(log_path: Path, last_step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from; those steps are re-run."""
+    if not log_path.is_file():
+        return
+    kept = [line for line in log_path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and json.loads(line)["step"] <= last_step]
+    _atomic_write_text(log_path, "".join(line + "\n" for line in kept))
+
+
+def read_train_log(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The per-step records of a run's ``train_log.jsonl``."""
+    path = Path(out_dir) / LOG_FILE
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# ------------------------------------------------------------------------------------------ device
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on GPUs that support it; CPU stays fp32 (bf16 matmuls are slower than fp32 on
+    CPUs without AMX, and fp32 keeps CPU runs bit-reproducible across resumes)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _optimizer(model: LlamaForCausalLM, lr: float) -> torch.optim.AdamW:
+    # Decay matrices only; norms' gains are not decayed (standard for transformer LMs).
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": WEIGHT_DECAY}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=ADAM_BETAS)
+
+
+@torch.no_grad()
+def evaluate_perplexity(model: LlamaForCausalLM, blocks: torch.Tensor, pad_id: int, batch_size: int,
+                        device: torch.device, dtype: torch.dtype | None = None) -> tuple[float, int]:
+    """Token-weighted mean next-token loss over ``blocks`` and the number of predicted tokens."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(blocks), batch_size):
+        batch = _inputs(blocks[start:start + batch_size], pad_id, device)
+        with _autocast(device, dtype):
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        targets = batch["labels"][:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+            ignore_index=-100, reduction="sum",
+        )
+        total += float(loss)
+        count += int((targets != -100).sum())
+    model.train(was_training)
+    return total / max(count, 1), count
+
+
+def _iter_steps(start: int, steps: int, progress: bool) -> Iterator[tuple[int, tqdm]]:
+    bar = tqdm(total=steps, initial=start, desc="pretrain-lm", unit="step", disable=not progress, dynamic_ncols=True)
+    try:
+        for step in range(start, steps):
+            yield step, bar
+    finally:
+        bar.close()
+
+
+def pretrain_lm(
+    text_files: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    preset: str = "small",
+    vocab_size: int = 4000,
+    steps: int | None = None,
+    seq_len: int = 256,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    val_fraction: float = 0.02,
+    checkpoint_every: int | None = None,
+) -> dict[str, Any]:
+    """Train a tokenizer and a causal LM on ``text_files``; write a plain HF model dir to ``out_dir``.
+
+    ``steps``, ``batch_size`` and ``lr`` default to the preset's values; ``checkpoint_every`` to a
+    tenth of the run. With ``resume=True`` an interrupted run in ``out_dir`` continues from its last
+    checkpoint (same settings and text required); a finished run returns its saved metrics. Returns
+    the metrics also saved in ``metrics.json`` (validation loss and perplexity among them).
+    """
+    spec = get_preset(preset)
+    check_vocab_size(vocab_size)
+    steps = spec.steps if steps is None else steps
+    batch_size = spec.batch_size if batch_size is None else batch_size
+    lr = spec.lr if lr is None else lr
+    checkpoint_every = max(1, steps // 10) if checkpoint_every is None else checkpoint_every
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("seq_len", seq_len),
+                        ("checkpoint_every", checkpoint_every)):
+        if value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value}")
+    if not lr > 0:
+        raise ConfigError(f"lr must be positive, got {lr}")
+    if seq_len > spec.max_position_embeddings:
+        raise ConfigError(f"seq_len {seq_len} exceeds preset {preset!r}'s context of {spec.max_position_embeddings}")
+    if not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+
+    lines = read_text_lines(text_files)
+    train_lines, val_lines = split_train_val(lines, val_fraction, seed)
+    out = Path(out_dir)
+    run = {
+        "preset": preset, **spec.as_dict(), "vocab_size": vocab_size, "steps": steps, "seq_len": seq_len,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "val_fraction": val_fraction,
+        "text_files": [str(p) for p in text_files], "text_sha256": _text_fingerprint(lines),
+    }
+    run_path = out / RUN_FILE
+    if run_path.is_file():
+        if not resume:
+            raise ConfigError(f"{out} already holds a pretrain-lm run; pass --resume to continue it "
+                              "or choose another output directory")
+        saved = json.loads(run_path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in run.keys() | saved.keys() if k != "text_files" and run.get(k) != saved.get(k))
+        if changed:
+            raise ConfigError(f"cannot resume {out}: settings differ from the saved run in {', '.join(changed)}")
+        if (out / METRICS_FILE).is_file():
+            return json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    # The tokenizer is trained once per run and reused on resume (so ids never shift).
+    if run_path.is_file() and (out / "tokenizer.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(out)
+    else:
+        tokenizer = train_bpe_tokenizer(train_lines, vocab_size, model_max_length=spec.max_position_embeddings)
+        tokenizer.save_pretrained(out)
+    _atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")
+
+    train_blocks = pack_blocks(tokenizer, train_lines, seq_len)
+    val_blocks = pack_blocks(tokenizer, val_lines, seq_len)
+    pad_id = tokenizer.pad_token_id
+
+    device = pick_device()
+    dtype = autocast_dtype(device)
+    torch.manual_seed(seed)
+    model = build_text_lm(spec, tokenizer)
+    optimizer = _optimizer(model, lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, round(WARMUP_FRACTION * steps)), steps)
+
+    ckpt_root = out / CHECKPOINT_DIR
+    log_path = out / LOG_FILE
+    start, train_seconds = 0, 0.0
+    state = _load_checkpoint(ckpt_root, model) if resume else None
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start, train_seconds = int(state["step"]), float(state["train_seconds"])
+        _truncate_log(log_path, start)
+    else:
+        log_path.unlink(missing_ok=True)
+        if ckpt_root.exists():
+            shutil.rmtree(ckpt_root)
+    model.to(device)
+    model.train()
+
+    tokens_per_step = batch_size * seq_len
+    with log_path.open("a", encoding="utf-8") as log:
+        for step, bar in _iter_steps(start, steps, progress):
+            began = time.perf_counter()
+            batch = _inputs(train_blocks[batch_indices(step, batch_size, len(train_blocks), seed)], pad_id, device)
+            with _autocast(device, dtype):
+                loss = model(**batch).loss
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            train_seconds += time.perf_counter() - began
+            record = {"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
+                      "grad_norm": float(grad_norm), "tokens": (step + 1) * tokens_per_step,
+                      "train_seconds": round(train_seconds, 3)}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
+            bar.update(1)
+            if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
+                _save_checkpoint(ckpt_root, step + 1, model, {
+                    "step": step + 1, "train_seconds": train_seconds, "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+                })
+
+    val_loss, val_tokens = evaluate_perplexity(model, val_blocks, pad_id, batch_size, device, dtype)
+    log_records = read_train_log(out)
+    tail = [r["loss"] for r in log_records[-10:]]
+    metrics = {
+        "preset": preset, "steps": steps, "seq_len": seq_len, "batch_size": batch_size, "lr": lr, "seed": seed,
+        "vocab_size": len(tokenizer), "parameters": sum(p.numel() for p in model.parameters()),
+        "train_documents": len(train_lines), "val_documents": len(val_lines),
+        "train_tokens_in_corpus": int((train_blocks != pad_id).sum()), "tokens_seen": steps * tokens_per_step,
+        "final_train_loss": sum(tail) / len(tail), "val_loss": val_loss, "val_perplexity": math.exp(val_loss),
+        "val_tokens": val_tokens, "train_seconds": round(train_seconds, 1), "device": device.type,
+        "autocast": str(dtype).removeprefix("torch.") if dtype is not None else "none",
+    }
+    model.to("cpu").save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    _atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    shutil.rmtree(ckpt_root)
+    return metrics
