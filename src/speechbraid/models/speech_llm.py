@@ -60,6 +60,8 @@ class SpeechLLM(nn.Module):
         self.llm = llm
         self.vocab = vocab
         self.frame_rate = frame_rate
+        # audio path -> encoder output, filled while the encoder is frozen (stage 1 re-uses it every epoch)
+        self.encoder_cache: dict[str, torch.Tensor] | None = None
         if llm.get_input_embeddings().num_embeddings < vocab.size:
             llm.resize_token_embeddings(vocab.size)
 
@@ -69,12 +71,27 @@ class SpeechLLM(nn.Module):
             raise ValueError("this model has no speech encoder, but the batch holds speech")
         if batch.features is None or batch.feature_lengths is None:
             raise ValueError("batch holds speech but no features; pass a feature function to collate()")
-        frames, lengths = self.encoder(batch.features, batch.feature_lengths)
+        frames, lengths = self._encode(batch)
         frames, _ = self.adapter(frames, lengths)
         declared = int(batch.audio_frames.max())
         if frames.shape[1] < declared:  # the encoder's rounding may give a frame fewer than the time rule
             frames = F.pad(frames, (0, 0, 0, declared - frames.shape[1]))
         return frames[:, :declared]
+
+    def _encode(self, batch: BraidBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        frozen = not any(p.requires_grad for p in self.encoder.parameters())
+        if self.encoder_cache is None or not frozen:
+            return self.encoder(batch.features, batch.feature_lengths)
+        missing = [i for i, path in enumerate(batch.audio) if path not in self.encoder_cache]
+        if missing:
+            index = torch.tensor(missing, device=batch.features.device)
+            with torch.no_grad():
+                out, out_lengths = self.encoder(batch.features[index], batch.feature_lengths[index])
+            for row, i in enumerate(missing):
+                self.encoder_cache[batch.audio[i]] = out[row, : int(out_lengths[row])].detach()
+        cached = [self.encoder_cache[path] for path in batch.audio]
+        lengths = torch.tensor([c.shape[0] for c in cached], device=batch.features.device)
+        return torch.nn.utils.rnn.pad_sequence(cached, batch_first=True), lengths
 
     def prepare_inputs(self, batch: BraidBatch) -> PreparedInputs:
         embed = self.llm.get_input_embeddings()

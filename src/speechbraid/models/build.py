@@ -1,0 +1,165 @@
+"""Build a speech LLM from a config, and save/load trained ones as plain directories.
+
+A saved speech LLM directory holds:
+- ``speechbraid.json``: the model config and the vocabulary layout (text size, units);
+- ``llm/``: the causal LM and its tokenizer as a normal Hugging Face checkpoint (LoRA merged), with
+  speechbraid's special tokens added to the tokenizer at the ids the vocabulary layout gives them;
+- ``speech.safetensors``: encoder + adapter weights.
+Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from speechbraid.braid.vocab import SPECIAL_TOKENS, VocabLayout
+from speechbraid.config import from_dict
+from speechbraid.data.features import FeatureConfig
+from speechbraid.errors import CheckpointError, ConfigError
+from speechbraid.models.adapter import FrameStackAdapter
+from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
+from speechbraid.models.registry import resolve_model
+from speechbraid.models.speech_llm import SpeechLLM
+
+CONFIG_FILE = "speechbraid.json"
+SPEECH_FILE = "speech.safetensors"
+LLM_DIR = "llm"
+
+
+@dataclass
+class LoraSettings:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class ModelConfig:
+    llm: str = "default-lm"  # HF causal LM directory or registered name
+    encoder: Literal["conformer", "whisper"] = "conformer"
+    conformer: ConformerConfig = field(default_factory=ConformerConfig)
+    whisper: str = "whisper-base"  # directory or name, when encoder == "whisper"
+    adapter_stack: int | None = None  # frames stacked by the adapter; default gives 80 ms frames
+    adapter_hidden: int | None = None
+    num_units: int = 0  # discrete speech units appended to the vocabulary
+    lora: LoraSettings | None = None
+
+    @property
+    def stack(self) -> int:
+        if self.adapter_stack is not None:
+            return self.adapter_stack
+        return 1 if self.encoder == "conformer" else 4  # 80 ms either way (12.5 Hz)
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig(kind="fbank" if self.encoder == "conformer" else "whisper")
+
+
+def _encoder(config: ModelConfig) -> torch.nn.Module:
+    if config.encoder == "conformer":
+        return ConformerEncoder(config.conformer)
+    return WhisperSpeechEncoder(resolve_model(config.whisper))
+
+
+def build_speech_llm(config: ModelConfig) -> tuple[SpeechLLM, Any]:
+    """A fresh speech LLM around the configured pretrained causal LM; returns (model, HF tokenizer)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    llm_dir = resolve_model(config.llm)
+    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    text_size = len(tokenizer)
+    _add_special_tokens(tokenizer)
+    llm = AutoModelForCausalLM.from_pretrained(llm_dir)
+    vocab = VocabLayout(text_size=text_size, num_units=config.num_units)
+    return _assemble(config, llm, vocab, _encoder(config)), tokenizer
+
+
+def _add_special_tokens(tokenizer: Any) -> None:
+    # Appended in SPECIAL_TOKENS order, so their ids equal VocabLayout.special_id (checked on load).
+    tokenizer.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)},
+                                 replace_extra_special_tokens=False)
+
+
+def _assemble(config: ModelConfig, llm: Any, vocab: VocabLayout, encoder: torch.nn.Module) -> SpeechLLM:
+    llm_dim = llm.get_input_embeddings().embedding_dim
+    adapter = FrameStackAdapter(encoder.output_dim, llm_dim, config.stack, config.adapter_hidden)
+    frame_rate = 100.0 / (encoder.downsample * config.stack)  # feature frames are 10 ms
+    if config.lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        llm = get_peft_model(llm, LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha,
+                                             lora_dropout=config.lora.dropout,
+                                             target_modules=config.lora.target_modules, task_type="CAUSAL_LM"))
+    return SpeechLLM(encoder, adapter, llm, vocab, frame_rate)
+
+
+def set_trainable(model: torch.nn.Module, patterns: Sequence[str]) -> int:
+    """Train exactly the parameters whose name matches one of the regexes (``re.search``); freeze the rest.
+
+    Returns the number of trainable parameters; no match at all is a config error, not a silent no-op.
+    """
+    compiled = [re.compile(p) for p in patterns]
+    count = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(p.search(name) for p in compiled))
+        count += param.numel() if param.requires_grad else 0
+    if count == 0:
+        raise ConfigError(f"no parameter matches the trainable patterns {list(patterns)}")
+    return count
+
+
+def save_speech_llm(model: SpeechLLM, tokenizer: Any, config: ModelConfig, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    llm = model.llm.merge_and_unload() if hasattr(model.llm, "merge_and_unload") else model.llm
+    llm.save_pretrained(out / LLM_DIR)
+    tokenizer.save_pretrained(out / LLM_DIR)
+    speech = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
+    speech.update({f"adapter.{k}": v for k, v in model.adapter.state_dict().items()})
+    save_file({k: v.contiguous() for k, v in speech.items()}, str(out / SPEECH_FILE))
+    meta = {"model": asdict(config) | {"lora": None}, "vocab": {"text_size": model.vocab.text_size,
+                                                                   "num_units": model.vocab.num_units}}
+    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    return out
+
+
+def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SpeechLLM, Any, ModelConfig]:
+    """Load a directory written by :func:`save_speech_llm`; returns (model in eval mode, tokenizer, config)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(model_dir)
+    meta_path = path / CONFIG_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(f"not a speechbraid model directory (no {CONFIG_FILE})", path)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        config = from_dict(ModelConfig, meta["model"], str(meta_path))
+        vocab = VocabLayout(**meta["vocab"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"corrupt model config: {exc}", meta_path) from None
+    tokenizer = AutoTokenizer.from_pretrained(path / LLM_DIR)
+    if tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[0]) != vocab.special_id(SPECIAL_TOKENS[0]):
+        raise CheckpointError("tokenizer special tokens do not match the vocabulary layout", path / LLM_DIR)
+    llm = AutoModelForCausalLM.from_pretrained(path / LLM_DIR)
+    model = _assemble(config, llm, vocab, _encoder(config))
+    try:
+        speech = load_file(str(path / SPEECH_FILE))
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot read speech weights: {exc}", path / SPEECH_FILE) from None
+    for prefix, module in (("encoder.", model.encoder), ("adapter.", model.adapter)):
+        state = {k[len(prefix):]: v for k, v in speech.items() if k.startswith(prefix)}
+        try:
+            module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"speech weights do not fit the config: {exc}", path / SPEECH_FILE) from None
+    return model.to(device).eval(), tokenizer, config

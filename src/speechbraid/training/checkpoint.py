@@ -1,0 +1,79 @@
+"""Atomic, resumable checkpoints that never unpickle code.
+
+Layout of a run's ``checkpoints/``: ``step-XXXXXXXX/`` directories, each with ``model.safetensors``
+(weights) and ``state.pt`` (optimizer, scheduler, RNG, data position: tensors and plain containers
+only, loaded with ``torch.load(weights_only=True)``), plus ``latest`` naming the newest complete one.
+A directory is written under a temporary name and renamed; ``latest`` is repointed last, so a crash at
+any moment leaves the previous checkpoint intact and ``latest`` always names a complete one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from speechbraid.errors import CheckpointError
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+LATEST = "latest"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write beside the target then rename: readers see the old file or the new one, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[str, Any], keep: int = 1) -> Path:
+    """Write checkpoint ``step`` under ``root`` and keep only the newest ``keep`` ones."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    save_model(model, str(tmp / MODEL_FILE))  # handles tied (shared) tensors
+    torch.save(state, tmp / STATE_FILE)
+    final = root / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write_text(root / LATEST, name + "\n")
+    complete = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    for old in complete[:-keep]:
+        shutil.rmtree(old)
+    for stale in root.glob(".step-*"):  # temp dirs of a run killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    pointer = Path(root) / LATEST
+    if not pointer.is_file():
+        return None
+    path = Path(root) / pointer.read_text(encoding="utf-8").strip()
+    if not path.is_dir():
+        raise CheckpointError("'latest' names a checkpoint that does not exist", pointer)
+    return path
+
+
+def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
+    """Load weights into ``model`` (strict) and return the trainer state; corrupt files raise CheckpointError."""
+    path = Path(path)
+    try:
+        load_model(model, str(path / MODEL_FILE), strict=True)
+    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot load model weights: {exc}", path / MODEL_FILE) from None
+    try:
+        return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as exc:
+        raise CheckpointError(f"cannot load trainer state: {exc}", path / STATE_FILE) from None

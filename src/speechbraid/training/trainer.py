@@ -1,0 +1,285 @@
+"""The speech-LLM trainer: staged schedule, packing, checkpoints with exact resume, DDP via torchrun.
+
+Stages run one after another on one global step counter; each stage trains the parameters whose names
+match its regexes (stage 1 of METHODS.md: adapter only; stage 2: everything) with its own AdamW and a
+linear warmup + linear decay schedule. Loss is next-token cross-entropy on text targets only (the
+layouts decide which tokens those are).
+
+Multi-process: launched with ``torchrun --nproc-per-node N -m speechbraid train ...``; every rank draws
+the same deterministic batch sequence and trains on its own share (batch ``k`` goes to rank
+``k % world``), gradients are averaged by DistributedDataParallel (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from speechbraid.batching.collate import collate
+from speechbraid.config import save_config
+from speechbraid.data.features import FeatureConfig
+from speechbraid.errors import ConfigError
+from speechbraid.layouts.tokenizer import HFTextTokenizer
+from speechbraid.models.build import ModelConfig, build_speech_llm, save_speech_llm, set_trainable
+from speechbraid.models.speech_llm import SpeechLLM
+from speechbraid.training import checkpoint as ckpt
+from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
+from speechbraid.training.runtime import (
+    autocast,
+    autocast_dtype,
+    pick_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass
+class StageConfig:
+    name: str
+    steps: int
+    lr: float
+    trainable: list[str] = field(default_factory=lambda: [".*"])  # regexes over parameter names
+    warmup: float = 0.1  # fraction of the stage's steps
+
+
+@dataclass
+class DataConfig:
+    train: list[SourceConfig] = field(default_factory=list)
+    max_len: int = 512  # positions per packed row (speech frames + tokens)
+    rows: int = 8  # rows per batch
+    max_audio_seconds: float | None = None  # cap on audio per batch (encoder memory)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stages: list[StageConfig] = field(default_factory=lambda: [
+        StageConfig("adapter", 100, 1e-3, [r"^adapter\."]),
+        StageConfig("full", 400, 4e-4, [".*"]),
+    ])
+    grad_accum: int = 1
+    clip: float = 1.0
+    weight_decay: float = 0.01
+    seed: int = 0
+    precision: str = "auto"  # auto (bf16 on capable GPUs), bf16, fp32
+    device: str | None = None
+    log_every: int = 10
+    ckpt_every: int = 100
+    cache_encoder: bool = True  # reuse encoder outputs while the encoder is frozen
+    tensorboard: bool = True
+
+
+class FeatureCache:
+    """Features per audio path, computed once (an LRU bounded by ``max_items``)."""
+
+    def __init__(self, config: FeatureConfig, max_items: int = 50_000) -> None:
+        self.config = config
+        self.max_items = max_items
+        self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def __call__(self, path: str) -> torch.Tensor:
+        if path in self._items:
+            self._items.move_to_end(path)
+            return self._items[path]
+        feats = self.config.extract_file(path)
+        self._items[path] = feats
+        if len(self._items) > self.max_items:
+            self._items.popitem(last=False)
+        return feats
+
+
+def _schedule(stage: StageConfig) -> Any:
+    warmup = max(1, int(stage.warmup * stage.steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (stage.steps - step) / max(1, stage.steps - warmup))
+
+    return factor
+
+
+def _optimizer(model: torch.nn.Module, stage: StageConfig, weight_decay: float) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]  # matrices decay; norms and biases do not
+    rest = [p for p in params if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=stage.lr, betas=(0.9, 0.98))
+
+
+def _stage_at(stages: list[StageConfig], step: int) -> tuple[int, int]:
+    """(stage index, step within that stage) of a global step."""
+    start = 0
+    for i, stage in enumerate(stages):
+        if step < start + stage.steps:
+            return i, step - start
+        start += stage.steps
+    return len(stages), 0
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Drop log lines past the checkpoint we resume from: those steps are re-run and logged again."""
+    if path.is_file():
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line)["step"] <= last_step]
+        ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def read_train_log(out_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / LOG_FILE
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Trainer:
+    """Owns the model, data and run directory of one training run; :meth:`fit` runs (or resumes) it."""
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path) -> None:
+        if not config.data.train:
+            raise ConfigError("data.train lists no sources")
+        if not config.stages or any(s.steps <= 0 for s in config.stages):
+            raise ConfigError("every stage needs steps > 0")
+        self.config = config
+        self.out = Path(out_dir)
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.device = pick_device(config.device)
+        if self.world > 1 and not dist.is_initialized():
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.main = self.rank == 0
+        seed_everything(config.seed)
+        self.model, self.tokenizer = build_speech_llm(config.model)
+        self.model.to(self.device)
+        text_tokenizer = HFTextTokenizer(self.tokenizer)
+        sources = [BraidSource(s, text_tokenizer, self.model.vocab, self.model.frame_rate) for s in config.data.train]
+        self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows, config.data.max_len,
+                                     config.data.max_audio_seconds)
+        self.features = FeatureCache(config.model.feature_config)
+        if config.cache_encoder:
+            self.model.encoder_cache = {}
+        self.amp = autocast_dtype(self.device, config.precision)
+        self.total_steps = sum(s.steps for s in config.stages)
+
+    def fit(self, *, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+        """Train to the end (or ``stop_after`` global steps, checkpointed as an interruption would be);
+        the finished model is saved to ``out_dir/model``. Returns the last step's metrics."""
+        config, out, model = self.config, self.out, self.model
+        if self.main:
+            out.mkdir(parents=True, exist_ok=True)
+            save_config(config, out / "config.yaml")
+        step, state = 0, None
+        latest = ckpt.latest_checkpoint(out / "checkpoints") if resume else None
+        if latest is not None:
+            state = ckpt.load_checkpoint(latest, model)
+            step = int(state["step"])
+            self.batcher.load_state_dict(state["data"])
+            set_rng_state(state["rng"])
+            if self.main:
+                _truncate_log(out / LOG_FILE, step)
+        elif self.main and (out / LOG_FILE).exists():
+            (out / LOG_FILE).unlink()
+        writer = None
+        if self.main and config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(out / "tensorboard"))
+        end_step = min(self.total_steps, stop_after) if stop_after is not None else self.total_steps
+        bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step",
+                   disable=not (progress and self.main), dynamic_ncols=True)
+        metrics: dict[str, Any] = {}
+        while step < end_step:
+            stage_index, stage_step = _stage_at(config.stages, step)
+            stage = config.stages[stage_index]
+            trainable = set_trainable(model, stage.trainable)
+            ddp = _wrap(model, self.device) if self.world > 1 else None
+            optimizer = _optimizer(model, stage, config.weight_decay)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(stage))
+            if state is not None and state["stage"] == stage_index:  # resumed inside this stage
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+            state = None
+            bar.set_description(f"train[{stage.name}]")
+            stage_end = min(end_step, step - stage_step + stage.steps)
+            while step < stage_end:
+                metrics = self._step(ddp or model, optimizer, scheduler) | {"stage": stage.name,
+                                                                            "trainable": trainable}
+                step += 1
+                metrics["step"] = step
+                if self.main:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.1e}")
+                    with (out / LOG_FILE).open("a", encoding="utf-8") as log:
+                        log.write(json.dumps(metrics) + "\n")
+                    if writer is not None and step % config.log_every == 0:
+                        for key in ("loss", "lr", "grad_norm", "fill", "tokens_per_s"):
+                            writer.add_scalar(f"train/{key}", metrics[key], step)
+                if self.main and (step % config.ckpt_every == 0 or step == stage_end):
+                    ckpt.save_checkpoint(out / "checkpoints", step, model, {
+                        "step": step, "stage": stage_index, "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": rng_state(), "data": self.batcher.state_dict()})
+                if self.world > 1:
+                    dist.barrier()
+        bar.close()
+        if writer is not None:
+            writer.close()
+        if self.main and step >= self.total_steps:
+            save_speech_llm(model, self.tokenizer, config.model, out / "model")
+        metrics["mix"] = self.batcher.sampler.mix_report()
+        return metrics
+
+    def _step(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+        """One optimizer step over ``grad_accum`` micro-batches per rank."""
+        config, model = self.config, self.model
+        t0 = time.perf_counter()
+        model.train()
+        if not any(p.requires_grad for p in model.encoder.parameters()):
+            model.encoder.eval()  # frozen: no dropout, so cached outputs equal fresh ones
+        loss_sum, tokens, positions, filled, audio_s = 0.0, 0, 0, 0, 0.0
+        for micro in range(config.grad_accum * self.world):
+            rows = self.batcher.next_batch()
+            if micro % self.world != self.rank:
+                continue  # every rank draws the same sequence and trains on its own share
+            batch = collate(rows, self.features, max_len=config.data.max_len).to(self.device)
+            with autocast(self.device, self.amp):
+                loss, _ = module(batch)
+            (loss / config.grad_accum).backward()
+            loss_sum += float(loss.detach())
+            tokens += batch.num_loss_tokens
+            positions += batch.example_ids.numel()
+            filled += int((batch.example_ids > 0).sum())
+            audio_s += float(batch.audio_frames.sum()) / model.frame_rate
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        seconds = time.perf_counter() - t0
+        return {"loss": loss_sum / config.grad_accum, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+                "target_tokens": tokens, "fill": filled / max(positions, 1), "audio_seconds": audio_s,
+                "tokens_per_s": positions / seconds}
+
+
+def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict[str, Any]:
+    """Build a :class:`Trainer` and fit it (see :meth:`Trainer.fit`)."""
+    return Trainer(config, out_dir).fit(resume=resume, progress=progress, stop_after=stop_after)
+
+
+def _wrap(model: SpeechLLM, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    # Text-only batches leave the encoder unused, so DDP must tolerate unused parameters.
+    device_ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)

@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny real models and tiny real audio, built once per test session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechbraid.data.audio import write_wav
+
+SENTENCES = [
+    "Take aspirin twice daily.",
+    "The bank opened a savings account.",
+    "Rest well and drink water.",
+    "Transfer fifty dollars today.",
+    "Ibuprofen helps with pain.",
+    "Check the balance of the card.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory) -> Path:
+    """A tiny Llama + byte-level BPE tokenizer saved as a plain HF directory."""
+    from speechbraid.models.text_lm import build_text_lm, get_preset, train_bpe_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_llm")
+    tokenizer = train_bpe_tokenizer(SENTENCES * 20, vocab_size=300)
+    model = build_text_lm(get_preset("tiny"), tokenizer)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def noise_corpus(tmp_path_factory) -> Path:
+    """Manifest of short noise WAVs with evenly spaced word alignments (content is irrelevant to mechanics)."""
+    out = tmp_path_factory.mktemp("noise_corpus")
+    rng = np.random.default_rng(0)
+    lines = []
+    for i, text in enumerate(SENTENCES):
+        words = text.split()
+        duration = 0.3 * len(words) + 0.2
+        write_wav(out / f"u{i}.wav", 0.1 * rng.standard_normal(int(duration * 16000)).astype(np.float32), 16000)
+        align = [{"word": w, "start": round(0.1 + 0.3 * k, 3), "end": round(0.35 + 0.3 * k, 3)}
+                 for k, w in enumerate(words)]
+        lines.append({"id": f"u{i}", "text": text, "audio": f"u{i}.wav", "sample_rate": 16000,
+                      "duration": duration, "words": align, "domain": "general"})
+    (out / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return out / "manifest.jsonl"

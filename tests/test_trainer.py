@@ -1,0 +1,111 @@
+"""The speech-LLM trainer on tiny real models: stages, mixing, exact resume, save/load, DDP."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from speechbraid.config import load_config
+from speechbraid.errors import CheckpointError, ConfigError
+from speechbraid.models.build import ModelConfig, build_speech_llm, load_speech_llm, set_trainable
+from speechbraid.models.encoders import ConformerConfig
+from speechbraid.training.data import SourceConfig
+from speechbraid.training.trainer import DataConfig, StageConfig, TrainConfig, Trainer, read_train_log, train
+
+
+def tiny_config(llm_dir, manifest, steps=(2, 3)) -> TrainConfig:
+    return TrainConfig(
+        model=ModelConfig(llm=str(llm_dir), conformer=ConformerConfig(d_model=16, n_layers=1, n_heads=2)),
+        data=DataConfig(train=[SourceConfig(str(manifest), "asr", weight=1.0),
+                               SourceConfig(str(manifest), "word-il", weight=1.0),
+                               SourceConfig(str(manifest), "text", weight=0.5)],
+                        max_len=96, rows=2),
+        stages=[StageConfig("adapter", steps[0], 1e-3, [r"^adapter\."]), StageConfig("full", steps[1], 1e-3)],
+        ckpt_every=1, tensorboard=False, device="cpu",
+    )
+
+
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, tiny_llm_dir, noise_corpus):
+    config = tiny_config(tiny_llm_dir, noise_corpus)
+    train(config, tmp_path / "full", progress=False)
+    reference = [row["loss"] for row in read_train_log(tmp_path / "full")]
+    assert len(reference) == 5
+
+    # interrupted inside stage 2 (after step 3), then resumed
+    train(config, tmp_path / "cut", progress=False, stop_after=3)
+    assert len(read_train_log(tmp_path / "cut")) == 3
+    assert not (tmp_path / "cut" / "model").exists()
+    train(config, tmp_path / "cut", progress=False, resume=True)
+    resumed = [row["loss"] for row in read_train_log(tmp_path / "cut")]
+    assert resumed == pytest.approx(reference, abs=1e-6)
+
+    model, tokenizer, model_config = load_speech_llm(tmp_path / "full" / "model")
+    assert model_config.conformer.d_model == 16 and model.vocab.special_id("<|asr|>") == len(tokenizer) - 9
+
+
+def test_stage_one_trains_only_the_adapter(tmp_path, tiny_llm_dir, noise_corpus):
+    trainer = Trainer(tiny_config(tiny_llm_dir, noise_corpus, steps=(2, 1)), tmp_path / "run")
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit(progress=False, stop_after=2)
+    changed = {k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.startswith("adapter.") for k in changed)
+    log = read_train_log(tmp_path / "run")
+    assert all(0 < row["fill"] <= 1 for row in log)
+
+
+def test_regex_freezing_and_config_errors(tmp_path, tiny_llm_dir):
+    model, _ = build_speech_llm(ModelConfig(llm=str(tiny_llm_dir), conformer=ConformerConfig(d_model=16, n_layers=1,
+                                                                                             n_heads=2)))
+    n = set_trainable(model, [r"^adapter\.", r"layers\.0\.self_attn"])
+    assert n == sum(p.numel() for name, p in model.named_parameters()
+                    if name.startswith("adapter.") or "layers.0.self_attn" in name)
+    with pytest.raises(ConfigError, match="no parameter matches"):
+        set_trainable(model, ["^nothing$"])
+    with pytest.raises(ConfigError, match="unknown option 'data.maxlen'"):
+        load_config(TrainConfig, None, ["data.maxlen=5"])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("stages:\n  - {name: a, steps: 1, lr: 0.1, trainble: ['x']}\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown option 'stages\[0\].trainble'"):
+        load_config(TrainConfig, cfg)
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path, tiny_llm_dir, noise_corpus):
+    config = tiny_config(tiny_llm_dir, noise_corpus, steps=(1, 1))
+    train(config, tmp_path / "run", progress=False, stop_after=1)
+    ckpt_dir = next((tmp_path / "run" / "checkpoints").glob("step-*"))
+    (ckpt_dir / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="model.safetensors: cannot load model weights"):
+        train(config, tmp_path / "run", progress=False, resume=True)
+
+
+DDP_SCRIPT = """
+import sys, torch, torch.distributed as dist
+sys.path.insert(0, {tests!r})
+from test_trainer import tiny_config
+from speechbraid.training.trainer import Trainer
+trainer = Trainer(tiny_config({llm!r}, {manifest!r}, steps=(1, 2)), {out!r})
+trainer.fit(progress=False)
+flat = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+torch.save(flat, {out!r} + f"/params-rank{{dist.get_rank()}}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_with_two_gloo_processes_keeps_ranks_in_sync(tmp_path, tiny_llm_dir, noise_corpus):
+    out = tmp_path / "ddp"
+    out.mkdir()
+    script = tmp_path / "run_ddp.py"
+    script.write_text(DDP_SCRIPT.format(tests=os.path.dirname(__file__), llm=str(tiny_llm_dir),
+                                        manifest=str(noise_corpus), out=str(out)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                             "--master-port", "29517", str(script)], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = (torch.load(out / f"params-rank{r}.pt") for r in (0, 1))
+    assert torch.equal(rank0, rank1)  # gradients were averaged: both ranks took identical steps
+    model, _, _ = load_speech_llm(out / "model")
+    assert torch.equal(torch.cat([p.detach().flatten() for p in model.parameters()]), rank0)
+    assert len(read_train_log(out)) == 3
