@@ -15,7 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import speechbraid.training.pretrain_lm as pretrain_module
 from speechbraid.cli.main import main
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.models.text_lm import train_bpe_tokenizer
+from speechbraid.models.registry import resolve_model
+from speechbraid.models.text_lm import save_tokenizer, train_bpe_tokenizer
 from speechbraid.training.pretrain_lm import pretrain_lm, read_train_log
 
 SENTENCES = [
@@ -60,7 +61,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def test_tokenizer_round_trips_case_punctuation_and_whitespace(tmp_path: Path) -> None:
     tok = train_bpe_tokenizer(SENTENCES * 3, vocab_size=300)
-    tok.save_pretrained(tmp_path)
+    save_tokenizer(tok, tmp_path)
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     samples = [*SENTENCES, "  Two  spaces,\ttab and UPPER/lower/MiXeD.  ", "Naïve café — 25°C, ½ dose? Ünïcödé ✓"]
     for t in (tok, reloaded):
@@ -71,6 +72,7 @@ def test_tokenizer_round_trips_case_punctuation_and_whitespace(tmp_path: Path) -
         assert t("Aspirin")["input_ids"] != t("aspirin")["input_ids"]  # no lowercasing
     assert (reloaded.bos_token, reloaded.eos_token, reloaded.pad_token, reloaded.unk_token) == (
         "<s>", "</s>", "<pad>", "<unk>")
+    assert json.loads((tmp_path / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert len({reloaded.bos_token_id, reloaded.eos_token_id, reloaded.pad_token_id, reloaded.unk_token_id}) == 4
 
 
@@ -172,13 +174,22 @@ def test_bad_inputs_raise_errors_naming_the_file(corpus: Path, tmp_path: Path) -
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_reports_errors_and_trains(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_reports_errors_and_trains_the_named_default(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPEECHBRAID_HOME", str(tmp_path / "home"))
     assert main(["pretrain-lm", "--text", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")]) == 2
     assert "nope.txt: text file not found" in capsys.readouterr().err
     assert main(["pretrain-lm", "--text", str(corpus), "--out", str(tmp_path / "o"), "--preset", "huge"]) == 2
     assert "unknown LM preset 'huge'" in capsys.readouterr().err
-    argv = ["pretrain-lm", "--text", str(corpus), "--out", str(tmp_path / "o"), "--preset", "tiny", "--steps", "3",
-            "--vocab-size", "300", "--seq-len", "32", "--no-progress", "--register-as", ""]
-    assert main(argv) == 0
+
+    quick = ["--preset", "tiny", "--steps", "3", "--vocab-size", "300", "--seq-len", "32", "--no-progress"]
+    assert main(["pretrain-lm", "--text", str(corpus), *quick]) == 0  # no --out: the default-lm slot
     assert "validation perplexity" in capsys.readouterr().out
-    assert json.loads((tmp_path / "o" / "metrics.json").read_text())["steps"] == 3
+    default_dir = tmp_path / "home" / "models" / "default-lm"
+    assert resolve_model("default-lm") == default_dir
+    assert json.loads((default_dir / "metrics.json").read_text())["steps"] == 3
+
+    elsewhere = tmp_path / "elsewhere"
+    assert main(["pretrain-lm", "--text", str(corpus), "--out", str(elsewhere), "--name", "my-lm", *quick]) == 0
+    assert resolve_model("my-lm") == elsewhere.resolve()

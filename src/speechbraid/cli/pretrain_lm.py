@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
+from speechbraid.models.registry import default_model_dir, register_model_dir
 from speechbraid.models.text_lm import PRESETS
+
+DEFAULT_NAME = "default-lm"  # the name the speech LLM's config resolves its text LLM by
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--text", nargs="+", required=True, type=Path, metavar="FILE",
                         help="UTF-8 text files, one document (sentence or paragraph) per line")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output model directory")
+    parser.add_argument("--out", type=Path, metavar="DIR",
+                        help=f"output model directory (default: the models directory's entry for --name, "
+                             f"i.e. {default_model_dir(DEFAULT_NAME)} unless --name is given)")
     parser.add_argument("--preset", default="small", metavar="NAME",
                         help=f"model size and training defaults: {', '.join(PRESETS)} (default: small)")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
@@ -33,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the split, init and data order")
     parser.add_argument("--resume", action="store_true", help="continue the run already in --out")
-    parser.add_argument("--register-as", default="default-lm", metavar="NAME",
-                        help="name to register the trained model under, when the model registry is "
-                             "available (default: default-lm; '' to skip)")
+    parser.add_argument("--name", metavar="NAME",
+                        help=f"model name to resolve the result by (e.g. in speech LLM configs); with --out "
+                             f"the directory is registered under it. Default without --out: {DEFAULT_NAME}")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -43,17 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from speechbraid.training.pretrain_lm import pretrain_lm  # torch/transformers load only when used
 
+    name = args.name or (DEFAULT_NAME if args.out is None else None)
+    out = default_model_dir(name) if args.out is None else args.out
     metrics = pretrain_lm(
-        args.text, args.out, preset=args.preset, vocab_size=args.vocab_size, steps=args.steps,
+        args.text, out, preset=args.preset, vocab_size=args.vocab_size, steps=args.steps,
         seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr, seed=args.seed, resume=args.resume,
         progress=not args.no_progress,
     )
-    print(f"model: {args.out}")
+    print(f"model: {out}")
     print(f"validation perplexity: {metrics['val_perplexity']:.2f} (loss {metrics['val_loss']:.4f} "
           f"over {metrics['val_tokens']} tokens); {metrics['steps']} steps in {metrics['train_seconds']:.0f} s")
-    if args.register_as and importlib.util.find_spec("speechbraid.models.registry") is not None:
-        from speechbraid.models.registry import register_model_dir
-
-        register_model_dir(args.register_as, args.out)
-        print(f"registered as {args.register_as!r}")
+    if name is not None:
+        register_model_dir(name, out)  # a no-op when ``out`` is the name's default location
+        print(f"resolves as model {name!r}")
     return 0

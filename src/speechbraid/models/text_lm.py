@@ -7,8 +7,10 @@ swap in any other HF causal LM in its place.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -97,6 +99,19 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int,
         clean_up_tokenization_spaces=False,
         model_max_length=model_max_length,
     )
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: str | Path) -> None:
+    """``save_pretrained``, naming the class ``PreTrainedTokenizerFast`` in ``tokenizer_config.json``.
+
+    transformers 5 writes its new class name ``TokenizersBackend``, which transformers 4 cannot
+    resolve; the old name loads the same ``tokenizer.json`` in both.
+    """
+    tokenizer.save_pretrained(out_dir)
+    config_path = Path(out_dir) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
 def build_text_lm(preset: LMPreset, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:

@@ -42,7 +42,13 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
 from speechbraid.errors import CheckpointError, ConfigError, InputError
-from speechbraid.models.text_lm import build_text_lm, check_vocab_size, get_preset, train_bpe_tokenizer
+from speechbraid.models.text_lm import (
+    build_text_lm,
+    check_vocab_size,
+    get_preset,
+    save_tokenizer,
+    train_bpe_tokenizer,
+)
 
 RUN_FILE = "pretrain_run.json"
 METRICS_FILE = "metrics.json"
@@ -335,7 +341,7 @@ def pretrain_lm(
         tokenizer = AutoTokenizer.from_pretrained(out)
     else:
         tokenizer = train_bpe_tokenizer(train_lines, vocab_size, model_max_length=spec.max_position_embeddings)
-        tokenizer.save_pretrained(out)
+        save_tokenizer(tokenizer, out)
     _atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")
 
     train_blocks = pack_blocks(tokenizer, train_lines, seq_len)
@@ -405,7 +411,7 @@ def pretrain_lm(
         "autocast": str(dtype).removeprefix("torch.") if dtype is not None else "none",
     }
     model.to("cpu").save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
     _atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     shutil.rmtree(ckpt_root)
     return metrics
