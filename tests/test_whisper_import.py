@@ -136,8 +136,10 @@ def test_interrupted_import_leaves_no_partial_model(tmp_path, home, monkeypatch)
 
 def test_refuses_to_overwrite_a_foreign_directory(tmp_path, home):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="--force"):
-        import_whisper(tmp_path)
+    for force in (False, True):
+        with pytest.raises(ConfigError, match="not a whisper import"):
+            import_whisper(tmp_path, force=force)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(ConfigError, match="dtype"):
         import_whisper(tmp_path / "x", dtype="int8")
 

