@@ -1,0 +1,32 @@
+"""``speechbraid train``: train a speech LLM from a YAML config (plus key=value overrides)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a speech LLM (ASR-only, joint, interleaved) from a YAML config",
+        description="Train a decoder-only speech LLM. The config (YAML) names the causal LM, the encoder, "
+        "the data sources with their layouts and token-ratio weights, and the training stages; "
+        "any option can be overridden as key.sub=value. Re-run with --resume to continue a killed run "
+        "exactly where it stopped. Multi-process: torchrun --nproc-per-node N -m speechbraid train ...",
+    )
+    parser.add_argument("--config", type=Path, help="YAML config (see configs/ for examples)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs, final model)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.rows=4")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechbraid.config import load_config
+    from speechbraid.training.trainer import TrainConfig, train
+
+    config = load_config(TrainConfig, args.config, args.overrides)
+    metrics = train(config, args.out, resume=args.resume)
+    print(f"final loss {metrics.get('loss', float('nan')):.4f}; model saved to {args.out / 'model'}")
+    return 0
