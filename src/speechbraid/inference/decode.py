@@ -1,0 +1,425 @@
+"""Batched autoregressive decoding for :class:`~speechbraid.models.speech_llm.SpeechLLM`: greedy, sampling, beam search.
+
+A prompt is a braid prefix (e.g. ASR: ``[speech][<|asr|>]``). Prompts are collated and turned into
+``inputs_embeds`` by ``SpeechLLM.prepare_inputs`` - the one embedding-assembly place - then moved to
+LEFT padding so every row's last prompt position is the last column: one forward pass over the batch
+yields every row's next-token logits, and each new token is appended in the same column for all rows.
+The HF causal LM gets a 2D attention mask (1 = real, 0 = pad) and position ids that count real
+positions only, so a padded row computes exactly what it would compute alone.
+
+Two interchangeable "steppers" run the LM: :class:`_CachedLM` keeps the KV cache (``DynamicCache``) and
+feeds one token per step; :class:`_FullLM` recomputes the whole sequence every step (the reference the
+cache is tested and benchmarked against). Rows that finish are dropped from the batch (and from the
+cache via ``batch_select_indices``) so they stop costing compute; beam search reorders the cache with
+the same call, which also accepts repeated indices.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from speechbraid.batching.collate import collate, flatten_braid
+from speechbraid.braid.spans import Braid, SpecialSpan, SpeechSpan, TextSpan
+from speechbraid.data.records import Utterance
+from speechbraid.errors import ConfigError
+from speechbraid.layouts.tokenizer import TextTokenizer
+from speechbraid.models.speech_llm import SpeechLLM
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How to decode. ``stop_ids`` end a sequence (pass the tokenizer's EOS, and e.g. ``<|eot|>``'s id).
+
+    Scores are ``log_prob / steps ** length_penalty`` where ``log_prob`` is the model's (untempered)
+    log-probability of the generated tokens INCLUDING the stop token and ``steps`` counts them too;
+    beam search ranks hypotheses by this score, and greedy/sampled results report it the same way.
+    """
+
+    max_new_tokens: int = 64
+    beam_size: int = 1
+    length_penalty: float = 1.0
+    stop_ids: tuple[int, ...] = ()
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = no top-k filter
+    top_p: float = 1.0  # 1.0 = no nucleus filter
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.beam_size < 1:
+            raise ConfigError(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.do_sample and self.beam_size > 1:
+            raise ConfigError("sampling and beam search cannot be combined; set beam_size=1 or do_sample=False")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: tuple[int, ...]  # generated ids without the prompt and without the stop token
+    score: float  # length-normalised, see DecodeConfig
+    log_prob: float  # summed log-probability of the generated tokens (stop token included)
+    finish_reason: FinishReason
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    tokens: tuple[int, ...]  # the best hypothesis, without prompt and stop token
+    score: float
+    log_prob: float
+    steps: int  # decoder steps spent on this prompt (one forward per step, prompt pass included)
+    finish_reason: FinishReason
+    n_best: tuple[Hypothesis, ...] = field(default=())  # best first; only the best one unless beam search
+
+
+def asr_prompt(record: Utterance, context: str | None = None, tokenizer: TextTokenizer | None = None) -> Braid:
+    """The ASR decoding prefix ``[context text][speech][<|asr|>]`` - the ``asr`` training layout minus its transcript.
+
+    ``context`` (e.g. a domain hint or the previous utterance's transcript) goes BEFORE the speech as a
+    text span without loss; it needs ``tokenizer``. The model then continues with the transcript,
+    which ends at the tokenizer's EOS (pass ``tokenizer.eos_id`` in ``DecodeConfig.stop_ids``).
+    """
+    if record.audio is None or record.duration is None:
+        raise ValueError(f"utterance {record.id!r} has no audio/duration; an ASR prompt needs speech")
+    spans: list[TextSpan | SpeechSpan | SpecialSpan] = []
+    if context:
+        if tokenizer is None:
+            raise ValueError("a text context needs the tokenizer to encode it")
+        spans.append(TextSpan(tuple(tokenizer.encode(context)), False, context))
+    spans += [SpeechSpan(0.0, record.duration), SpecialSpan("<|asr|>")]
+    return Braid(tuple(spans), id=record.id, audio=record.audio, duration=record.duration, layout="asr-prompt")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Steppers: same interface, with and without the KV cache.
+
+
+@dataclass
+class _Prompts:
+    embeds: torch.Tensor  # (N, L, D) left-padded
+    mask: torch.Tensor  # (N, L) 1 = real
+    positions: torch.Tensor  # (N, L) 0.. over real positions; 0 at padding
+
+
+def _left_padded_prompts(model: SpeechLLM, prompts: Sequence[Braid],
+                         features: Callable[[str], torch.Tensor] | None) -> _Prompts:
+    """Collate the prompts (one per row), assemble embeddings with ``prepare_inputs``, and left-align the rows."""
+    device = next(model.parameters()).device
+    flats = [flatten_braid(p, model.vocab, model.frame_rate) for p in prompts]
+    for p, flat in zip(prompts, flats, strict=True):
+        if len(flat) == 0:
+            raise ValueError(f"prompt {p.id!r} is empty; decoding needs at least one prompt position")
+    batch = collate([[f] for f in flats], features).to(device)
+    prepared = model.prepare_inputs(batch)
+    real = batch.example_ids > 0  # collate right-pads; shift every row right by its padding
+    lengths = real.sum(dim=1, keepdim=True)
+    width = real.shape[1]
+    cols = torch.arange(width, device=device)[None, :]
+    source = (cols - (width - lengths)).clamp(min=0)
+    is_real = cols >= width - lengths
+    embeds = prepared.inputs_embeds.gather(1, source[..., None].expand_as(prepared.inputs_embeds))
+    embeds = embeds * is_real[..., None].to(embeds.dtype)
+    positions = torch.where(is_real, prepared.position_ids.gather(1, source), 0)
+    return _Prompts(embeds, is_real.long(), positions)
+
+
+class _Stepper:
+    """Runs the LM on a batch of rows; ``select`` keeps/reorders/duplicates rows (finished rows, beams)."""
+
+    def __init__(self, llm: nn.Module, prompts: _Prompts) -> None:
+        self.llm = llm
+        self.mask = prompts.mask
+        self.positions = prompts.positions
+
+    def first(self) -> torch.Tensor:
+        """Next-token logits (N, V) after the prompts."""
+        raise NotImplementedError
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Append ``tokens`` (N,) and return the next-token logits (N, V)."""
+        raise NotImplementedError
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.mask = self.mask[rows]
+        self.positions = self.positions[rows]
+
+    def _grow(self) -> torch.Tensor:
+        """Extend mask and positions by one real column; returns the new column's position ids (N, 1)."""
+        nxt = self.positions[:, -1:] + 1
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+        self.positions = torch.cat([self.positions, nxt], dim=1)
+        return nxt
+
+
+class _CachedLM(_Stepper):
+    def __init__(self, llm: nn.Module, prompts: _Prompts) -> None:
+        super().__init__(llm, prompts)
+        self.embeds = prompts.embeds
+        self.cache = None
+
+    def first(self) -> torch.Tensor:
+        out = self.llm(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions,
+                       use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+        self.embeds = None  # the cache holds everything the prompt contributes from here on
+        return out.logits[:, -1]
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        nxt = self._grow()
+        out = self.llm(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=nxt,
+                       past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        self.cache = out.past_key_values
+        return out.logits[:, -1]
+
+    def select(self, rows: torch.Tensor) -> None:
+        super().select(rows)
+        self.cache.batch_select_indices(rows)
+
+
+class _FullLM(_Stepper):
+    """No cache: every step reruns the LM over prompt + generated tokens (the reference path)."""
+
+    def __init__(self, llm: nn.Module, prompts: _Prompts) -> None:
+        super().__init__(llm, prompts)
+        self.embeds = prompts.embeds
+
+    def _run(self) -> torch.Tensor:
+        out = self.llm(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions,
+                       use_cache=False, logits_to_keep=1)
+        return out.logits[:, -1]
+
+    def first(self) -> torch.Tensor:
+        return self._run()
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self._grow()
+        # the same lookup the LM does for input_ids, so both paths see identical inputs
+        new = self.llm.get_input_embeddings()(tokens[:, None]).to(self.embeds.dtype)
+        self.embeds = torch.cat([self.embeds, new], dim=1)
+        return self._run()
+
+    def select(self, rows: torch.Tensor) -> None:
+        super().select(rows)
+        self.embeds = self.embeds[rows]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Search.
+
+
+def _normalised(log_prob: float, steps: int, length_penalty: float) -> float:
+    return log_prob / (steps ** length_penalty)
+
+
+def _warpers(config: DecodeConfig) -> LogitsProcessorList:
+    warpers = LogitsProcessorList()
+    if config.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(config.temperature))
+    if config.top_k > 0:
+        warpers.append(TopKLogitsWarper(config.top_k))
+    if config.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(config.top_p))
+    return warpers
+
+
+def _greedy_or_sample(stepper: _Stepper, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
+    stop = torch.tensor(config.stop_ids, dtype=torch.long, device=device)
+    warpers = _warpers(config)
+    generator = torch.Generator(device=device).manual_seed(config.seed) if config.do_sample else None
+    tokens: list[list[int]] = [[] for _ in range(n)]
+    log_probs = [0.0] * n
+    results: list[GenerationResult | None] = [None] * n
+    active = torch.arange(n, device=device)  # prompt index of every row still decoding
+    logits = stepper.first()
+    for step in range(1, config.max_new_tokens + 1):
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        if generator is None:
+            chosen = logp.argmax(dim=-1)
+        else:
+            probs = torch.softmax(warpers(None, logits.float()), dim=-1)
+            chosen = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        chosen_logp = logp.gather(1, chosen[:, None]).squeeze(1)
+        stopped = torch.isin(chosen, stop)
+        for idx, tok, lp, is_stop in zip(active.tolist(), chosen.tolist(), chosen_logp.tolist(), stopped.tolist(),
+                                         strict=True):
+            log_probs[idx] += lp
+            if not is_stop:
+                tokens[idx].append(tok)
+            if is_stop or step == config.max_new_tokens:
+                reason: FinishReason = "stop" if is_stop else "length"
+                hyp = Hypothesis(tuple(tokens[idx]), _normalised(log_probs[idx], step, config.length_penalty),
+                                 log_probs[idx], reason)
+                results[idx] = GenerationResult(hyp.tokens, hyp.score, hyp.log_prob, step, reason, (hyp,))
+        keep = ~stopped
+        if step == config.max_new_tokens or not bool(keep.any()):
+            break
+        if not bool(keep.all()):
+            rows = keep.nonzero().squeeze(1)
+            stepper.select(rows)
+            active, chosen = active[rows], chosen[rows]
+        logits = stepper.step(chosen)
+    return [r for r in results if r is not None]
+
+
+@dataclass
+class _BeamHyps:
+    """Finished hypotheses of one prompt: the best ``size`` by normalised score."""
+
+    size: int
+    hyps: list[Hypothesis] = field(default_factory=list)
+
+    def add(self, hyp: Hypothesis) -> None:
+        self.hyps.append(hyp)
+        self.hyps.sort(key=lambda h: h.score, reverse=True)
+        del self.hyps[self.size:]
+
+    def worst(self) -> float:
+        return self.hyps[-1].score if len(self.hyps) >= self.size else -math.inf
+
+
+def _beam_search(stepper: _Stepper, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
+    """Beam search over ``n`` prompts x ``k`` beams, rows ``prompt * k + beam`` among the active prompts.
+
+    At each step the top continuations per prompt are ranked: one ending in a stop id becomes a
+    finished hypothesis (only if it ranks within the top ``k``, as in HF), the others fill the ``k``
+    live beams. A prompt is done once it holds ``k`` finished hypotheses and its best live beam, scored at
+    the current length, cannot beat the worst of them (HF's default ``early_stopping=False`` heuristic);
+    at ``max_new_tokens`` the live beams are finished with reason "length".
+    """
+    k, lp = config.beam_size, config.length_penalty
+    stop = set(config.stop_ids)
+    finished = [_BeamHyps(k) for _ in range(n)]
+    steps_of = [0] * n
+    logits = stepper.first()
+    stepper.select(torch.arange(n, device=device).repeat_interleave(k))
+    logits = logits.repeat_interleave(k, dim=0)
+    # only beam 0 is live at first, so the k initial beams are k different tokens
+    beam_logp = torch.full((n, k), -math.inf, device=device)
+    beam_logp[:, 0] = 0.0
+    beam_tokens = torch.zeros((n * k, 0), dtype=torch.long, device=device)
+    active = list(range(n))
+    for step in range(1, config.max_new_tokens + 1):
+        vocab = logits.shape[-1]
+        cand = beam_logp[:, :, None] + torch.log_softmax(logits.float(), dim=-1).view(len(active), k, vocab)
+        # enough candidates that k of them are not stop tokens even if every beam's stop ids rank first
+        width = min(k * (1 + len(stop)), k * vocab)
+        top_logp, top_idx = cand.view(len(active), k * vocab).topk(width, dim=1)
+        src_beam, top_tok = top_idx // vocab, top_idx % vocab
+        next_rows: list[int] = []
+        next_tok: list[int] = []
+        next_logp: list[float] = []
+        still: list[int] = []
+        for a, prompt in enumerate(active):
+            steps_of[prompt] = step
+            chosen = 0
+            for rank, (score, beam, tok) in enumerate(zip(top_logp[a].tolist(), src_beam[a].tolist(),
+                                                          top_tok[a].tolist(), strict=True)):
+                row = a * k + beam
+                if tok in stop:
+                    if rank < k:
+                        finished[prompt].add(Hypothesis(tuple(beam_tokens[row].tolist()),
+                                                        _normalised(score, step, lp), score, "stop"))
+                    continue
+                next_rows.append(row)
+                next_tok.append(tok)
+                next_logp.append(score)
+                chosen += 1
+                if chosen == k:
+                    break
+            if step == config.max_new_tokens:
+                for row, tok, score in zip(next_rows[-k:], next_tok[-k:], next_logp[-k:], strict=True):
+                    finished[prompt].add(Hypothesis((*beam_tokens[row].tolist(), tok),
+                                                    _normalised(score, step, lp), score, "length"))
+            elif finished[prompt].worst() < _normalised(max(next_logp[-k:]), step, lp):
+                still.append(a)  # a live beam may still enter the n-best
+        if not still:
+            break
+        # keep the beams of prompts still searching, reordered to their source rows
+        keep = [i for a in still for i in range(a * k, a * k + k)]
+        rows = torch.tensor([next_rows[i] for i in keep], dtype=torch.long, device=device)
+        toks = torch.tensor([next_tok[i] for i in keep], dtype=torch.long, device=device)
+        beam_logp = torch.tensor([next_logp[i] for i in keep], device=device).view(len(still), k)
+        beam_tokens = torch.cat([beam_tokens[rows], toks[:, None]], dim=1)
+        active = [active[a] for a in still]
+        stepper.select(rows)
+        logits = stepper.step(toks)
+    results = []
+    for prompt in range(n):
+        best = finished[prompt].hyps[0]
+        results.append(GenerationResult(best.tokens, best.score, best.log_prob, steps_of[prompt], best.finish_reason,
+                                        tuple(finished[prompt].hyps)))
+    return results
+
+
+@torch.no_grad()
+def generate(model: SpeechLLM, prompts: Sequence[Braid], features: Callable[[str], torch.Tensor] | None,
+             config: DecodeConfig, use_cache: bool = True) -> list[GenerationResult]:
+    """Continue every prompt braid; one result per prompt, in order.
+
+    ``features(path)`` gives ``(T, n_mels)`` for a prompt's audio (None if no prompt has speech).
+    ``use_cache=False`` recomputes the full sequence each step: same results, for tests and benchmarks.
+    """
+    if not prompts:
+        return []
+    device = next(model.parameters()).device
+    stepper_cls = _CachedLM if use_cache else _FullLM
+    stepper = stepper_cls(model.llm, _left_padded_prompts(model, prompts, features))
+    if config.beam_size > 1:
+        return _beam_search(stepper, len(prompts), config, device)
+    return _greedy_or_sample(stepper, len(prompts), config, device)
+
+
+def measure_decode_speed(model: SpeechLLM, prompts: Sequence[Braid], features: Callable[[str], torch.Tensor] | None,
+                         config: DecodeConfig, repeats: int = 1) -> dict[str, float | int | bool]:
+    """Wall time of :func:`generate` with and without the KV cache (best of ``repeats``), and the speed-up.
+
+    ``same_tokens`` reports whether both paths produced identical outputs (they should, up to float ties).
+    """
+    device = next(model.parameters()).device
+
+    def timed(use_cache: bool) -> tuple[float, list[GenerationResult]]:
+        best, results = math.inf, []
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            results = generate(model, prompts, features, config, use_cache=use_cache)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            best = min(best, time.perf_counter() - start)
+        return best, results
+
+    generate(model, prompts[:1], features, config)  # warm-up: lazy inits and kernel selection
+    cached_s, cached = timed(True)
+    uncached_s, uncached = timed(False)
+    new_tokens = sum(r.steps for r in cached)
+    return {
+        "cached_s": cached_s,
+        "uncached_s": uncached_s,
+        "speedup": uncached_s / cached_s,
+        "new_tokens": new_tokens,
+        "cached_tokens_per_s": new_tokens / cached_s,
+        "uncached_tokens_per_s": new_tokens / uncached_s,
+        "same_tokens": [r.tokens for r in cached] == [r.tokens for r in uncached],
+    }

@@ -1,0 +1,232 @@
+"""Decoding on tiny real HF models: KV cache vs full recompute, left padding, beam search, stopping, sampling."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from speechbraid.batching import collate, flatten_braid
+from speechbraid.braid import Braid, SpecialSpan, SpeechSpan, TextSpan, VocabLayout
+from speechbraid.data.records import Utterance
+from speechbraid.errors import ConfigError
+from speechbraid.inference import DecodeConfig, asr_prompt, generate, measure_decode_speed
+from speechbraid.models.adapter import FrameStackAdapter
+from speechbraid.models.encoders import ConformerConfig, ConformerEncoder
+from speechbraid.models.speech_llm import SpeechLLM
+
+RATE = 12.5
+VOCAB = VocabLayout(text_size=64)
+FAMILIES = ["llama", "gpt2"]
+
+
+def tiny_model(family: str) -> SpeechLLM:
+    torch.manual_seed(0)
+    if family == "llama":
+        llm = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB.size, hidden_size=32, num_hidden_layers=2,
+                                           num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+                                           max_position_embeddings=256))
+    else:
+        llm = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB.size, n_embd=32, n_layer=2, n_head=4, n_positions=256,
+                                         bos_token_id=0, eos_token_id=0))
+    encoder = ConformerEncoder(ConformerConfig(d_model=16, n_layers=1, n_heads=2, dropout=0.0))
+    return SpeechLLM(encoder, FrameStackAdapter(16, 32), llm.eval(), VOCAB, RATE).eval()
+
+
+def features(path: str) -> torch.Tensor:
+    """Deterministic fake log-mels: the path names a seed and a duration, e.g. ``"3-0.4.wav"``."""
+    seed, duration = path.removesuffix(".wav").split("-")
+    return torch.randn(int(float(duration) * 100), 80, generator=torch.Generator().manual_seed(int(seed)))
+
+
+def speech_prompt(seed: int, duration: float, context: tuple[int, ...] = ()) -> Braid:
+    spans = ((TextSpan(context, False),) if context else ()) + (SpeechSpan(0.0, duration), SpecialSpan("<|asr|>"))
+    return Braid(spans, id=f"p{seed}", audio=f"{seed}-{duration}.wav", duration=duration)
+
+
+def text_prompt(tokens: tuple[int, ...]) -> Braid:
+    return Braid((TextSpan(tokens, False),), id="t")
+
+
+# Same audio duration (the speech encoder is not invariant to padding inside a batch of audios), different
+# prompt lengths through the text context, plus a text-only prompt: rows need 0..10 columns of left padding.
+PROMPTS = [
+    speech_prompt(1, 0.4),
+    speech_prompt(2, 0.4, context=(3, 4, 5, 6, 7, 8, 9, 10)),
+    text_prompt((11, 12, 13)),
+]
+
+
+def teacher_forced_log_prob(model: SpeechLLM, prompt: Braid, tokens: tuple[int, ...]) -> float:
+    """log p(tokens | prompt) through the training path (model.forward), independent of the decoder."""
+    braid = Braid((*prompt.spans, TextSpan(tokens, True)), id=prompt.id, audio=prompt.audio,
+                  duration=prompt.duration)
+    batch = collate([[flatten_braid(braid, VOCAB, RATE)]], features)
+    with torch.no_grad():
+        _, logits = model(batch)
+    n = len(tokens)
+    logp = torch.log_softmax(logits[0, -n - 1:-1].float(), dim=-1)
+    return float(logp.gather(1, torch.tensor(tokens)[:, None]).sum())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_cached_greedy_equals_full_recompute(family):
+    model = tiny_model(family)
+    config = DecodeConfig(max_new_tokens=10)
+    cached = generate(model, PROMPTS, features, config)
+    full = generate(model, PROMPTS, features, config, use_cache=False)
+    assert [r.tokens for r in cached] == [r.tokens for r in full]
+    assert all(len(r.tokens) == 10 and r.finish_reason == "length" and r.steps == 10 for r in cached)
+    assert [r.log_prob for r in cached] == pytest.approx([r.log_prob for r in full], abs=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batched_left_padding_equals_one_by_one(family):
+    model = tiny_model(family)
+    assert len({len(flatten_braid(p, VOCAB, RATE)) for p in PROMPTS}) == 3  # really different lengths
+    config = DecodeConfig(max_new_tokens=8)
+    batched = generate(model, PROMPTS, features, config)
+    alone = [generate(model, [p], features, config)[0] for p in PROMPTS]
+    assert [r.tokens for r in batched] == [r.tokens for r in alone]
+    assert [r.log_prob for r in batched] == pytest.approx([r.log_prob for r in alone], abs=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_scores_are_the_models_log_probabilities(family):
+    model = tiny_model(family)
+    results = generate(model, PROMPTS, features, DecodeConfig(max_new_tokens=6, length_penalty=1.0))
+    for prompt, result in zip(PROMPTS, results, strict=True):
+        expected = teacher_forced_log_prob(model, prompt, result.tokens)
+        assert result.log_prob == pytest.approx(expected, abs=1e-4)
+        assert result.score == pytest.approx(expected / 6, abs=1e-5)
+        # greedy: every step took the argmax under the same teacher-forced distribution
+        assert result.n_best[0].tokens == result.tokens
+
+
+def test_beam_size_one_equals_greedy():
+    model = tiny_model("llama")
+    greedy = generate(model, PROMPTS, features, DecodeConfig(max_new_tokens=8))
+    beam1 = generate(model, PROMPTS, features, DecodeConfig(max_new_tokens=8, beam_size=1))
+    assert [(r.tokens, r.log_prob) for r in greedy] == [(r.tokens, r.log_prob) for r in beam1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_beam_search_cached_equals_uncached_and_one_by_one(family):
+    model = tiny_model(family)
+    config = DecodeConfig(max_new_tokens=6, beam_size=3, length_penalty=0.7)
+    cached = generate(model, PROMPTS, features, config)
+    full = generate(model, PROMPTS, features, config, use_cache=False)
+    alone = [generate(model, [p], features, config)[0] for p in PROMPTS]
+    for c, f, a in zip(cached, full, alone, strict=True):
+        assert [h.tokens for h in c.n_best] == [h.tokens for h in f.n_best] == [h.tokens for h in a.n_best]
+        assert [h.score for h in c.n_best] == pytest.approx([h.score for h in f.n_best], abs=1e-5)
+        assert len(c.n_best) == 3 and len({h.tokens for h in c.n_best}) == 3
+        assert [h.score for h in c.n_best] == sorted((h.score for h in c.n_best), reverse=True)
+        assert c.tokens == c.n_best[0].tokens
+
+
+def test_full_width_beam_search_finds_the_exact_optimum_and_beats_greedy():
+    """With beam_size = vocabulary size, two steps of beam search are exhaustive."""
+    model = tiny_model("gpt2")
+    prompt = PROMPTS[0]
+    vocab = VOCAB.size
+    braids = [Braid((*prompt.spans, TextSpan((t,), True)), audio=prompt.audio, duration=prompt.duration)
+              for t in range(vocab)]
+    batch = collate([[flatten_braid(b, VOCAB, RATE)] for b in braids], features)
+    with torch.no_grad():
+        _, logits = model(batch)
+    logp = torch.log_softmax(logits[:, -2:].float(), dim=-1)  # every row has the same length
+    totals = logp[:, 0].gather(1, torch.arange(vocab)[:, None]) + logp[:, 1]  # (first token, second token)
+    best = int(totals.argmax())
+    config = DecodeConfig(max_new_tokens=2, beam_size=vocab, length_penalty=0.0)
+    beam = generate(model, [prompt], features, config)[0]
+    greedy = generate(model, [prompt], features, DecodeConfig(max_new_tokens=2, length_penalty=0.0))[0]
+    assert beam.tokens == (best // vocab, best % vocab)
+    assert beam.score == pytest.approx(float(totals.max()), abs=1e-4)
+    assert beam.score >= greedy.score - 1e-6
+
+
+def test_stop_token_ends_only_its_sequence():
+    model = tiny_model("llama")
+    free = generate(model, PROMPTS, features, DecodeConfig(max_new_tokens=8))
+    stop_id = free[0].tokens[2]  # the first prompt emits it at step 3
+    config = DecodeConfig(max_new_tokens=8, stop_ids=(stop_id,))
+    batched = generate(model, PROMPTS, features, config)
+    assert batched[0].tokens == free[0].tokens[:2]
+    assert batched[0].finish_reason == "stop" and batched[0].steps == 3
+    assert batched[0].log_prob == pytest.approx(
+        teacher_forced_log_prob(model, PROMPTS[0], free[0].tokens[:3]), abs=1e-4)  # stop token counts
+    alone = [generate(model, [p], features, config)[0] for p in PROMPTS]
+    uncached = generate(model, PROMPTS, features, config, use_cache=False)
+    assert [r.tokens for r in batched] == [r.tokens for r in alone] == [r.tokens for r in uncached]
+    for r in batched:
+        assert stop_id not in r.tokens
+        assert len(r.tokens) == (r.steps - 1 if r.finish_reason == "stop" else 8)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_forced_eos_stops_immediately(beam_size):
+    model = tiny_model("llama")
+    eos = 2
+    bias = torch.zeros(VOCAB.size)
+    bias[eos] = 50.0  # EOS dominates every prediction
+    model.llm.lm_head.bias = torch.nn.Parameter(bias)
+    results = generate(model, PROMPTS, features, DecodeConfig(max_new_tokens=5, beam_size=beam_size,
+                                                              stop_ids=(eos,)))
+    assert all(r.tokens == () and r.finish_reason == "stop" and r.log_prob > -1e-3 for r in results)
+    # greedy stops at once; beam search first needs beam_size finished hypotheses (HF semantics): the other
+    # first tokens are followed by EOS at step 2, after which no live beam can compete
+    assert all(r.steps == (1 if beam_size == 1 else 2) for r in results)
+    if beam_size > 1:
+        assert all(len(r.n_best) == beam_size and r.n_best[1].finish_reason == "stop" for r in results)
+
+
+def test_sampling_is_reproducible_with_a_seed():
+    model = tiny_model("llama")
+
+    def sample(seed: int, **kw):
+        config = DecodeConfig(max_new_tokens=12, do_sample=True, seed=seed, **kw)
+        return [r.tokens for r in generate(model, PROMPTS, features, config)]
+
+    assert sample(7, temperature=1.5) == sample(7, temperature=1.5)
+    assert sample(7, temperature=1.5) != sample(8, temperature=1.5)
+    greedy = [r.tokens for r in generate(model, PROMPTS, features, DecodeConfig(max_new_tokens=12))]
+    assert sample(3, top_k=1) == greedy  # top-k = 1 leaves only the argmax
+    assert sample(3, top_p=1e-6) == greedy  # so does a tiny nucleus
+
+
+def test_asr_prompt_places_context_before_speech_and_decodes():
+    class Tok:
+        eos_id = bos_id = 1
+
+        def encode(self, text: str) -> list[int]:
+            return [3 + len(w) for w in text.split()]
+
+        def decode(self, ids: list[int]) -> str:
+            return " ".join(map(str, ids))
+
+    record = Utterance(id="u", text="hello", audio="5-0.4.wav", duration=0.4)
+    plain = asr_prompt(record)
+    with_context = asr_prompt(record, "cardiology clinic", Tok())
+    assert [type(s) for s in plain.spans] == [SpeechSpan, SpecialSpan]
+    assert with_context.spans[0] == TextSpan((13, 9), False, "cardiology clinic")
+    assert with_context.spans[1:] == plain.spans
+    results = generate(tiny_model("llama"), [plain, with_context], features, DecodeConfig(max_new_tokens=3))
+    assert len(results) == 2 and results[0].tokens != results[1].tokens
+    with pytest.raises(ValueError, match="no audio"):
+        asr_prompt(Utterance(id="x", text="t"))
+    with pytest.raises(ValueError, match="tokenizer"):
+        asr_prompt(record, "context")
+
+
+@pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(beam_size=0), dict(temperature=0.0),
+                                 dict(top_p=0.0), dict(top_k=-1), dict(do_sample=True, beam_size=2)])
+def test_invalid_decode_config_is_a_config_error(bad):
+    with pytest.raises(ConfigError):
+        DecodeConfig(**bad)
+
+
+def test_measure_decode_speed_reports_both_paths():
+    model = tiny_model("gpt2")
+    stats = measure_decode_speed(model, PROMPTS, features, DecodeConfig(max_new_tokens=6))
+    assert stats["same_tokens"] is True and stats["new_tokens"] == 18
+    assert stats["cached_s"] > 0 and stats["uncached_s"] > 0
+    assert stats["speedup"] == pytest.approx(stats["uncached_s"] / stats["cached_s"])
