@@ -12,7 +12,13 @@ import pytest
 from speechbraid.cli.main import main
 from speechbraid.data.audio import write_wav
 from speechbraid.data.manifest import iter_manifest
-from speechbraid.data.validate import Problem, comparison_tokens, validate_manifest, validate_record
+from speechbraid.data.validate import (
+    Problem,
+    _SeenIds,
+    comparison_tokens,
+    validate_manifest,
+    validate_record,
+)
 from speechbraid.errors import ConfigError, InputError
 
 WORDS = [
@@ -302,3 +308,12 @@ def test_cli_skip_policy(corpus: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["validate", str(manifest), "--policy", "skip", "--output", str(out)]) == 0
     assert [item.record.id for item in iter_manifest(out)] == ["a"]
     assert "1 skipped" in capsys.readouterr().out
+
+
+def test_id_table_finds_duplicates_across_merges() -> None:
+    seen = _SeenIds(batch=3)  # merges into the sorted arrays every 3 new ids
+    ids = [f"utt{i}" for i in range(10)]
+    assert [seen.first_line(utt, line) for line, utt in enumerate(ids, start=1)] == list(range(1, 11))
+    assert seen.first_line("utt0", 11) == 1  # merged long ago
+    assert seen.first_line("utt9", 12) == 10  # still in the recent buffer
+    assert seen.first_line("new", 13) == 13
