@@ -103,3 +103,17 @@ def test_pack_rows_rejects_too_long_examples():
     flat = flatten_braid(asr_braid("long", (1,) * 40, 1.0), VOCAB, RATE)
     with pytest.raises(ValueError, match="'long' has 54 positions"):
         pack_rows([flat], max_len=32)
+
+
+def test_conformer_output_does_not_depend_on_batch_mates():
+    """Padding must not leak: an audio encodes the same alone and beside a longer one (bug found in decoding)."""
+    torch.manual_seed(0)
+    encoder = ConformerEncoder(ConformerConfig(d_model=16, n_layers=2, n_heads=2, dropout=0.0)).eval()
+    short, long = torch.randn(37, 80), torch.randn(101, 80)
+    batch = torch.nn.utils.rnn.pad_sequence([short, long], batch_first=True)
+    with torch.no_grad():
+        together, lengths = encoder(batch, torch.tensor([37, 101]))
+        alone, alone_len = encoder(short[None], torch.tensor([37]))
+    n = int(alone_len[0])
+    assert int(lengths[0]) == n
+    assert torch.allclose(together[0, :n], alone[0, :n], atol=1e-5)

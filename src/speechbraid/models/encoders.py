@@ -42,15 +42,25 @@ class _ConvModule(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.pointwise_in = nn.Conv1d(d, 2 * d, 1)
         self.depthwise = nn.Conv1d(d, d, kernel, padding=kernel // 2, groups=d)
-        self.batch_norm = nn.GroupNorm(1, d)  # GroupNorm(1) instead of BatchNorm: padding-safe, batch-size free
+        self.batch_norm = nn.GroupNorm(1, d)  # GroupNorm(1) statistics, taken over real frames only (_masked_norm)
         self.pointwise_out = nn.Conv1d(d, d, 1)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         y = self.norm(x).masked_fill(pad_mask[..., None], 0.0).transpose(1, 2)
-        y = F.glu(self.pointwise_in(y), dim=1)
-        y = self.pointwise_out(F.silu(self.batch_norm(self.depthwise(y))))
+        # re-mask after the biased 1x1 conv: the depthwise conv must read zeros beyond the end, as it does alone
+        y = F.glu(self.pointwise_in(y), dim=1).masked_fill(pad_mask[:, None, :], 0.0)
+        y = self.pointwise_out(F.silu(self._masked_norm(self.depthwise(y), pad_mask)))
         return self.dropout(y.transpose(1, 2))
+
+    def _masked_norm(self, y: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """GroupNorm(1) over (channels, real frames): padding must not shift the statistics."""
+        keep = (~pad_mask)[:, None, :].to(y.dtype)
+        count = keep.sum(dim=(1, 2), keepdim=True) * y.shape[1]
+        mean = (y * keep).sum(dim=(1, 2), keepdim=True) / count
+        var = ((y - mean) ** 2 * keep).sum(dim=(1, 2), keepdim=True) / count
+        y = (y - mean) * torch.rsqrt(var + self.batch_norm.eps)
+        return y * self.batch_norm.weight[None, :, None] + self.batch_norm.bias[None, :, None]
 
 
 class _ConformerBlock(nn.Module):
@@ -104,8 +114,12 @@ class ConformerEncoder(nn.Module):
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = features.transpose(1, 2)
+        valid = lengths
         for conv in self.subsample:
             x = F.gelu(conv(x))
+            # zero what lies past each audio's end, so the next stride-2 conv sees the padding it sees alone
+            valid = torch.div(valid - 1, 2, rounding_mode="floor") + 1
+            x = x.masked_fill(torch.arange(x.shape[2], device=x.device)[None, None, :] >= valid[:, None, None], 0.0)
         x = x.transpose(1, 2)
         out_lengths = self.output_lengths(lengths)
         pad_mask = torch.arange(x.shape[1], device=x.device)[None, :] >= out_lengths[:, None]
