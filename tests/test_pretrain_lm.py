@@ -17,7 +17,7 @@ from speechbraid.cli.main import main
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.models.registry import resolve_model
 from speechbraid.models.text_lm import save_tokenizer, train_bpe_tokenizer
-from speechbraid.training.pretrain_lm import pretrain_lm, read_train_log
+from speechbraid.training.pretrain_lm import batch_indices, pack_blocks, pretrain_lm, read_train_log
 
 SENTENCES = [
     "The patient was given 50 mg of Aspirin, twice a day.",
@@ -76,6 +76,22 @@ def test_tokenizer_round_trips_case_punctuation_and_whitespace(tmp_path: Path) -
     assert len({reloaded.bos_token_id, reloaded.eos_token_id, reloaded.pad_token_id, reloaded.unk_token_id}) == 4
 
 
+def test_packing_appends_eos_pads_only_the_tail_and_visits_every_block() -> None:
+    tok = train_bpe_tokenizer(SENTENCES * 3, vocab_size=300)
+    blocks = pack_blocks(tok, SENTENCES, seq_len=16)
+    flat = blocks.flatten().tolist()
+    n_real = sum(len(tok(s)["input_ids"]) + 1 for s in SENTENCES)
+    assert flat[n_real:] == [tok.pad_token_id] * (len(flat) - n_real) and len(flat) - n_real < 16
+    assert flat[:n_real].count(tok.eos_token_id) == len(SENTENCES)
+    assert flat[:n_real].count(tok.bos_token_id) == len(SENTENCES)
+    # Plain concatenation: documents run across block boundaries, nothing is dropped.
+    assert tok.decode(flat[:n_real], skip_special_tokens=True) == "".join(SENTENCES)
+    n = len(blocks)
+    epoch = [i for step in range(n) for i in batch_indices(step, 1, n, seed=5)]
+    assert sorted(epoch) == list(range(n)) and epoch != list(range(n))
+    assert n >= 9 and batch_indices(2, 3, n, seed=5) == epoch[6:9]
+
+
 def test_loss_decreases_and_metrics_are_reported(trained: tuple[Path, dict]) -> None:
     out, metrics = trained
     losses = [r["loss"] for r in read_train_log(out)]
@@ -131,6 +147,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(
     cut = tmp_path / "cut"
     assert (cut / "checkpoints" / "latest").read_text().strip() == "step-00000004"
     assert len(read_train_log(cut)) == 6  # steps 5-6 ran after the last checkpoint and will be redone
+    with (cut / "train_log.jsonl").open("a") as log:
+        log.write('{"step": 7, "lo')  # a line the crash cut short
 
     resumed = pretrain_lm([corpus], cut, resume=True, **settings)
     log_full, log_cut = read_train_log(tmp_path / "full"), read_train_log(cut)

@@ -47,7 +47,7 @@ PRESETS: dict[str, LMPreset] = {
                      max_position_embeddings=512, steps=60, batch_size=4, lr=3e-3),
     # The default text prior: about 4M parameters at vocab 4000, a few minutes on 2 CPU cores.
     "small": LMPreset(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=688,
-                      max_position_embeddings=2048, steps=300, batch_size=8, lr=2e-3),
+                      max_position_embeddings=2048, steps=700, batch_size=4, lr=2e-3),
 }
 
 

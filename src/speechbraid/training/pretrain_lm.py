@@ -189,8 +189,14 @@ def _truncate_log(log_path: Path, last_step: int) -> None:
     """Drop log lines written after the checkpoint we resume from; those steps are re-run."""
     if not log_path.is_file():
         return
-    kept = [line for line in log_path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line)["step"] <= last_step]
+    kept = []
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        try:
+            step = json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a line cut short by the crash: it belongs to a step after the checkpoint
+        if step <= last_step:
+            kept.append(line)
     _atomic_write_text(log_path, "".join(line + "\n" for line in kept))
 
 
