@@ -12,7 +12,11 @@ Word timing rule (checked against the signal energy of espeak-ng 1.51 output):
   all. Tokens it does not speak are filled by :func:`~speechbraid.synth.base.assemble_words`.
 
 espeak keeps global state and is not thread-safe: the library is initialised once per process and a
-lock serialises synthesis.
+lock serialises synthesis. Reproducibility: the C ``rand()`` espeak draws on is seeded before every
+call, but the library carries waveform state (phase, flutter) from the previous utterance of the
+process, and terminating and re-initialising it hangs in synchronous mode (1.51). So the same text and
+settings give the same audio only up to a few samples (word times within ~2 ms); a corpus run
+therefore records the settings it drew, and resuming never re-synthesises finished utterances.
 """
 
 from __future__ import annotations
@@ -142,6 +146,8 @@ class _Library:
         if rate <= 0:
             raise SynthesisError("espeak_Initialize failed (is espeak-ng-data installed?)")
         self.lib = lib
+        self.libc = ctypes.CDLL(None)  # the process's C library, for srand
+        self.libc.srand.argtypes = [ctypes.c_uint]
         self.native_rate = rate
         self.lock = threading.Lock()
         self._capture = _Capture()
@@ -159,8 +165,11 @@ class _Library:
             index += 1
         return 0
 
-    def synth(self, text: str, voice: str, rate: int, pitch: int) -> _Capture:
+    def synth(self, text: str, voice: str, rate: int, pitch: int, seed: int) -> _Capture:
         with self.lock:
+            # espeak draws from the C library's rand() (Klatt noise, voice variation): seeding it
+            # before every call makes the output depend on this call only, not on the calls before
+            self.libc.srand(seed)
             if self.lib.espeak_SetVoiceByName(voice.encode("utf-8")) != 0:
                 raise SynthesisError(f"unknown espeak voice '{voice}'")
             self.lib.espeak_SetParameter(ESPEAK_RATE, rate, 0)
@@ -315,13 +324,14 @@ class EspeakEngine(SynthEngine):
         return [f"{lang}+{v}" if v else lang for lang in SAMPLING_LANGUAGES for v in SAMPLING_VARIANTS]
 
     def synthesize(self, text: str, voice: VoiceSpec, seed: int | None = None) -> SynthResult:
+        """Speak ``text``; ``seed`` seeds the C ``rand()`` that espeak's voice variation draws on."""
         tokens = text_tokens(text)
         if not tokens:
             raise SynthesisError("empty text")
         self.check_ranges(voice.rate, voice.pitch)
         rate = RATE_NORMAL if voice.rate is None else voice.rate
         pitch = 50 if voice.pitch is None else voice.pitch
-        capture = self._lib.synth(text, self._resolve(voice.voice), rate, pitch)
+        capture = self._lib.synth(text, self._resolve(voice.voice), rate, pitch, 0 if seed is None else seed % 2**32)
         if not capture.chunks:
             raise SynthesisError(f"espeak produced no audio for {text!r}")
         native = np.concatenate(capture.chunks).astype(np.float32) / 32768.0
