@@ -13,10 +13,13 @@ Word timing rule (checked against the signal energy of espeak-ng 1.51 output):
 
 espeak keeps global state and is not thread-safe: the library is initialised once per process and a
 lock serialises synthesis. Reproducibility: the C ``rand()`` espeak draws on is seeded before every
-call, but the library carries waveform state (phase, flutter) from the previous utterance of the
-process, and terminating and re-initialising it hangs in synchronous mode (1.51). So the same text and
-settings give the same audio only up to a few samples (word times within ~2 ms); a corpus run
-therefore records the settings it drew, and resuming never re-synthesises finished utterances.
+call, but the library keeps state from earlier utterances of the process that it offers no way to
+reset (waveform phase; and, checked on 1.51, once any text with a digit has been spoken, later
+sentence ends come out ~10-50 ms different), while terminating and re-initialising it hangs in
+synchronous mode. So the same text and settings reproduce the audio exactly only in the same
+processing history; across histories (another job count) times may differ by tens of milliseconds.
+Each result's words always describe its own audio; a corpus run records the settings it drew and
+resuming never re-synthesises finished utterances.
 """
 
 from __future__ import annotations
