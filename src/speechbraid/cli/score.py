@@ -18,7 +18,6 @@ _SHOW = 5  # how many missing/extra ids a message lists (the count always covers
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "score",
-        help="score ASR hypotheses: WER, TER and entity error rate, overall and per domain",
         description=(
             "Match hypotheses to the utterances of a reference manifest by id and print WER (normalised "
             "text), TER (raw text: case and punctuation count) and the entity error rate (1 - recall of "

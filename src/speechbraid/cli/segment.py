@@ -20,7 +20,6 @@ from speechbraid.errors import ConfigError, ManifestError
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "segment",
-        help="merge aligned words into segments; print segment-length statistics",
         description=(
             "Merge each record's aligned words into segments (as JSTIP segment-level interleaving does) "
             "at silences, or at silences and punctuation, and print the distribution of segment lengths "

@@ -18,7 +18,6 @@ MANIFEST_SUFFIXES = (".jsonl", ".json")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "synth",
-        help="synthesise text into word-aligned speech-text pairs (espeak-ng, Piper)",
         description=(
             "Synthesise INPUT into OUT/wavs/*.wav and OUT/manifest.jsonl with word times. INPUT is a text "
             "file (one utterance per line, entity markup like [aspirin](drug); ids <stem>-<line:06d>; blank "

@@ -9,7 +9,6 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a speech LLM (ASR-only, joint, interleaved) from a YAML config",
         description="Train a decoder-only speech LLM. The config (YAML) names the causal LM, the encoder, "
         "the data sources with their layouts and token-ratio weights, and the training stages; "
         "any option can be overridden as key.sub=value. Re-run with --resume to continue a killed run "

@@ -13,7 +13,6 @@ from speechbraid.data.validate import validate_manifest
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "validate",
-        help="check a manifest for defects (audio, alignment, entities, ids)",
         description=(
             "Check every line of a JSONL manifest: parse errors, missing or unreadable audio, sample "
             "rate and duration against the audio header (never decoded), word alignments against the "
