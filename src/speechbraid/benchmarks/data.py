@@ -11,7 +11,7 @@ from speechbraid.benchmarks.common import format_table, in_fresh_process
 
 
 def _validation(n_lines: int) -> dict[str, Any]:
-    from speechbraid.data.validate_bench import benchmark_validation
+    from speechbraid.benchmarks.validation import benchmark_validation
 
     with tempfile.TemporaryDirectory() as tmp:
         return benchmark_validation(n_lines, tmp)

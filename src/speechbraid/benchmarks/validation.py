@@ -1,6 +1,6 @@
 """Throughput and peak memory of :func:`validate_manifest` on a generated manifest.
 
-Run ``python -m speechbraid.data.validate_bench 10000 100000`` to see that peak memory stays flat as
+Run ``python -m speechbraid.benchmarks.validation 10000 100000`` to see that peak memory stays flat as
 the manifest grows (apart from the 8-byte-digest id table, which grows by design).
 """
 
