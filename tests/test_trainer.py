@@ -12,7 +12,8 @@ from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.models.build import ModelConfig, build_speech_llm, load_speech_llm, set_trainable
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.training.data import SourceConfig
-from speechbraid.training.trainer import DataConfig, StageConfig, TrainConfig, Trainer, read_train_log, train
+from speechbraid.training.runlog import read_train_log
+from speechbraid.training.trainer import DataConfig, StageConfig, TrainConfig, Trainer, train
 
 
 def tiny_config(llm_dir, manifest, steps=(2, 3)) -> TrainConfig:

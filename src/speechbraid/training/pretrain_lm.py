@@ -24,24 +24,20 @@ Output directory layout::
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
-from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.errors import ConfigError, InputError
 from speechbraid.models.text_lm import (
     build_text_lm,
     check_vocab_size,
@@ -49,14 +45,13 @@ from speechbraid.models.text_lm import (
     save_tokenizer,
     train_bpe_tokenizer,
 )
+from speechbraid.training.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
+from speechbraid.training.runlog import LOG_FILE, read_train_log, truncate_log
+from speechbraid.training.runtime import autocast, autocast_dtype, pick_device, rng_state, set_rng_state
 
 RUN_FILE = "pretrain_run.json"
 METRICS_FILE = "metrics.json"
-LOG_FILE = "train_log.jsonl"
 CHECKPOINT_DIR = "checkpoints"
-_LATEST = "latest"
-_STATE_FILE = "trainer_state.pt"
-_MODEL_FILE = "model.safetensors"
 
 WARMUP_FRACTION = 0.1
 WEIGHT_DECAY = 0.1
@@ -139,13 +134,6 @@ def _inputs(blocks: torch.Tensor, pad_id: int, device: torch.device) -> dict[str
 # ------------------------------------------------------------------------------------------ files
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    # Write beside the target then rename: readers see the old file or the new one, never half.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _text_fingerprint(lines: list[str]) -> str:
     digest = hashlib.sha256()
     for line in lines:
@@ -154,92 +142,7 @@ def _text_fingerprint(lines: list[str]) -> str:
     return digest.hexdigest()
 
 
-def _save_checkpoint(ckpt_root: Path, step: int, model: LlamaForCausalLM, state: dict[str, Any]) -> None:
-    """Write ``step-N`` into a temp dir, rename it, then repoint ``latest``: a crash at any moment
-    leaves the previous checkpoint intact and ``latest`` always names a complete one."""
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{name}."))
-    save_model(model, str(tmp / _MODEL_FILE))
-    torch.save(state, tmp / _STATE_FILE)  # tensors and plain containers only: loads with weights_only
-    final = ckpt_root / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _atomic_write_text(ckpt_root / _LATEST, name + "\n")
-    for old in ckpt_root.iterdir():
-        if old.is_dir() and old.name != name:
-            shutil.rmtree(old)
-
-
-def _load_checkpoint(ckpt_root: Path, model: LlamaForCausalLM) -> dict[str, Any] | None:
-    """Load the latest checkpoint's weights into ``model`` and return its trainer state (None if none)."""
-    latest = ckpt_root / _LATEST
-    if not latest.is_file():
-        return None
-    ckpt = ckpt_root / latest.read_text(encoding="utf-8").strip()
-    try:
-        load_model(model, str(ckpt / _MODEL_FILE))
-        return torch.load(ckpt / _STATE_FILE, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"cannot load checkpoint: {exc}", ckpt) from None
-
-
-def _truncate_log(log_path: Path, last_step: int) -> None:
-    """Drop log lines written after the checkpoint we resume from; those steps are re-run."""
-    if not log_path.is_file():
-        return
-    kept = []
-    for line in log_path.read_text(encoding="utf-8").splitlines():
-        try:
-            step = json.loads(line)["step"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line cut short by the crash: it belongs to a step after the checkpoint
-        if step <= last_step:
-            kept.append(line)
-    _atomic_write_text(log_path, "".join(line + "\n" for line in kept))
-
-
-def read_train_log(out_dir: str | Path) -> list[dict[str, Any]]:
-    """The per-step records of a run's ``train_log.jsonl``."""
-    path = Path(out_dir) / LOG_FILE
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-# ------------------------------------------------------------------------------------------ device
-
-
-def pick_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on GPUs that support it; CPU stays fp32 (bf16 matmuls are slower than fp32 on
-    CPUs without AMX, and fp32 keeps CPU runs bit-reproducible across resumes)."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 # ----------------------------------------------------------------------------------------- training
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _optimizer(model: LlamaForCausalLM, lr: float) -> torch.optim.AdamW:
@@ -259,7 +162,7 @@ def evaluate_perplexity(model: LlamaForCausalLM, blocks: torch.Tensor, pad_id: i
     total, count = 0.0, 0
     for start in range(0, len(blocks), batch_size):
         batch = _inputs(blocks[start:start + batch_size], pad_id, device)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         targets = batch["labels"][:, 1:]
         loss = torch.nn.functional.cross_entropy(
@@ -348,7 +251,7 @@ def pretrain_lm(
     else:
         tokenizer = train_bpe_tokenizer(train_lines, vocab_size, model_max_length=spec.max_position_embeddings)
         save_tokenizer(tokenizer, out)
-    _atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")
+    atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")
 
     train_blocks = pack_blocks(tokenizer, train_lines, seq_len)
     val_blocks = pack_blocks(tokenizer, val_lines, seq_len)
@@ -364,13 +267,14 @@ def pretrain_lm(
     ckpt_root = out / CHECKPOINT_DIR
     log_path = out / LOG_FILE
     start, train_seconds = 0, 0.0
-    state = _load_checkpoint(ckpt_root, model) if resume else None
+    latest = latest_checkpoint(ckpt_root) if resume else None
+    state = load_checkpoint(latest, model) if latest is not None else None
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start, train_seconds = int(state["step"]), float(state["train_seconds"])
-        _truncate_log(log_path, start)
+        truncate_log(log_path, start)
     else:
         log_path.unlink(missing_ok=True)
         if ckpt_root.exists():
@@ -383,7 +287,7 @@ def pretrain_lm(
         for step, bar in _iter_steps(start, steps, progress):
             began = time.perf_counter()
             batch = _inputs(train_blocks[batch_indices(step, batch_size, len(train_blocks), seed)], pad_id, device)
-            with _autocast(device, dtype):
+            with autocast(device, dtype):
                 loss = model(**batch).loss
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
@@ -399,9 +303,9 @@ def pretrain_lm(
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
             bar.update(1)
             if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-                _save_checkpoint(ckpt_root, step + 1, model, {
+                save_checkpoint(ckpt_root, step + 1, model, {
                     "step": step + 1, "train_seconds": train_seconds, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": _rng_state(),
+                    "scheduler": scheduler.state_dict(), "rng": rng_state(),
                 })
 
     val_loss, val_tokens = evaluate_perplexity(model, val_blocks, pad_id, batch_size, device, dtype)
@@ -418,6 +322,6 @@ def pretrain_lm(
     }
     model.to("cpu").save_pretrained(out)
     save_tokenizer(tokenizer, out)
-    _atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     shutil.rmtree(ckpt_root)
     return metrics

@@ -33,6 +33,7 @@ from speechbraid.models.build import ModelConfig, build_speech_llm, save_speech_
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
+from speechbraid.training.runlog import LOG_FILE, truncate_log
 from speechbraid.training.runtime import (
     autocast,
     autocast_dtype,
@@ -41,8 +42,6 @@ from speechbraid.training.runtime import (
     seed_everything,
     set_rng_state,
 )
-
-LOG_FILE = "train_log.jsonl"
 
 
 @dataclass
@@ -130,19 +129,6 @@ def _stage_at(stages: list[StageConfig], step: int) -> tuple[int, int]:
     return len(stages), 0
 
 
-def _truncate_log(path: Path, last_step: int) -> None:
-    """Drop log lines past the checkpoint we resume from: those steps are re-run and logged again."""
-    if path.is_file():
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["step"] <= last_step]
-        ckpt.atomic_write_text(path, "".join(line + "\n" for line in kept))
-
-
-def read_train_log(out_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(out_dir) / LOG_FILE
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 class Trainer:
     """Owns the model, data and run directory of one training run; :meth:`fit` runs (or resumes) it."""
 
@@ -190,7 +176,7 @@ class Trainer:
             self.batcher.load_state_dict(state["data"])
             set_rng_state(state["rng"])
             if self.main:
-                _truncate_log(out / LOG_FILE, step)
+                truncate_log(out / LOG_FILE, step)
         elif self.main and (out / LOG_FILE).exists():
             (out / LOG_FILE).unlink()
         writer = None
