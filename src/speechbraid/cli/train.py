@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "any option can be overridden as key.sub=value. Re-run with --resume to continue a killed run "
         "exactly where it stopped. Multi-process: torchrun --nproc-per-node N -m speechbraid train ...",
     )
-    parser.add_argument("--config", type=Path, help="YAML config (see configs/ for examples)")
+    parser.add_argument("--config", help="YAML config file, or a packaged config name: asr_default, jstip_gpu")
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs, final model)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.rows=4")
@@ -23,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from speechbraid.config import load_config
+    from speechbraid.configs import resolve_config
     from speechbraid.training.trainer import TrainConfig, train
 
-    config = load_config(TrainConfig, args.config, args.overrides)
+    config = load_config(TrainConfig, resolve_config(args.config) if args.config else None, args.overrides)
     metrics = train(config, args.out, resume=args.resume)
     print(f"final loss {metrics.get('loss', float('nan')):.4f}; model saved to {args.out / 'model'}")
     return 0
