@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from speechbraid.braid.vocab import SPECIAL_TOKENS
 from speechbraid.config import load_config
 from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.models.build import ModelConfig, build_speech_llm, load_speech_llm, set_trainable
@@ -43,7 +44,7 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, tiny_llm_di
     assert resumed == pytest.approx(reference, abs=1e-6)
 
     model, tokenizer, model_config = load_speech_llm(tmp_path / "full" / "model")
-    assert model_config.conformer.d_model == 16 and model.vocab.special_id("<|asr|>") == len(tokenizer) - 9
+    assert model_config.conformer.d_model == 16 and model.vocab.special_id("<|asr|>") == len(tokenizer) - len(SPECIAL_TOKENS)
 
 
 def test_stage_one_trains_only_the_adapter(tmp_path, tiny_llm_dir, noise_corpus):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from speechbraid.braid.frames import frame_range, num_frames_for
-from speechbraid.braid.spans import Braid, SpecialSpan, SpeechSpan, TextSpan, UnitSpan
+from speechbraid.braid.spans import Braid, ParallelSpan, SpecialSpan, SpeechSpan, StreamToken, TextSpan, UnitSpan
 from speechbraid.braid.vocab import VocabLayout
 
 IGNORE_INDEX = -100
@@ -31,6 +31,10 @@ class FlatBraid:
     audio: str | None
     num_frames: int  # adapter frames the braid's audio yields (0 without audio)
     id: str = ""
+    # second (speech) stream of parallel spans: vocabulary id per position (-1 outside parallel spans);
+    # None when the braid has no parallel span
+    stream: tuple[int, ...] | None = None
+    stream_labels: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -41,22 +45,33 @@ def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float) -> FlatBr
     tokens: list[int] = []
     frames: list[int] = []
     labels: list[int] = []
+    stream: list[int] = []
+    stream_labels: list[int] = []
     num_frames = 0
     if braid.has_speech:
         if braid.audio is None or braid.duration is None:
             raise ValueError(f"braid {braid.id!r} has speech spans but no audio/duration")
         num_frames = num_frames_for(braid.duration, frame_rate)
 
-    def put(ids: Sequence[int], loss: bool) -> None:
+    def put(ids: Sequence[int], loss: bool, second: Sequence[int] | None = None) -> None:
         tokens.extend(ids)
         frames.extend([-1] * len(ids))
         labels.extend(ids if loss else [IGNORE_INDEX] * len(ids))
+        stream.extend(second if second is not None else [-1] * len(ids))
+        stream_labels.extend(second if second is not None and loss else [IGNORE_INDEX] * len(ids))
+
+    def resolve(token: StreamToken, unit: bool) -> int:
+        if isinstance(token, str):
+            return vocab.special_id(token)
+        return vocab.unit_id(token) if unit else token
 
     for span in braid.spans:
         if isinstance(span, TextSpan):
             put(span.tokens, span.loss)
         elif isinstance(span, SpecialSpan):
-            put((vocab.special_id(span.token),), False)
+            put((vocab.special_id(span.token),), span.loss)
+        elif isinstance(span, ParallelSpan):
+            put([resolve(t, False) for t in span.text], span.loss, [resolve(u, True) for u in span.speech])
         elif isinstance(span, UnitSpan):
             put([vocab.unit_id(u) for u in span.units], span.loss)
         elif isinstance(span, SpeechSpan):
@@ -64,10 +79,13 @@ def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float) -> FlatBr
             tokens.extend([-1] * (last - first))
             frames.extend(range(first, last))
             labels.extend([IGNORE_INDEX] * (last - first))
+            stream.extend([-1] * (last - first))
+            stream_labels.extend([IGNORE_INDEX] * (last - first))
         else:  # pragma: no cover - the Span union is closed
             raise TypeError(f"unknown span {span!r}")
+    parallel = any(isinstance(span, ParallelSpan) for span in braid.spans)
     return FlatBraid(tuple(tokens), tuple(frames), tuple(labels), braid.audio if num_frames else None, num_frames,
-                     braid.id)
+                     braid.id, tuple(stream) if parallel else None, tuple(stream_labels) if parallel else None)
 
 
 @dataclass
@@ -82,6 +100,8 @@ class BraidBatch:
     audio_frames: torch.Tensor  # (A,) adapter frames declared for each audio
     features: torch.Tensor | None = None  # (A, T, n_mels) filled by a feature function
     feature_lengths: torch.Tensor | None = None
+    stream_ids: torch.Tensor | None = None  # (B, L) second-stream ids of parallel spans, -1 elsewhere
+    stream_labels: torch.Tensor | None = None  # (B, L) their targets, IGNORE_INDEX where no loss
 
     def to(self, device: torch.device | str) -> BraidBatch:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
@@ -89,7 +109,10 @@ class BraidBatch:
 
     @property
     def num_loss_tokens(self) -> int:
-        return int((self.labels != IGNORE_INDEX).sum())
+        count = int((self.labels != IGNORE_INDEX).sum())
+        if self.stream_labels is not None:
+            count += int((self.stream_labels != IGNORE_INDEX).sum())
+        return count
 
     @property
     def fill_ratio(self) -> float:
@@ -115,6 +138,9 @@ def collate(
     position_ids = torch.zeros(shape, dtype=torch.long)
     example_ids = torch.zeros(shape, dtype=torch.long)
     speech_mask = torch.zeros(shape, dtype=torch.bool)
+    parallel = any(f.stream is not None for row in rows for f in row)
+    stream_ids = torch.full(shape, -1, dtype=torch.long) if parallel else None
+    stream_labels = torch.full(shape, IGNORE_INDEX, dtype=torch.long) if parallel else None
     audio: list[str] = []
     audio_frames: list[int] = []
     slot_of: dict[str, int] = {}
@@ -141,11 +167,15 @@ def collate(
             labels[b, sl] = torch.tensor(flat.labels, dtype=torch.long)
             position_ids[b, sl] = torch.arange(n)
             example_ids[b, sl] = example
+            if flat.stream is not None:
+                stream_ids[b, sl] = torch.tensor(flat.stream, dtype=torch.long)
+                stream_labels[b, sl] = torch.tensor(flat.stream_labels, dtype=torch.long)
             cursor += n
         # padding continues the positions so they never look like the start of a new example
         position_ids[b, cursor:] = torch.arange(length - cursor)
     batch = BraidBatch(input_ids, speech_mask, speech_index, labels, position_ids, example_ids, audio,
-                       torch.tensor(audio_frames, dtype=torch.long))
+                       torch.tensor(audio_frames, dtype=torch.long), stream_ids=stream_ids,
+                       stream_labels=stream_labels)
     if audio and features is not None:
         feats = [features(path) for path in audio]
         batch.feature_lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)

@@ -6,7 +6,11 @@ and whether those positions are prediction targets (``loss``):
 - :class:`TextSpan` - token ids of the LLM's tokenizer;
 - :class:`SpeechSpan` - a time range of the utterance's audio, filled with adapter frames at run time;
 - :class:`UnitSpan` - discrete speech-unit ids (offset into the LLM vocabulary by the vocab layout);
-- :class:`SpecialSpan` - one task/modality marker token; never a target.
+- :class:`SpecialSpan` - one task/modality marker token. Markers the model only reads (``<|asr|>``,
+  ``<|N|>``) never carry loss; control tokens a generation pattern must emit (end of text, the ESI
+  switch, end of speech, padding) do;
+- :class:`ParallelSpan` - several token streams advancing together, one token of each per position
+  (the parallel generation pattern); the streams' delays are declared by the pattern, not here.
 
 Builders of braids are pure functions of a record and a declared layout; the model has exactly one
 place that turns braids into embeddings (``speechbraid.models``).
@@ -18,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Modality = Literal["text", "speech", "units", "special"]
+Modality = Literal["text", "speech", "units", "special", "parallel"]
 
 
 @dataclass(frozen=True)
@@ -53,14 +57,30 @@ class UnitSpan:
 @dataclass(frozen=True)
 class SpecialSpan:
     token: str  # a name from speechbraid.braid.vocab.SPECIAL_TOKENS
+    loss: bool = False  # True only for control tokens a generation pattern must learn to emit
     modality: Modality = field(default="special", init=False)
 
-    @property
-    def loss(self) -> bool:
-        return False
+
+# One entry of a parallel stream: a text token id (text stream), a raw unit id (speech stream), or the
+# name of a special token (padding, end markers) resolved by the vocabulary layout.
+StreamToken = int | str
 
 
-Span = TextSpan | SpeechSpan | UnitSpan | SpecialSpan
+@dataclass(frozen=True)
+class ParallelSpan:
+    """Text and speech streams of equal length; position i holds ``text[i]`` and ``speech[i]``."""
+
+    text: tuple[StreamToken, ...]
+    speech: tuple[StreamToken, ...]
+    loss: bool
+    modality: Modality = field(default="parallel", init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.text) != len(self.speech):
+            raise ValueError(f"parallel streams differ in length: {len(self.text)} text vs {len(self.speech)} speech")
+
+
+Span = TextSpan | SpeechSpan | UnitSpan | SpecialSpan | ParallelSpan
 
 
 @dataclass(frozen=True)
@@ -99,6 +119,9 @@ class Braid:
                             "loss": False})
             elif isinstance(span, UnitSpan):
                 out.append({"modality": "units", "units": list(span.units), "loss": span.loss})
+            elif isinstance(span, ParallelSpan):
+                out.append({"modality": "parallel", "text": list(span.text), "speech": list(span.speech),
+                            "loss": span.loss})
             else:
-                out.append({"modality": "special", "token": span.token, "loss": False})
+                out.append({"modality": "special", "token": span.token, "loss": span.loss})
         return {"id": self.id, "layout": self.layout, "audio": self.audio, "duration": self.duration, "spans": out}

@@ -19,6 +19,7 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<|S|>",          # ESI switch: the rest of the response is speech only
     "<|eos_speech|>", # end of speech
     "<|eot|>",        # end of the response text
+    "<|resp|>",       # start of a generated response (text and/or speech)
 )
 
 

@@ -52,6 +52,8 @@ class ModelConfig:
     adapter_stack: int | None = None  # frames stacked by the adapter; default gives 80 ms frames
     adapter_hidden: int | None = None
     num_units: int = 0  # discrete speech units appended to the vocabulary
+    speech_head: bool = False  # a second output head for the speech stream (parallel generation pattern)
+    stream_combine: Literal["sum", "mean"] = "sum"  # how parallel streams' input embeddings combine
     lora: LoraSettings | None = None
 
     @property
@@ -100,7 +102,8 @@ def _assemble(config: ModelConfig, llm: Any, vocab: VocabLayout, encoder: torch.
         llm = get_peft_model(llm, LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha,
                                              lora_dropout=config.lora.dropout,
                                              target_modules=config.lora.target_modules, task_type="CAUSAL_LM"))
-    return SpeechLLM(encoder, adapter, llm, vocab, frame_rate)
+    return SpeechLLM(encoder, adapter, llm, vocab, frame_rate, speech_head=config.speech_head,
+                     stream_combine=config.stream_combine)
 
 
 def set_trainable(model: torch.nn.Module, patterns: Sequence[str]) -> int:
@@ -124,13 +127,18 @@ def save_speech_llm(model: SpeechLLM, tokenizer: Any, config: ModelConfig, out_d
     llm = model.llm.merge_and_unload() if hasattr(model.llm, "merge_and_unload") else model.llm
     llm.save_pretrained(out / LLM_DIR)
     tokenizer.save_pretrained(out / LLM_DIR)
-    speech = {f"encoder.{k}": v for k, v in model.encoder.state_dict().items()}
-    speech.update({f"adapter.{k}": v for k, v in model.adapter.state_dict().items()})
+    speech = {f"{prefix}.{k}": v for prefix, module in _speech_modules(model) for k, v in module.state_dict().items()}
     save_file({k: v.contiguous() for k, v in speech.items()}, str(out / SPEECH_FILE))
     meta = {"model": asdict(config) | {"lora": None}, "vocab": {"text_size": model.vocab.text_size,
                                                                    "num_units": model.vocab.num_units}}
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return out
+
+
+def _speech_modules(model: SpeechLLM) -> list[tuple[str, torch.nn.Module]]:
+    """The modules saved beside the HF LLM (in ``speech.safetensors``)."""
+    modules = [("encoder", model.encoder), ("adapter", model.adapter)]
+    return modules + ([("speech_head", model.speech_head)] if model.speech_head is not None else [])
 
 
 def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SpeechLLM, Any, ModelConfig]:
@@ -156,7 +164,8 @@ def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -
         speech = load_file(str(path / SPEECH_FILE))
     except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read speech weights: {exc}", path / SPEECH_FILE) from None
-    for prefix, module in (("encoder.", model.encoder), ("adapter.", model.adapter)):
+    for name, module in _speech_modules(model):
+        prefix = name + "."
         state = {k[len(prefix):]: v for k, v in speech.items() if k.startswith(prefix)}
         try:
             module.load_state_dict(state, strict=True)

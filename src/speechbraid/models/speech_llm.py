@@ -24,6 +24,7 @@ class PreparedInputs:
     attention_mask: torch.Tensor  # (B, 1, L, L) additive: 0 = may attend, dtype-min = blocked
     position_ids: torch.Tensor  # (B, L)
     labels: torch.Tensor  # (B, L) shifted: labels[:, i] is the target predicted at position i
+    stream_labels: torch.Tensor | None = None  # (B, L) shifted targets of the speech head (parallel pattern)
 
 
 def packed_causal_mask(example_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -50,20 +51,30 @@ def shift_labels(labels: torch.Tensor, example_ids: torch.Tensor) -> torch.Tenso
 
 class SpeechLLM(nn.Module):
     """``encoder`` maps (features, lengths) to (frames, lengths); ``adapter`` maps those into the LLM width;
-    ``llm`` is any Hugging Face causal LM whose embeddings cover ``vocab.size``."""
+    ``llm`` is any Hugging Face causal LM whose embeddings cover ``vocab.size``.
+
+    With ``speech_head`` the model also predicts a second (speech) stream at every position: the parallel
+    generation pattern's separate head; its input embedding is combined with the text stream's by
+    ``stream_combine`` ("sum" or "mean").
+    """
 
     def __init__(self, encoder: nn.Module | None, adapter: nn.Module | None, llm: nn.Module, vocab: VocabLayout,
-                 frame_rate: float = 12.5) -> None:
+                 frame_rate: float = 12.5, speech_head: bool = False, stream_combine: str = "sum") -> None:
         super().__init__()
+        if stream_combine not in ("sum", "mean"):
+            raise ValueError(f"stream_combine must be 'sum' or 'mean', got {stream_combine!r}")
         self.encoder = encoder
         self.adapter = adapter
         self.llm = llm
         self.vocab = vocab
         self.frame_rate = frame_rate
+        self.stream_combine = stream_combine
         # audio path -> encoder output, filled while the encoder is frozen (stage 1 re-uses it every epoch)
         self.encoder_cache: dict[str, torch.Tensor] | None = None
         if llm.get_input_embeddings().num_embeddings < vocab.size:
             llm.resize_token_embeddings(vocab.size)
+        width = llm.get_input_embeddings().embedding_dim
+        self.speech_head = nn.Linear(width, vocab.size, bias=False) if speech_head else None
 
     def encode_speech(self, batch: BraidBatch) -> torch.Tensor:
         """Adapter frames for every audio of the batch, padded/trimmed to the declared frame counts: (A, F, D)."""
@@ -100,19 +111,39 @@ class SpeechLLM(nn.Module):
             speech = self.encode_speech(batch).to(inputs_embeds.dtype)
             flat = speech.reshape(-1, speech.shape[-1])
             inputs_embeds = torch.where(batch.speech_mask[..., None], flat[batch.speech_index], inputs_embeds)
+        stream_labels = None
+        if batch.stream_ids is not None:
+            inputs_embeds = self.combine_streams(inputs_embeds, batch.stream_ids)
+            stream_labels = shift_labels(batch.stream_labels, batch.example_ids)
         return PreparedInputs(
             inputs_embeds=inputs_embeds,
             attention_mask=packed_causal_mask(batch.example_ids, inputs_embeds.dtype),
             position_ids=batch.position_ids,
             labels=shift_labels(batch.labels, batch.example_ids),
+            stream_labels=stream_labels,
         )
 
+    def combine_streams(self, text_embeds: torch.Tensor, stream_ids: torch.Tensor) -> torch.Tensor:
+        """Input of a parallel position: the text and speech tokens' embeddings summed or averaged."""
+        present = stream_ids >= 0
+        combined = text_embeds + self.llm.get_input_embeddings()(stream_ids.clamp(min=0))
+        if self.stream_combine == "mean":
+            combined = combined / 2
+        return torch.where(present[..., None], combined, text_embeds)
+
     def forward(self, batch: BraidBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean loss over target tokens, logits)."""
+        """(mean loss over target tokens of both heads, text-head logits)."""
         inputs = self.prepare_inputs(batch)
+        parallel = inputs.stream_labels is not None
+        if parallel and self.speech_head is None:
+            raise ValueError("the batch holds parallel spans but the model has no speech head")
         out = self.llm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
-                       position_ids=inputs.position_ids, use_cache=False)
+                       position_ids=inputs.position_ids, use_cache=False, output_hidden_states=parallel)
         logits = out.logits
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), inputs.labels.reshape(-1),
-                               ignore_index=IGNORE_INDEX)
-        return loss, logits
+        targets = [(logits, inputs.labels)]
+        if parallel:
+            targets.append((self.speech_head(out.hidden_states[-1]), inputs.stream_labels))
+        total = sum(F.cross_entropy(lg.float().reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=IGNORE_INDEX,
+                                    reduction="sum") for lg, lb in targets)
+        count = sum(int((lb != IGNORE_INDEX).sum()) for _, lb in targets)
+        return total / max(count, 1), logits
