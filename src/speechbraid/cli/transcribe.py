@@ -1,0 +1,65 @@
+"""``speechbraid transcribe``: audio files and/or manifests -> one transcript line per input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from speechbraid.inference.transcribe import (
+    collect_inputs,
+    describe_skipped,
+    hypothesis_lines,
+    load_transcriber,
+    write_lines,
+)
+
+
+def add_decoding_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``transcribe`` and ``evaluate``."""
+    parser.add_argument("--model", required=True, metavar="NAME_OR_DIR",
+                        help="a speech LLM directory (speechbraid.json), a Whisper HF checkpoint, or a registered name")
+    parser.add_argument("--beam", type=int, default=1, metavar="N", help="beam size (1 = greedy; speech LLMs only)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="utterances decoded together")
+    parser.add_argument("--max-new-tokens", type=int, default=None, metavar="N",
+                        help="longest transcript in tokens (speech LLMs only; default 128)")
+    parser.add_argument("--context", metavar="TEXT",
+                        help="text prompt placed before the speech, e.g. a domain hint (speech LLMs only)")
+    parser.add_argument("--device", metavar="DEV", help="torch device (default: cuda when available, else cpu)")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "transcribe",
+        description=(
+            "Transcribe audio files (WAV, FLAC, anything soundfile reads) and/or JSONL manifests (.jsonl, .json) "
+            "with a speech LLM or a Whisper checkpoint. Prints one 'path<TAB>text' line per input in input "
+            "order, or with --json one {\"id\", \"audio\", \"text\"} object per line (what 'speechbraid score "
+            "--hyp' reads; an audio file's id is its file stem, a manifest record keeps its id). Text-only "
+            "manifest records are skipped and counted. Progress and the real-time factor go to stderr."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="FILE", help="audio files and/or JSONL manifests")
+    add_decoding_options(parser)
+    parser.add_argument("--json", action="store_true", help="write JSONL {\"id\", \"audio\", \"text\"} lines")
+    parser.add_argument("--out", metavar="FILE", help="write the lines to FILE instead of stdout")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    skipped: list[str] = []
+    items = collect_inputs(args.inputs, skipped)  # every audio header is checked before the model loads
+    if skipped:
+        print(f"speechbraid transcribe: {describe_skipped(skipped)}", file=sys.stderr)
+    transcriber = load_transcriber(args.model, args.device)
+    result = transcriber.transcribe(items, batch_size=args.batch_size, beam_size=args.beam,
+                                    max_new_tokens=args.max_new_tokens, context=args.context)
+    lines = hypothesis_lines(items, result.texts, as_json=args.json)
+    if args.out:
+        write_lines(lines, args.out)
+    else:
+        sys.stdout.writelines(line + "\n" for line in lines)
+    print(f"speechbraid transcribe: {len(items)} input(s), {result.audio_seconds:.2f} s of audio in "
+          f"{result.wall_seconds:.2f} s: RTF {result.rtf:.3f}", file=sys.stderr)
+    return 0

@@ -1,0 +1,339 @@
+"""Transcribe audio with a saved model of either kind - a speechbraid speech LLM or a Whisper checkpoint.
+
+:func:`load_transcriber` looks at a model directory (or registered name) and returns one
+:class:`Transcriber`; :func:`collect_inputs` turns audio files and JSONL manifests into
+:class:`AudioItem` s, checking every audio header BEFORE any model work so a bad file fails in
+seconds, not after an hour of decoding. :func:`evaluate_model` transcribes a reference manifest and
+scores it with :func:`speechbraid.evaluation.asr_metrics.evaluate`.
+
+Speed is reported as the real-time factor ``rtf = wall seconds / audio seconds`` (below 1 is
+faster than real time). For a speech LLM the wall time covers feature extraction and decoding, not
+model loading; for Whisper it also covers the model load, because the judge loads its model on
+every call (see :func:`speechbraid.models.judge.transcribe_with_whisper`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speechbraid.data.audio import audio_info
+from speechbraid.data.manifest import iter_manifest
+from speechbraid.data.records import Utterance
+from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.models.registry import resolve_model
+
+DEFAULT_MAX_NEW_TOKENS = 128
+MANIFEST_SUFFIXES = (".jsonl", ".json")  # everything else is read as audio (anything soundfile reads)
+SPEECH_LLM_FILE = "speechbraid.json"  # == speechbraid.models.build.CONFIG_FILE, kept here to avoid importing torch
+
+
+@dataclass(frozen=True)
+class AudioItem:
+    """One audio input: ``id`` names it in outputs, ``where`` tells the user where it came from."""
+
+    id: str
+    path: str
+    duration: float  # seconds, from the audio header
+    where: str  # "file" or "manifest:line"
+
+
+@dataclass(frozen=True)
+class TranscriptionRun:
+    """Transcripts in input order, and how fast they were made."""
+
+    texts: list[str]
+    audio_seconds: float
+    wall_seconds: float
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: wall seconds per second of audio."""
+        return self.wall_seconds / self.audio_seconds if self.audio_seconds > 0 else float("nan")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Inputs
+
+
+def audio_item(path: str | Path, utt_id: str | None = None, manifest: str | None = None,
+               line: int | None = None) -> AudioItem:
+    """An :class:`AudioItem` for ``path`` after reading its header; a missing or unreadable file is an
+    :class:`InputError` naming the manifest line when there is one, else the file."""
+    path = str(path)
+    where = path if manifest is None else f"{manifest}:{line}"
+    if not Path(path).is_file():
+        raise InputError(f"audio file not found: {path}" if manifest else "audio file not found", manifest or path,
+                         line)
+    try:
+        _, duration = audio_info(path)
+    except InputError as exc:
+        if manifest is None:
+            raise
+        raise InputError(f"audio {path}: {exc.message}", manifest, line) from None
+    return AudioItem(utt_id if utt_id is not None else Path(path).stem, path, duration, where)
+
+
+def manifest_items(manifest: str | Path, skipped: list[str] | None = None) -> list[tuple[AudioItem, Utterance]]:
+    """The records of a manifest that have audio, each with its :class:`AudioItem`.
+
+    Text-only records are skipped and their locations (``file:line [id]``) appended to ``skipped``;
+    without that list they are reported with :func:`warnings.warn`, so they are never lost silently.
+    """
+    found: list[tuple[AudioItem, Utterance]] = []
+    text_only: list[str] = []
+    for entry in iter_manifest(manifest):
+        record = entry.record
+        if record.audio is None:
+            text_only.append(f"{entry.where()} [{record.id}]")
+            continue
+        found.append((audio_item(record.audio, record.id, entry.path, entry.line), record))
+    _report_skipped(text_only, skipped)
+    return found
+
+
+def collect_inputs(paths: Iterable[str | Path], skipped: list[str] | None = None) -> list[AudioItem]:
+    """Audio files and/or JSONL manifests (by suffix: ``.jsonl``/``.json``) -> audio items in input order.
+
+    An audio file's id is its file stem; a manifest record keeps its id. Ids must be unique (hypothesis
+    files are matched by id), so a repeated id is an :class:`InputError` naming both places. Text-only
+    manifest records are handled as in :func:`manifest_items`.
+    """
+    items: list[AudioItem] = []
+    text_only: list[str] = []
+    for path in paths:
+        path = Path(path)
+        if path.suffix.lower() in MANIFEST_SUFFIXES:
+            items += [item for item, _ in manifest_items(path, text_only)]
+        else:
+            items.append(audio_item(path))
+    _check_unique(items)
+    _report_skipped(text_only, skipped)
+    return items
+
+
+def describe_skipped(skipped: Sequence[str], show: int = 3) -> str:
+    """One line: how many text-only records were skipped, and the first few locations."""
+    more = f", ... ({len(skipped) - show} more)" if len(skipped) > show else ""
+    return f"skipped {len(skipped)} text-only record(s) without audio (first: {', '.join(skipped[:show])}{more})"
+
+
+def _report_skipped(text_only: list[str], skipped: list[str] | None) -> None:
+    # The caller's list when it reports them itself (the CLI), else a warning: never silently dropped.
+    if skipped is not None:
+        skipped.extend(text_only)
+    elif text_only:
+        warnings.warn(describe_skipped(text_only), stacklevel=3)
+
+
+def _check_unique(items: Sequence[AudioItem]) -> None:
+    first: dict[str, AudioItem] = {}
+    for item in items:
+        if item.id in first:
+            raise InputError(f"utterance id {item.id!r} appears twice ({first[item.id].where} and {item.where}); "
+                             "ids of audio files come from their file names, so rename one or use a manifest")
+        first[item.id] = item
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Models
+
+
+class Transcriber:
+    """A loaded ASR model; :meth:`transcribe` returns transcripts in input order with timing."""
+
+    kind: str  # "speech-llm" or "whisper"
+
+    def __init__(self, model_dir: Path) -> None:
+        self.model_dir = model_dir
+
+    def transcribe(self, items: Sequence[AudioItem], *, batch_size: int = 8, beam_size: int = 1,
+                   max_new_tokens: int | None = None, context: str | None = None,
+                   progress: bool = True) -> TranscriptionRun:
+        """Transcribe ``items``; ``max_new_tokens=None`` means the model's default limit."""
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {batch_size}")
+        if beam_size < 1:
+            raise ConfigError(f"beam size must be >= 1, got {beam_size}")
+        if not items:
+            return TranscriptionRun([], 0.0, 0.0)
+        start = time.perf_counter()
+        texts = self._transcribe(items, batch_size, beam_size, max_new_tokens, context, progress)
+        wall = time.perf_counter() - start
+        return TranscriptionRun(texts, sum(item.duration for item in items), wall)
+
+    def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
+                    context: str | None, progress: bool) -> list[str]:
+        raise NotImplementedError
+
+
+class SpeechLLMTranscriber(Transcriber):
+    """A speechbraid speech LLM decoding ``[context][speech][<|asr|>]`` prompts until the tokenizer's EOS."""
+
+    kind = "speech-llm"
+
+    def __init__(self, model_dir: Path, device: str | None = None) -> None:
+        from speechbraid.layouts.tokenizer import HFTextTokenizer
+        from speechbraid.models.build import load_speech_llm
+        from speechbraid.models.judge import pick_device
+
+        super().__init__(model_dir)
+        self.device = pick_device(device)
+        self.model, self.hf_tokenizer, self.config = load_speech_llm(model_dir, self.device)
+        self.tokenizer = HFTextTokenizer(self.hf_tokenizer)
+        self.features = self.config.feature_config.extract_file
+
+    def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
+                    context: str | None, progress: bool) -> list[str]:
+        from tqdm import tqdm
+
+        from speechbraid.inference.decode import DecodeConfig, asr_prompt, generate
+
+        config = DecodeConfig(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, beam_size=beam_size,
+                              stop_ids=(self.tokenizer.eos_id,))
+        # Sorting by duration keeps the padding inside each batch small; texts go back to input order.
+        order = sorted(range(len(items)), key=lambda i: items[i].duration)
+        texts = [""] * len(items)
+        with tqdm(total=len(items), desc="transcribe", unit="utt", disable=not progress, file=sys.stderr) as bar:
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                prompts = [asr_prompt(Utterance(items[i].id, "", audio=items[i].path, duration=items[i].duration),
+                                      context, self.tokenizer) for i in batch]
+                for i, result in zip(batch, generate(self.model, prompts, self.features, config), strict=True):
+                    texts[i] = self.decode(result.tokens)
+                bar.update(len(batch))
+        return texts
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        """Transcript text of generated ids: text tokens only (specials and speech units are not text)."""
+        text_ids = [t for t in tokens if self.model.vocab.kind_of(t) == "text"]
+        return self.hf_tokenizer.decode(text_ids, skip_special_tokens=True).strip()
+
+
+class WhisperTranscriber(Transcriber):
+    """A Hugging Face Whisper checkpoint, run through the project's judge (greedy, English, no timestamps)."""
+
+    kind = "whisper"
+
+    def __init__(self, model_dir: Path, device: str | None = None) -> None:
+        super().__init__(model_dir)
+        self.device = device
+
+    def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
+                    context: str | None, progress: bool) -> list[str]:
+        from speechbraid.models.judge import transcribe_with_whisper
+
+        # The judge decodes greedily with Whisper's own length limit and no prompt; refuse rather than ignore.
+        unsupported = [name for name, is_set in (("beam size > 1", beam_size > 1),
+                                                 ("max_new_tokens", max_new_tokens is not None),
+                                                 ("a text context", bool(context))) if is_set]
+        if unsupported:
+            raise ConfigError(f"the Whisper model {self.model_dir} decodes greedily with its own settings; "
+                              f"these options are for speech LLMs only: {', '.join(unsupported)}")
+        if progress:
+            print(f"transcribing {len(items)} file(s) with Whisper ({self.model_dir})", file=sys.stderr)
+        return transcribe_with_whisper(self.model_dir, [item.path for item in items], batch_size=batch_size,
+                                       device=self.device)
+
+
+def load_transcriber(name_or_dir: str | Path, device: str | None = None) -> Transcriber:
+    """Load a model for transcription, deciding its kind from the directory's contents.
+
+    ``speechbraid.json`` -> speech LLM; a Hugging Face ``config.json`` with ``model_type`` ``whisper`` ->
+    Whisper. Anything else is a :class:`CheckpointError` naming the directory and what was expected;
+    an unknown name is a :class:`ConfigError` listing the known ones. ``device`` defaults to CUDA when
+    available, else CPU.
+    """
+    model_dir = resolve_model(name_or_dir)
+    if device is not None:
+        import torch
+
+        try:
+            torch.device(device)
+        except RuntimeError as exc:
+            raise ConfigError(f"invalid device {device!r}: {exc}") from None
+    if (model_dir / SPEECH_LLM_FILE).is_file():
+        return SpeechLLMTranscriber(model_dir, device)
+    hf_config = model_dir / "config.json"
+    if hf_config.is_file():
+        try:
+            model_type = json.loads(hf_config.read_text(encoding="utf-8")).get("model_type")
+        except (json.JSONDecodeError, AttributeError) as exc:
+            raise CheckpointError(f"config.json is not a JSON object: {exc}", hf_config) from None
+        if model_type == "whisper":
+            return WhisperTranscriber(model_dir, device)
+        found = f"a Hugging Face config.json with model_type {model_type!r}"
+    else:
+        found = "neither"
+    raise CheckpointError(
+        f"not a model speechbraid can transcribe with: expected {SPEECH_LLM_FILE} (a speech LLM saved by "
+        f"'speechbraid train') or a Hugging Face Whisper checkpoint (config.json with model_type 'whisper', e.g. "
+        f"from 'speechbraid import-whisper'); found {found}", model_dir)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Output and evaluation
+
+
+def hypothesis_lines(items: Sequence[AudioItem], texts: Sequence[str], as_json: bool) -> list[str]:
+    """Output lines: ``{"id", "audio", "text"}`` JSONL (what ``speechbraid score --hyp`` reads) or
+    ``path<TAB>text`` (whitespace runs in the text become single spaces so a line stays one record)."""
+    if as_json:
+        return [json.dumps({"id": item.id, "audio": item.path, "text": text}, ensure_ascii=False)
+                for item, text in zip(items, texts, strict=True)]
+    return [f"{item.path}\t{' '.join(text.split())}" for item, text in zip(items, texts, strict=True)]
+
+
+def write_lines(lines: Sequence[str], path: str | Path) -> None:
+    """Write lines via a temporary file + rename, so a killed job never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.writelines(line + "\n" for line in lines)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluate_model(model: str | Path | Transcriber, manifest: str | Path, *, batch_size: int = 8,
+                   beam_size: int = 1, max_new_tokens: int | None = None, context: str | None = None,
+                   device: str | None = None, progress: bool = True, hyps_out: str | Path | None = None,
+                   skipped: list[str] | None = None) -> dict[str, Any]:
+    """Transcribe every record with audio in ``manifest`` and score it (WER, TER, EER overall, per domain,
+    per entity type).
+
+    Returns :func:`~speechbraid.evaluation.asr_metrics.evaluate`'s dict plus ``model``, ``manifest``,
+    ``n`` (utterances scored), ``skipped_text_only``, ``audio_seconds``, ``wall_seconds`` and ``rtf``.
+    ``hyps_out`` also writes the hypotheses as JSONL for ``speechbraid score``. Text-only records are
+    reported as in :func:`manifest_items` and counted in the result.
+    """
+    from speechbraid.evaluation.asr_metrics import evaluate
+
+    text_only: list[str] = []
+    pairs = manifest_items(manifest, text_only)
+    _report_skipped(text_only, skipped)
+    if not pairs:
+        raise InputError("no utterances with audio to evaluate", manifest)
+    items = [item for item, _ in pairs]
+    _check_unique(items)
+    transcriber = model if isinstance(model, Transcriber) else load_transcriber(model, device)
+    run = transcriber.transcribe(items, batch_size=batch_size, beam_size=beam_size, max_new_tokens=max_new_tokens,
+                                 context=context, progress=progress)
+    if hyps_out is not None:
+        write_lines(hypothesis_lines(items, run.texts, as_json=True), hyps_out)
+    result = evaluate([record for _, record in pairs], run.texts)
+    result.update(model=str(transcriber.model_dir), manifest=str(manifest), n=len(items),
+                  skipped_text_only=len(text_only), audio_seconds=run.audio_seconds,
+                  wall_seconds=run.wall_seconds, rtf=run.rtf)
+    return result
