@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
-from collections.abc import Callable
+import statistics
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+DEFAULT_CORPUS = Path("data/default")  # where `speechbraid demo` / `corpus build` write the default corpus
+DEFAULT_LM = "default-lm"  # the registered text prior `speechbraid pretrain-lm` produces
+BENCH_LM_VOCAB = 4000  # the pretrain-lm default, so a stand-in LM has the default embedding/logit cost
+WORDNET_PASSAGES = 30_000  # enough varied text for a 4000-token BPE in well under a second
 
 
 def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
@@ -22,3 +32,95 @@ def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def synchronize(device: Any) -> None:
+    """Wait for queued GPU work, so wall-clock readings cover it (no-op on CPU)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One call's wall seconds (GPU work included) and this process's CPU seconds (all its threads).
+
+    On a shared CPU the wall time carries other processes' load; CPU time mostly does not, so ratios of CPU
+    times are the steadier reading there (on GPU only the wall time means anything).
+    """
+
+    wall: float
+    cpu: float
+
+
+def timed(fn: Callable[[], Any], device: Any) -> Timing:
+    """Time one ``fn()`` call."""
+    synchronize(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    synchronize(device)
+    return Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+@dataclass(frozen=True)
+class BenchCorpus:
+    """The manifests the model benchmarks read, and which corpus they are (printed with the figures)."""
+
+    train: Path  # speech training split (audio + word alignments)
+    test: Path  # speech test split (decoding)
+    text: Path  # text-only manifest for the `text` layout of the training mix
+    text_dir: Path  # plain-text files (*.txt) a stand-in tokenizer is trained on
+    source: str
+
+
+def bench_corpus(corpus_dir: str | Path, work_dir: str | Path) -> BenchCorpus:
+    """The default corpus under ``corpus_dir`` if its speech train and test splits exist, otherwise a
+    stand-in: the ``tiny`` default corpus (espeak-ng speech with word alignments) built in ``work_dir``."""
+    corpus = Path(corpus_dir)
+    train, test = (corpus / "speech" / split / "manifest.jsonl" for split in ("train", "test"))
+    if train.is_file() and test.is_file():
+        source = f"default corpus {corpus}"
+    else:
+        from speechbraid.corpora import build_default_corpus
+
+        missing = train if not train.is_file() else test
+        corpus = Path(work_dir) / "stand-in-corpus"
+        build_default_corpus(corpus, size="tiny", seed=0, jobs=1, progress=False)
+        train, test = (corpus / "speech" / split / "manifest.jsonl" for split in ("train", "test"))
+        source = f"stand-in: tiny espeak-ng corpus built for this run ({missing} not found)"
+    domain_text = corpus / "text" / "domain.jsonl"
+    return BenchCorpus(train, test, domain_text if domain_text.is_file() else train, corpus / "text", source)
+
+
+def bench_llm(work_dir: str | Path, text_dir: str | Path) -> tuple[Path, str]:
+    """The causal LM the model benchmarks wrap: the registered ``default-lm`` if there is one, else an
+    untrained Llama of the ``small`` preset with a BPE tokenizer trained on the corpus text plus WordNet
+    (speed does not depend on the weights). Returns (model directory, description for the output)."""
+    from speechbraid.errors import ConfigError
+    from speechbraid.models.registry import resolve_model
+
+    try:
+        return resolve_model(DEFAULT_LM), f"registered {DEFAULT_LM!r}"
+    except ConfigError:
+        pass
+    import torch
+
+    from speechbraid.corpora.general import wordnet_passages
+    from speechbraid.models.text_lm import build_text_lm, get_preset, save_tokenizer, train_bpe_tokenizer
+
+    texts = [line for path in sorted(Path(text_dir).glob("*.txt"))
+             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts += itertools.islice(wordnet_passages(), WORDNET_PASSAGES)
+    tokenizer = train_bpe_tokenizer(texts, BENCH_LM_VOCAB)
+    torch.manual_seed(0)
+    model = build_text_lm(get_preset("small"), tokenizer)
+    out = Path(work_dir) / "bench-lm"
+    model.save_pretrained(out)
+    save_tokenizer(tokenizer, out)
+    return out, (f"stand-in: untrained 'small' Llama (hidden 256, 4 layers), BPE vocab {len(tokenizer)} "
+                 f"({DEFAULT_LM!r} not registered)")

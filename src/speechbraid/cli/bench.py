@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-SUITES = ("data",)
+SUITES = ("data", "train", "asr-decode")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,21 +15,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         description="Measure speed and memory figures on this machine and print them as tables (or JSON). "
         "Suites: data (synthesis speed per engine, manifest validation throughput and peak memory at two "
-        "manifest sizes, log-mel extraction speed).",
+        "manifest sizes, log-mel extraction speed); train (speech-LLM step throughput against the bare LLM on "
+        "the same packed batches, packing efficiency against plain padding, achieved FLOP/s against a plain "
+        "matmul); asr-decode (greedy decoding with and without the KV cache, transcription real-time factor "
+        "on CPU). train and asr-decode use the default corpus when it exists (else a tiny stand-in built for "
+        "the run) and the registered 'default-lm' when there is one (else an untrained small Llama).",
     )
     parser.add_argument("suite", choices=SUITES, help="which benchmark suite to run")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--save", type=Path, help="also write the JSON result to this file")
     parser.add_argument("--lines", type=int, nargs="+", default=[10_000, 100_000],
                         help="data: manifest sizes for the validation benchmark (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=5,
+                        help="train: measured steps per row, after one warm-up step (default: %(default)s)")
+    parser.add_argument("--corpus", type=Path, default=Path("data/default"),
+                        help="train, asr-decode: default corpus directory (default: %(default)s)")
+    parser.add_argument("--device", help="train, asr-decode: torch device (default: cuda if available, else cpu)")
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from speechbraid.benchmarks.data import bench_data, format_data
+def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+    from speechbraid.errors import ConfigError
 
-    result = bench_data(manifest_lines=args.lines)
-    text = format_data(result)
+    if args.suite == "data":
+        from speechbraid.benchmarks.data import bench_data, format_data
+
+        result = bench_data(manifest_lines=args.lines)
+        return result, format_data(result)
+    if args.suite == "train":
+        from speechbraid.benchmarks.train import bench_train, format_train
+
+        if args.steps < 1:
+            raise ConfigError(f"--steps must be >= 1, got {args.steps}")
+        result = bench_train(args.corpus, steps=args.steps, device=args.device)
+        return result, format_train(result)
+    from speechbraid.benchmarks.asr_decode import bench_asr_decode, format_asr_decode
+
+    result = bench_asr_decode(args.corpus, device=args.device)
+    return result, format_asr_decode(result)
+
+
+def run(args: argparse.Namespace) -> int:
+    result, text = _measure(args)
     if args.save:
         args.save.parent.mkdir(parents=True, exist_ok=True)
         args.save.write_text(json.dumps(result, indent=2), encoding="utf-8")
