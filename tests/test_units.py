@@ -1,0 +1,148 @@
+"""Unit tokenizer: k-means training, frame rate, save/load, dedup, statistics, manifest tokenization."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speechbraid.data.audio import audio_info, write_wav
+from speechbraid.data.manifest import read_manifest
+from speechbraid.errors import ConfigError, InputError
+from speechbraid.units.tokenizer import (
+    FeatureSource,
+    UnitTokenizer,
+    UnitTokenizerConfig,
+    dedup_units,
+    sample_frames,
+    tokenize_manifest,
+    train_tokenizer,
+    unit_stats,
+)
+
+SENTENCES = ["Take aspirin twice daily.", "The bank opened a savings account.",
+             "Rest well and drink water.", "Transfer fifty dollars today."]
+
+
+@pytest.fixture(scope="module")
+def speech_manifest(tmp_path_factory) -> Path:
+    """Real speech (espeak-ng when present, else tones) plus one text-only and one externally-tokenized record."""
+    out = tmp_path_factory.mktemp("units_corpus")
+    lines = []
+    for i, text in enumerate(SENTENCES):
+        wav = out / f"u{i}.wav"
+        if shutil.which("espeak-ng"):
+            subprocess.run(["espeak-ng", "-w", str(wav), text], check=True)
+        else:
+            t = np.arange(int(16000 * (1 + 0.3 * i))) / 16000
+            write_wav(wav, 0.3 * np.sin(2 * np.pi * (200 + 100 * i) * t), 16000)
+        rate, duration = audio_info(wav)
+        lines.append({"id": f"u{i}", "text": text, "audio": wav.name, "sample_rate": rate, "duration": duration})
+    lines.append({"id": "t0", "text": "text only line"})
+    lines.append({"id": "x0", "text": SENTENCES[0], "audio": "u0.wav", "units": [4, 4, 1]})
+    (out / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return out / "manifest.jsonl"
+
+
+def _fbank(rate: float = 25.0, n_units: int = 16, **kw) -> UnitTokenizerConfig:
+    return UnitTokenizerConfig(encoder="fbank", rate_hz=rate, n_units=n_units, **kw)
+
+
+@pytest.mark.parametrize("rate", [25.0, 12.5])
+def test_kmeans_deterministic_units_in_range_at_the_rate(speech_manifest, rate):
+    first = train_tokenizer(speech_manifest, _fbank(rate), progress=False)
+    second = train_tokenizer(speech_manifest, _fbank(rate), progress=False)
+    np.testing.assert_array_equal(first.centroids.numpy(), second.centroids.numpy())
+    other_seed = train_tokenizer(speech_manifest, _fbank(rate, seed=1), progress=False)
+    assert not np.array_equal(first.centroids.numpy(), other_seed.centroids.numpy())
+    for record in read_manifest(speech_manifest):
+        if record.audio is None:
+            continue
+        units = first.encode(record.audio)
+        assert units.dtype == np.int64 and units.min() >= 0 and units.max() < 16
+        assert abs(len(units) - audio_info(record.audio)[1] * rate) <= 1
+    assert first.stats["units_used"] <= 16 and 1 < first.stats["perplexity"] <= 16
+    assert first.stats["train_frames"] > 16
+
+
+def test_save_load_round_trip(speech_manifest, tmp_path):
+    tokenizer = train_tokenizer(speech_manifest, _fbank(), progress=False)
+    tokenizer.save(tmp_path / "tok")
+    loaded = UnitTokenizer.load(tmp_path / "tok")
+    assert loaded.config == tokenizer.config and loaded.stats == tokenizer.stats
+    wav = speech_manifest.parent / "u1.wav"
+    np.testing.assert_array_equal(loaded.encode(wav), tokenizer.encode(wav))
+    (tmp_path / "tok" / "unit_tokenizer.json").write_text("{")
+    with pytest.raises(InputError, match="corrupt"):
+        UnitTokenizer.load(tmp_path / "tok")
+
+
+def test_dedup_is_off_by_default_and_collapses_runs(speech_manifest):
+    assert dedup_units([7, 7, 7, 3, 3, 7]).tolist() == [7, 3, 7]
+    assert dedup_units([]).tolist() == []
+    tokenizer = train_tokenizer(speech_manifest, _fbank(n_units=4), progress=False)
+    wav = speech_manifest.parent / "u2.wav"
+    plain, collapsed = tokenizer.encode(wav), tokenizer.encode(wav, dedup=True)
+    assert np.any(plain[1:] == plain[:-1])  # 4 units at 25 Hz: runs are certain
+    assert collapsed.tolist() == dedup_units(plain).tolist() and np.all(collapsed[1:] != collapsed[:-1])
+
+
+def test_unit_stats_usage_and_perplexity():
+    stats = unit_stats([[0, 1, 2, 3], [0, 1, 2, 3]], 8)
+    assert stats == {"tokens": 8, "units_used": 4, "usage": 0.5, "perplexity": 4.0}
+    assert unit_stats([[5, 5, 5]], 8)["perplexity"] == 1.0
+
+
+def test_reservoir_sample_is_a_subset_of_the_frames(speech_manifest):
+    source = FeatureSource(_fbank())
+    everything = sample_frames(speech_manifest, source, 10**6, seed=0, progress=False)
+    sample = sample_frames(speech_manifest, source, 40, seed=0, progress=False)
+    assert sample.shape == (40, everything.shape[1])
+    rows = {row.tobytes() for row in everything}
+    assert all(row.tobytes() in rows for row in sample)
+    np.testing.assert_array_equal(sample, sample_frames(speech_manifest, source, 40, seed=0, progress=False))
+
+
+def test_tokenize_manifest_fills_units_keeps_external_and_resumes(speech_manifest, tmp_path, monkeypatch):
+    tokenizer = train_tokenizer(speech_manifest, _fbank(), progress=False)
+    full = tmp_path / "full.jsonl"
+    stats = tokenize_manifest(speech_manifest, full, tokenizer, progress=False)
+    assert (stats["tokenized"], stats["external"], stats["text_only"]) == (4, 1, 1)
+    records = {r.id: r for r in read_manifest(full)}
+    assert records["x0"].units == [4, 4, 1]  # external units kept
+    assert records["t0"].units is None and records["t0"].audio is None
+    assert records["u1"].units == tokenizer.encode(speech_manifest.parent / "u1.wav").tolist()
+    assert Path(records["u1"].audio).is_file()
+    assert not (tmp_path / "full.jsonl.partial").exists()
+
+    # An interrupted run left two finished lines and a torn third one: only the rest is encoded again.
+    resumed = tmp_path / "resumed.jsonl"
+    done = full.read_text().splitlines(keepends=True)
+    (tmp_path / "resumed.jsonl.partial").write_text("".join(done[:2]) + done[2][:15])
+    calls = []
+    original = tokenizer.encode
+    monkeypatch.setattr(tokenizer, "encode", lambda path: calls.append(path) or original(path))
+    stats = tokenize_manifest(speech_manifest, resumed, tokenizer, progress=False)
+    assert stats["resumed"] == 2 and len(calls) == 2
+    assert [r.to_dict() for r in read_manifest(resumed)] == [r.to_dict() for r in read_manifest(full)]
+
+    (tmp_path / "other.jsonl.partial").write_text(json.dumps({"id": "nope", "text": "x"}) + "\n")
+    with pytest.raises(InputError, match="another manifest"):
+        tokenize_manifest(speech_manifest, tmp_path / "other.jsonl", tokenizer, progress=False)
+
+
+def test_config_errors(speech_manifest):
+    with pytest.raises(ConfigError, match="12.5"):
+        UnitTokenizerConfig(encoder="conformer", encoder_model="x", rate_hz=25)
+    with pytest.raises(ConfigError, match="speech-LLM"):
+        UnitTokenizerConfig(encoder="conformer", rate_hz=12.5)
+    with pytest.raises(ConfigError, match="25 or 12.5"):
+        UnitTokenizerConfig(rate_hz=50)
+    with pytest.raises(ConfigError, match="encoder"):
+        UnitTokenizerConfig(encoder="hubert")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="fewer units"):
+        train_tokenizer(speech_manifest, _fbank(n_units=2000, max_train_frames=5000), progress=False)
