@@ -44,7 +44,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, tiny_llm_di
     assert resumed == pytest.approx(reference, abs=1e-6)
 
     model, tokenizer, model_config = load_speech_llm(tmp_path / "full" / "model")
-    assert model_config.conformer.d_model == 16 and model.vocab.special_id("<|asr|>") == len(tokenizer) - len(SPECIAL_TOKENS)
+    assert model_config.conformer.d_model == 16
+    assert model.vocab.special_id("<|asr|>") == len(tokenizer) - len(SPECIAL_TOKENS)
 
 
 def test_stage_one_trains_only_the_adapter(tmp_path, tiny_llm_dir, noise_corpus):
