@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transcribe": ("transcribe", "transcribe audio files or manifests with a speech LLM or Whisper"),
     "evaluate": ("evaluate", "transcribe a reference manifest with a model and report WER, TER and EER"),
     "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
+    "align": ("align", "word alignments for data without them: train a CTC aligner, align a manifest, score"),
     "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
 }
 
