@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from speechbraid.data.audio import audio_info, write_wav
 from speechbraid.data.manifest import read_manifest
@@ -26,6 +27,15 @@ from speechbraid.units.tokenizer import (
 
 SENTENCES = ["Take aspirin twice daily.", "The bank opened a savings account.",
              "Rest well and drink water.", "Transfer fifty dollars today."]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits, which make a busy shared CPU ~100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,399 @@
+"""Units back to audio: a small unit-to-mel network plus Griffin-Lim phase reconstruction.
+
+- :class:`UnitToMel`: unit embedding -> residual 1-D convolutions at the unit rate -> repeat each unit
+  ``100 / rate`` times -> residual convolutions at 100 Hz -> 80-bin natural-log mel. Speaker-agnostic
+  (no speaker input); trained with L1 on the log-mel of the corpus audio. Only convolutions and
+  per-frame LayerNorm, so its receptive field is finite and known (``lookahead_units``): that is what
+  makes chunked synthesis exact.
+- Griffin-Lim (torch ``stft``/``istft``, with the "fast" momentum variant of Perraudin et al. 2013)
+  from the mel through the pseudo-inverse of the mel filterbank (transformers' ``mel_filter_bank``,
+  Slaney scale and norm), 16 kHz output.
+
+Lengths: ``n`` units at ``rate`` Hz give ``n * 100 / rate`` mel frames and exactly
+``n * 16000 / rate`` samples (``n / rate`` seconds).
+
+Streaming (:func:`stream_audio`): the mel of unit ``i`` depends on units ``i - L .. i + L`` with
+``L = lookahead_units``; a chunk's mel is computed once ``L`` further units have arrived, with ``L``
+units of left context, so the streamed mel equals the whole-utterance mel exactly. Griffin-Lim runs
+per chunk; the last ``overlap_frames`` (default 8 = 80 ms) of each chunk's audio are held back and
+cross-faded with the next chunk, whose phase search starts from the held-back frames' phases, so
+chunk boundaries do not click. Latency beyond the chunk itself: ``L`` units of lookahead plus the
+held-back overlap (``overlap_frames / 100`` s).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from speechbraid.errors import CheckpointError, ConfigError, InputError
+
+SAMPLE_RATE = 16000
+HOP = 160  # 10 ms: 100 Hz mel frames
+N_FFT = 1024  # long window: better frequency resolution for Griffin-Lim at 16 kHz
+N_MELS = 80
+LOG_FLOOR = 1e-5
+MODEL_FILE = "vocoder.safetensors"
+CONFIG_FILE = "vocoder.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Mel analysis and Griffin-Lim
+
+
+@lru_cache(maxsize=1)
+def _mel_basis() -> tuple[torch.Tensor, torch.Tensor]:
+    """(mel filterbank ``(n_mels, bins)``, its pseudo-inverse ``(bins, n_mels)``)."""
+    from transformers.audio_utils import mel_filter_bank
+
+    fb = mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=N_MELS, min_frequency=0.0,
+                         max_frequency=SAMPLE_RATE / 2, sampling_rate=SAMPLE_RATE, norm="slaney", mel_scale="slaney")
+    basis = torch.as_tensor(fb.T, dtype=torch.float32)
+    return basis, torch.linalg.pinv(basis)
+
+
+def mel_frames(n_samples: int) -> int:
+    """Mel frames of ``n_samples`` samples: ``n // 160`` (the centred STFT's extra last frame is dropped)."""
+    return n_samples // HOP
+
+
+def log_mel(samples: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Natural-log mel ``(frames, 80)`` of 16 kHz mono audio, ``len // 160`` frames."""
+    audio = torch.as_tensor(samples, dtype=torch.float32)
+    window = torch.hann_window(N_FFT)
+    spec = torch.stft(audio, N_FFT, HOP, window=window, center=True, pad_mode="reflect", return_complex=True)
+    mel = _mel_basis()[0] @ spec.abs()
+    return torch.log(mel.clamp_min(LOG_FLOOR))[:, : mel_frames(audio.shape[0])].T.contiguous()
+
+
+def griffin_lim(logmel: torch.Tensor, n_iter: int = 32, momentum: float = 0.99,
+                init_phase: torch.Tensor | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Audio ``(frames * 160,)`` from a log-mel ``(frames, 80)``; also the phases ``(bins, frames)`` reached.
+
+    ``init_phase`` may fix the starting phase of the first frames (streaming continuity); the rest
+    start from seeded random phases, so the result is deterministic.
+    """
+    frames = logmel.shape[0]
+    mag = (_mel_basis()[1] @ torch.exp(logmel.T.float())).clamp_min(0.0)
+    mag = torch.cat([mag, mag[:, -1:]], dim=1)  # the centred STFT has one frame more than we keep
+    gen = torch.Generator().manual_seed(seed)
+    angles = torch.exp(2j * math.pi * torch.rand(mag.shape, generator=gen))
+    if init_phase is not None:
+        angles[:, : init_phase.shape[1]] = torch.exp(1j * init_phase)
+    window = torch.hann_window(N_FFT)
+    length = frames * HOP
+    previous = torch.zeros_like(angles)
+    for _ in range(n_iter):
+        audio = torch.istft(mag * angles, N_FFT, HOP, window=window, center=True, length=length)
+        rebuilt = torch.stft(audio, N_FFT, HOP, window=window, center=True, pad_mode="reflect", return_complex=True)
+        angles = rebuilt - (momentum / (1 + momentum)) * previous
+        angles = angles / angles.abs().clamp_min(1e-16)
+        previous = rebuilt
+    audio = torch.istft(mag * angles, N_FFT, HOP, window=window, center=True, length=length)
+    return audio, torch.angle(angles[:, :frames])
+
+
+# ---------------------------------------------------------------------------------------------
+# Unit-to-mel model
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    n_units: int = 500
+    unit_rate_hz: float = 25.0
+    d_model: int = 192
+    unit_layers: int = 3  # residual convolutions at the unit rate
+    mel_layers: int = 2  # residual convolutions at 100 Hz
+    kernel: int = 5
+
+    def __post_init__(self) -> None:
+        if float(self.unit_rate_hz) not in (25.0, 12.5):
+            raise ConfigError(f"unit rate must be 25 or 12.5 Hz, got {self.unit_rate_hz}")
+        if self.kernel % 2 == 0 or self.kernel < 1:
+            raise ConfigError(f"kernel must be odd, got {self.kernel}")
+
+    @property
+    def upsample(self) -> int:
+        """Mel frames (10 ms) per unit."""
+        return round(100 / self.unit_rate_hz)
+
+    @property
+    def lookahead_units(self) -> int:
+        """Units on each side that influence one unit's mel (the streaming lookahead and left context)."""
+        half = self.kernel // 2
+        return self.unit_layers * half + math.ceil(self.mel_layers * half / self.upsample)
+
+
+class _ResConv(nn.Module):
+    def __init__(self, d: int, kernel: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.conv = nn.Conv1d(d, d, kernel, padding=kernel // 2)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, d)
+        y = self.conv(self.norm(x).transpose(1, 2)).transpose(1, 2)
+        return x + self.proj(F.gelu(y))
+
+
+class UnitToMel(nn.Module):
+    """Units ``(B, U)`` -> log-mel ``(B, U * upsample, 80)``."""
+
+    def __init__(self, config: VocoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.n_units, config.d_model)
+        self.unit_blocks = nn.ModuleList(_ResConv(config.d_model, config.kernel) for _ in range(config.unit_layers))
+        self.mel_blocks = nn.ModuleList(_ResConv(config.d_model, config.kernel) for _ in range(config.mel_layers))
+        self.out = nn.Sequential(nn.LayerNorm(config.d_model), nn.Linear(config.d_model, N_MELS))
+        # Start mid-way between the log floor and 0: early steps then learn spectra, not a constant offset.
+        nn.init.constant_(self.out[1].bias, math.log(LOG_FLOOR) / 2)
+
+    def forward(self, units: torch.Tensor) -> torch.Tensor:
+        x = self.embed(units)
+        for block in self.unit_blocks:
+            x = block(x)
+        x = x.repeat_interleave(self.config.upsample, dim=1)
+        for block in self.mel_blocks:
+            x = block(x)
+        return self.out(x)
+
+
+class UnitVocoder:
+    """A trained :class:`UnitToMel` plus Griffin-Lim: units -> 16 kHz audio, whole or streamed."""
+
+    def __init__(self, model: UnitToMel, gl_iters: int = 32) -> None:
+        self.model = model.eval()
+        self.config = model.config
+        self.gl_iters = gl_iters
+
+    def _check(self, units: Sequence[int] | np.ndarray) -> torch.Tensor:
+        ids = torch.as_tensor(np.asarray(units, dtype=np.int64))
+        if ids.ndim != 1 or ids.numel() == 0:
+            raise InputError("units must be a non-empty 1-D sequence of ids")
+        if int(ids.min()) < 0 or int(ids.max()) >= self.config.n_units:
+            raise InputError(f"unit ids must lie in [0, {self.config.n_units}), got {int(ids.min())}..{int(ids.max())}")
+        return ids
+
+    @torch.inference_mode()
+    def units_to_mel(self, units: Sequence[int] | np.ndarray) -> torch.Tensor:
+        return self.model(self._check(units)[None])[0]
+
+    def units_to_audio(self, units: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Float32 audio at 16 kHz, ``len(units) * 16000 / rate`` samples."""
+        audio, _ = griffin_lim(self.units_to_mel(units), self.gl_iters)
+        return audio.numpy().astype(np.float32)
+
+    @torch.inference_mode()
+    def stream_mel(self, unit_chunks: Iterable[Sequence[int] | np.ndarray]) -> Iterator[torch.Tensor]:
+        """Mel frames chunk by chunk, identical to :meth:`units_to_mel` of the concatenated units."""
+        look = self.config.lookahead_units
+        buffer = torch.zeros(0, dtype=torch.long)  # units from ``offset`` on
+        offset = done = 0  # absolute index of buffer[0]; units whose mel was emitted
+        for chunk in unit_chunks:
+            if len(chunk) == 0:
+                continue
+            buffer = torch.cat([buffer, self._check(chunk)])
+            ready = offset + buffer.shape[0] - look
+            if ready > done:
+                yield self._mel_span(buffer, offset, done, ready)
+                done = ready
+                keep = max(done - look, offset)  # left context still needed
+                buffer, offset = buffer[keep - offset :], keep
+        if offset + buffer.shape[0] > done:
+            yield self._mel_span(buffer, offset, done, offset + buffer.shape[0])
+
+    def _mel_span(self, buffer: torch.Tensor, offset: int, start: int, end: int) -> torch.Tensor:
+        look, up = self.config.lookahead_units, self.config.upsample
+        lo, hi = max(start - look, offset), min(end + look, offset + buffer.shape[0])
+        mel = self.model(buffer[lo - offset : hi - offset][None])[0]
+        return mel[(start - lo) * up : (end - lo) * up]
+
+    def stream_audio(self, unit_chunks: Iterable[Sequence[int] | np.ndarray],
+                     overlap_frames: int = 8) -> Iterator[np.ndarray]:
+        """Audio pieces as unit chunks arrive; concatenated they are as long as :meth:`units_to_audio`.
+
+        Each piece's Griffin-Lim starts from the phases of the ``overlap_frames`` held back from the
+        previous piece, and those frames' audio is cross-faded linearly (see the module docstring).
+        """
+        ov = overlap_frames * HOP
+        fade = torch.linspace(0.0, 1.0, ov + 2)[1:-1] if ov else torch.zeros(0)
+        tail_mel: torch.Tensor | None = None
+        tail_audio = tail_phase = None
+        for mel in self.stream_mel(unit_chunks):
+            if tail_mel is not None:
+                mel = torch.cat([tail_mel, mel])
+            audio, phase = griffin_lim(mel, self.gl_iters, init_phase=tail_phase)
+            if tail_audio is not None:
+                audio[:ov] = tail_audio * (1 - fade) + audio[:ov] * fade
+            if mel.shape[0] <= overlap_frames:  # too short to hold anything back and still emit
+                tail_mel, tail_audio, tail_phase = mel, audio, phase
+                continue
+            yield audio[: audio.shape[0] - ov].numpy().astype(np.float32)
+            tail_mel, tail_audio = mel[-overlap_frames:], audio[audio.shape[0] - ov :]
+            tail_phase = phase[:, -overlap_frames:]
+        if tail_audio is not None and tail_audio.numel():
+            yield tail_audio.numpy().astype(np.float32)
+
+    def save(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_model(self.model, str(out / MODEL_FILE))
+        meta = {"config": asdict(self.config), "gl_iters": self.gl_iters} | (extra or {})
+        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        return out
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> UnitVocoder:
+        path = Path(model_dir)
+        meta_path = path / CONFIG_FILE
+        if not meta_path.is_file():
+            raise CheckpointError(f"not a unit vocoder directory (no {CONFIG_FILE})", path)
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            config = VocoderConfig(**meta["config"])
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"corrupt vocoder config: {exc}", meta_path) from None
+        model = UnitToMel(config)
+        try:
+            load_model(model, str(path / MODEL_FILE), strict=True)
+        except (OSError, RuntimeError, SafetensorError) as exc:
+            raise CheckpointError(f"cannot load vocoder weights: {exc}", path / MODEL_FILE) from None
+        return cls(model, meta.get("gl_iters", 32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class UtteranceMel:
+    """Training pair: unit ids and the log-mel of the same audio, trimmed to whole units."""
+
+    units: torch.Tensor  # (U,)
+    mel: torch.Tensor  # (U * upsample, 80)
+
+
+def make_pair(units: Sequence[int] | np.ndarray, samples: np.ndarray, upsample: int) -> UtteranceMel:
+    """Pair units with the audio's log-mel; the (at most one) unit without a full mel span is dropped."""
+    mel = log_mel(samples)
+    n = min(len(units), mel.shape[0] // upsample)
+    return UtteranceMel(torch.as_tensor(np.asarray(units[:n], dtype=np.int64)), mel[: n * upsample])
+
+
+def train_vocoder(
+    pairs: Sequence[UtteranceMel],
+    out: str | Path,
+    config: VocoderConfig,
+    steps: int = 2000,
+    batch_size: int = 16,
+    crop_units: int = 50,
+    lr: float = 2e-3,
+    seed: int = 0,
+    save_every: int = 200,
+    device: str | None = None,
+    progress: bool = True,
+) -> UnitVocoder:
+    """Train :class:`UnitToMel` with L1 on log-mel over random crops; resumes from ``out/checkpoints``.
+
+    Checkpoints, RNG/device handling and the step log reuse ``speechbraid.training`` (atomic
+    checkpoints, ``train_log.jsonl`` truncated to the checkpoint on resume), so a resumed run repeats
+    exactly the steps an uninterrupted run would have taken. The final model is saved to ``out``.
+    """
+    from speechbraid.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+    from speechbraid.training.runlog import LOG_FILE, truncate_log
+    from speechbraid.training.runtime import pick_device, rng_state, seed_everything, set_rng_state
+
+    usable = [p for p in pairs if p.units.numel() > 0]
+    if not usable:
+        raise InputError("no utterance with units and audio to train the vocoder on")
+    for pair in usable:
+        if int(pair.units.max()) >= config.n_units:
+            raise InputError(f"unit id {int(pair.units.max())} outside the vocoder's {config.n_units} units")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    target = pick_device(device)
+    seed_everything(seed)
+    model = UnitToMel(config).to(target)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, steps // 20)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
+    sampler = torch.Generator().manual_seed(seed)
+    step = 0
+    ckpt_root = out / "checkpoints"
+    latest = latest_checkpoint(ckpt_root)
+    settings = {"config": asdict(config), "batch_size": batch_size, "crop_units": crop_units, "lr": lr,
+                "steps": steps, "seed": seed}
+    if latest is not None:
+        state = load_checkpoint(latest, model)
+        if state["settings"] != settings:
+            raise ConfigError(f"{ckpt_root} holds a run with settings {state['settings']}, not {settings}; "
+                              "use another --out directory")
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.set_state(state["sampler"])
+        set_rng_state(state["rng"])
+        step = int(state["step"])
+    log_path = out / LOG_FILE
+    truncate_log(log_path, step)
+    model.train()
+    start = time.perf_counter()
+    with log_path.open("a", encoding="utf-8") as log, tqdm(total=steps, initial=step, desc="vocoder",
+                                                           unit="step", disable=not progress) as bar:
+        while step < steps:
+            units, mel, mask = _batch(usable, batch_size, crop_units, config.upsample, sampler)
+            pred = model(units.to(target))
+            err = (pred - mel.to(target)).abs().mean(dim=-1)
+            loss = (err * mask.to(target)).sum() / mask.sum().to(target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            log.write(json.dumps({"step": step, "loss": round(loss.item(), 5),
+                                  "lr": scheduler.get_last_lr()[0],
+                                  "seconds": round(time.perf_counter() - start, 2)}) + "\n")
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            if step % save_every == 0 or step == steps:
+                log.flush()
+                save_checkpoint(ckpt_root, step, model, {
+                    "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "sampler": sampler.get_state(), "rng": rng_state(), "settings": settings})
+    vocoder = UnitVocoder(model.cpu())
+    vocoder.save(out)
+    return vocoder
+
+
+def _batch(pairs: Sequence[UtteranceMel], batch_size: int, crop_units: int, upsample: int,
+           gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random crops of ``crop_units`` units (shorter utterances zero-padded and masked out of the loss)."""
+    picks = torch.randint(len(pairs), (batch_size,), generator=gen).tolist()
+    units = torch.zeros(batch_size, crop_units, dtype=torch.long)
+    mel = torch.zeros(batch_size, crop_units * upsample, N_MELS)
+    mask = torch.zeros(batch_size, crop_units * upsample)
+    for row, index in enumerate(picks):
+        pair = pairs[index]
+        n = pair.units.shape[0]
+        first = int(torch.randint(n - crop_units + 1, (1,), generator=gen)) if n > crop_units else 0
+        take = min(crop_units, n)
+        units[row, :take] = pair.units[first : first + take]
+        mel[row, : take * upsample] = pair.mel[first * upsample : (first + take) * upsample]
+        mask[row, : take * upsample] = 1.0
+    return units, mel, mask
