@@ -124,3 +124,11 @@ def test_score_alignment_boundary_errors(tmp_path):
         {"id": "a", "text": "Hi here", "words": [{"word": "Hi", "start": 0, "end": 1},
                                                  {"word": "here", "start": 1, "end": 2}]}])
     assert score_alignment(words_differ, ref).word_mismatch == [f"{words_differ}:1"]
+
+
+def test_long_transcript_backtracks_past_int8_range():
+    """More than 127 path states: the backtrace must not overflow its compact move table."""
+    labels = [A, B, C] * 30  # 90 targets -> 181 states
+    frames = [x for lab in labels for x in (lab, 0)]
+    path = forced_align(posteriors(frames), labels)
+    assert path.token_frames == [(2 * k, 2 * k + 1) for k in range(len(labels))]

@@ -46,7 +46,9 @@ def benchmark_alignment(
         train_metrics = train_ctc_aligner([train], model_dir, steps, batch_size=batch_size, encoder=encoder,
                                           resume=True, progress=progress)
     unaligned = work / "test-unaligned.jsonl"
-    write_manifest((replace(r, words=None) for r in read_manifest(test)), unaligned)
+    # absolute audio paths: the stripped copy lives in another directory than the test split
+    stripped = (replace(r, words=None, audio=str(Path(r.audio).resolve())) for r in read_manifest(test))
+    write_manifest(stripped, unaligned)
     began = time.perf_counter()
     report = align_manifest(unaligned, model_dir, work / "test-aligned.jsonl", min_confidence=min_confidence,
                             rejects=work / "test-rejects.jsonl", progress=progress)

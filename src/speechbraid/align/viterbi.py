@@ -74,7 +74,7 @@ def forced_align(log_probs: np.ndarray, targets: Sequence[int], blank: int = 0) 
     state = final
     for t in range(n_frames - 1, -1, -1):
         states[t] = state
-        state -= back[t, state]
+        state -= int(back[t, state])
 
     frame_lp = log_probs[np.arange(n_frames), ext[states]]
     token_frames: list[tuple[int, int]] = []
