@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
     "align": ("align", "word alignments for data without them: train a CTC aligner, align a manifest, score"),
     "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
+    "units": ("units", "discrete speech units: train a k-means tokenizer, tokenize manifests, units back to WAV"),
 }
 
 

@@ -1,0 +1,162 @@
+"""``speechbraid units``: train a k-means speech tokenizer, tokenize manifests, train a unit vocoder, synthesise."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from speechbraid.errors import ConfigError, InputError
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "units",
+        description=(
+            "Discrete speech units: k-means over speech-encoder frames (whisper, conformer or raw fbank) "
+            "at 25 or 12.5 Hz, manifests tokenized into a 'units' field (units already in a manifest, "
+            "e.g. from CosyVoice or GLM-4-Voice, are kept), and a small unit-to-mel model with "
+            "Griffin-Lim that turns units back into 16 kHz WAV."
+        ),
+    )
+    sub = parser.add_subparsers(dest="units_command", metavar="ACTION", required=True)
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    train = sub.add_parser("train", help="train a k-means unit tokenizer on a manifest's audio", formatter_class=fmt,
+                           description="Fit k-means units on encoder frames of a manifest; saves DIR.")
+    train.add_argument("--manifest", required=True, help="JSONL manifest with audio")
+    train.add_argument("--out", required=True, metavar="DIR", help="output directory for the tokenizer")
+    train.add_argument("--encoder", choices=("whisper", "conformer", "fbank"), default="whisper")
+    train.add_argument("--encoder-model", default=None,
+                       help="whisper: model dir or name (default whisper-base); conformer: speech-LLM directory")
+    train.add_argument("--layer", type=int, default=4, help="whisper encoder layer to cluster (1-based)")
+    train.add_argument("--rate", type=float, choices=(25.0, 12.5), default=25.0, help="units per second")
+    train.add_argument("--n-units", type=int, default=500, help="codebook size")
+    train.add_argument("--dedup", action="store_true", help="collapse repeated units when encoding")
+    train.add_argument("--max-frames", type=int, default=200_000, help="frames sampled for k-means")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default=None, help="torch device for the encoder")
+    train.set_defaults(func=_train)
+
+    tok = sub.add_parser("tokenize", help="write a manifest copy with units for every record with audio",
+                         formatter_class=fmt,
+                         description="Tokenize a manifest (resumable: re-run the same command after a stop).")
+    tok.add_argument("--model", required=True, metavar="DIR", help="unit tokenizer directory")
+    tok.add_argument("--manifest", required=True, help="input JSONL manifest")
+    tok.add_argument("--out", required=True, metavar="M2", help="output manifest")
+    tok.add_argument("--device", default=None)
+    tok.set_defaults(func=_tokenize)
+
+    voc = sub.add_parser("vocoder-train", help="train the unit-to-mel model (Griffin-Lim vocoder)",
+                         formatter_class=fmt,
+                         description="Train units -> log-mel with L1 on the manifest's audio; resumable from "
+                                     "DIR/checkpoints. Records' own 'units' are used when present.")
+    voc.add_argument("--units-model", required=True, metavar="DIR", help="unit tokenizer directory")
+    voc.add_argument("--manifest", required=True)
+    voc.add_argument("--out", required=True, metavar="DIR")
+    voc.add_argument("--steps", type=int, default=2000)
+    voc.add_argument("--batch-size", type=int, default=16)
+    voc.add_argument("--lr", type=float, default=2e-3)
+    voc.add_argument("--d-model", type=int, default=192)
+    voc.add_argument("--seed", type=int, default=0)
+    voc.add_argument("--device", default=None)
+    voc.set_defaults(func=_vocoder_train)
+
+    synth = sub.add_parser("synth", help="units -> WAV", formatter_class=fmt,
+                           description="Synthesise WAV files from units given inline or from a manifest's "
+                                       "'units' field (one <id>.wav per record).")
+    synth.add_argument("--vocoder", required=True, metavar="DIR")
+    source = synth.add_mutually_exclusive_group(required=True)
+    source.add_argument("--units", help='space-separated unit ids, e.g. "12 7 7 3"')
+    source.add_argument("--manifest", help="manifest whose records carry 'units'")
+    synth.add_argument("--out", required=True, metavar="DIR")
+    synth.add_argument("--chunk", type=int, default=0, help="synthesise in streaming chunks of this many units")
+    synth.set_defaults(func=_synth)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from speechbraid.units.tokenizer import UnitTokenizerConfig, train_tokenizer
+
+    config = UnitTokenizerConfig(encoder=args.encoder, encoder_model=args.encoder_model, layer=args.layer,
+                                 rate_hz=args.rate, n_units=args.n_units, dedup=args.dedup,
+                                 seed=args.seed, max_train_frames=args.max_frames)
+    tokenizer = train_tokenizer(args.manifest, config, device=args.device or "cpu")
+    tokenizer.save(args.out)
+    print(json.dumps(tokenizer.stats))
+    print(f"unit tokenizer saved to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _tokenize(args: argparse.Namespace) -> int:
+    from speechbraid.units.tokenizer import UnitTokenizer, tokenize_manifest
+
+    if Path(args.out).resolve() == Path(args.manifest).resolve():
+        raise ConfigError("--out must differ from --manifest (the input is read while the output is written)")
+    stats = tokenize_manifest(args.manifest, args.out, UnitTokenizer.load(args.model, args.device or "cpu"))
+    print(json.dumps(stats))
+    return 0
+
+
+def _vocoder_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from speechbraid.data.audio import load_audio
+    from speechbraid.data.manifest import iter_manifest
+    from speechbraid.units.tokenizer import UnitTokenizer
+    from speechbraid.units.vocoder import VocoderConfig, make_pair, train_vocoder
+
+    tokenizer = UnitTokenizer.load(args.units_model, args.device or "cpu")
+    config = VocoderConfig(n_units=tokenizer.config.n_units, unit_rate_hz=tokenizer.rate_hz, d_model=args.d_model)
+    start = time.perf_counter()
+    pairs = []
+    for item in tqdm(iter_manifest(args.manifest), desc="units+mel", unit="utt"):
+        record = item.record
+        if record.audio is None:
+            continue
+        units = record.units if record.units is not None else tokenizer.encode(record.audio)
+        if len(units) and not 0 <= min(units) <= max(units) < config.n_units:
+            raise InputError(f"units outside [0, {config.n_units}) of {args.units_model}", item.path, item.line)
+        pairs.append(make_pair(units, load_audio(record.audio)[0], config.upsample))
+    prep = time.perf_counter() - start
+    train_vocoder(pairs, args.out, config, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                  seed=args.seed, device=args.device)
+    print(f"vocoder saved to {args.out} (data {prep:.0f} s, training {time.perf_counter() - start - prep:.0f} s)",
+          file=sys.stderr)
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from speechbraid.data.audio import write_wav
+    from speechbraid.data.manifest import iter_manifest
+    from speechbraid.units.vocoder import SAMPLE_RATE, UnitVocoder
+
+    vocoder = UnitVocoder.load(args.vocoder)
+    if args.units is not None:
+        try:
+            jobs = [("units", [int(u) for u in args.units.split()], None)]
+        except ValueError:
+            raise InputError(f"--units must be space-separated integers, got {args.units!r}") from None
+    else:
+        jobs = [(item.record.id, item.record.units, item) for item in iter_manifest(args.manifest)]
+        missing = [item for _, units, item in jobs if units is None]
+        if missing:
+            raise InputError(f"record {missing[0].record.id!r} has no 'units' ({len(missing)} such record(s)); "
+                             "run `speechbraid units tokenize` first", missing[0].path, missing[0].line)
+    out = Path(args.out)
+    for name, units, item in jobs:
+        try:
+            if args.chunk > 0:
+                chunks = [units[i : i + args.chunk] for i in range(0, len(units), args.chunk)]
+                audio = np.concatenate(list(vocoder.stream_audio(chunks)))
+            else:
+                audio = vocoder.units_to_audio(units)
+        except InputError as exc:
+            raise InputError(exc.message, *(item.path, item.line) if item else ()) from None
+        write_wav(out / f"{name}.wav", audio, SAMPLE_RATE)
+        print(f"{out / f'{name}.wav'}\t{len(units)} units\t{len(audio) / SAMPLE_RATE:.2f} s")
+    return 0
