@@ -230,8 +230,10 @@ class UnitVocoder:
         Each piece's Griffin-Lim starts from the phases of the ``overlap_frames`` held back from the
         previous piece, and those frames' audio is cross-faded linearly (see the module docstring).
         """
+        if overlap_frames < 0:
+            raise ValueError(f"overlap_frames must be >= 0, got {overlap_frames}")
         ov = overlap_frames * HOP
-        fade = torch.linspace(0.0, 1.0, ov + 2)[1:-1] if ov else torch.zeros(0)
+        fade = torch.linspace(0.0, 1.0, ov + 2)[1:-1]
         tail_mel: torch.Tensor | None = None
         tail_audio = tail_phase = None
         for mel in self.stream_mel(unit_chunks):
@@ -239,14 +241,18 @@ class UnitVocoder:
                 mel = torch.cat([tail_mel, mel])
             audio, phase = griffin_lim(mel, self.gl_iters, init_phase=tail_phase)
             if tail_audio is not None:
-                audio[:ov] = tail_audio * (1 - fade) + audio[:ov] * fade
+                held = tail_audio.shape[0]
+                audio[:held] = tail_audio * (1 - fade[-held:]) + audio[:held] * fade[-held:]
+            if overlap_frames == 0:
+                yield audio.numpy().astype(np.float32)
+                continue
             if mel.shape[0] <= overlap_frames:  # too short to hold anything back and still emit
                 tail_mel, tail_audio, tail_phase = mel, audio, phase
                 continue
             yield audio[: audio.shape[0] - ov].numpy().astype(np.float32)
             tail_mel, tail_audio = mel[-overlap_frames:], audio[audio.shape[0] - ov :]
             tail_phase = phase[:, -overlap_frames:]
-        if tail_audio is not None and tail_audio.numel():
+        if tail_audio is not None:
             yield tail_audio.numpy().astype(np.float32)
 
     def save(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
