@@ -91,6 +91,9 @@ def test_word_spans_from_a_path_and_silent_word_placement():
     assert spans[1].score == pytest.approx(0.5)
     assert spans[3].score == pytest.approx(0.25)
     assert confidence(path) == pytest.approx(np.exp(np.mean(path.token_log_probs)))
+    # into_blanks: inner boundaries move to the boundary token ("|" at [5, 6)); the outer ones stay
+    wide = word_spans(targets, path, into_blanks=True)
+    assert [(s.word, s.first, s.last) for s in wide] == [("&", 1, 1), ("ab", 1, 5), ("-", 5, 5), ("c", 6, 9)]
 
 
 def _manifest(path, records):
@@ -104,6 +107,8 @@ def test_score_alignment_boundary_errors(tmp_path):
                                                    {"word": "there.", "start": 0.5, "end": 1.0}]},
         {"id": "b", "text": "x", "words": [{"word": "x", "start": 0.0, "end": 0.1}]},
         {"id": "c", "text": "no times"},
+        {"id": "d", "text": "cut short", "words": [{"word": "cut", "start": 0.0, "end": 0.5},
+                                                  {"word": "short", "start": 0.5, "end": 0.5}]},
     ])
     aligned = _manifest(tmp_path / "aligned.jsonl", [
         {"id": "a", "text": "Hi there.", "words": [{"word": "Hi", "start": 0.02, "end": 0.44},
@@ -111,6 +116,8 @@ def test_score_alignment_boundary_errors(tmp_path):
         {"id": "c", "text": "no times", "words": [{"word": "no", "start": 0, "end": 1},
                                                   {"word": "times", "start": 1, "end": 2}]},
         {"id": "z", "text": "y", "words": [{"word": "y", "start": 0, "end": 1}]},
+        {"id": "d", "text": "cut short", "words": [{"word": "cut", "start": 0.0, "end": 0.4},
+                                                  {"word": "short", "start": 0.4, "end": 0.9}]},
     ])
     stats = score_alignment(aligned, ref)
     assert (stats.utterances, stats.words) == (1, 2)
@@ -119,6 +126,7 @@ def test_score_alignment_boundary_errors(tmp_path):
     assert stats.end_ms["max"] == pytest.approx(60.0)
     assert stats.within_50ms == pytest.approx(0.75)
     assert stats.not_in_reference == ["z"] and stats.no_reference_times == ["c"]
+    assert stats.reference_degenerate == ["d"]
     assert stats.not_aligned == 1  # "b"
     words_differ = _manifest(tmp_path / "differ.jsonl", [
         {"id": "a", "text": "Hi here", "words": [{"word": "Hi", "start": 0, "end": 1},

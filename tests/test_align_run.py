@@ -145,6 +145,13 @@ def test_cli_align_run_and_score(noise_corpus, tiny_aligner, tmp_path, capsys):
     assert main(["align", "score", "--manifest", str(out), "--reference", str(noise_corpus), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["utterances"] == 6 and stats["words"] == sum(len(r.text.split()) for r in read_manifest(noise_corpus))
+    wide = tmp_path / "wide.jsonl"
+    assert main(["align", "run", "--model", str(tiny_aligner), "--manifest", str(noise_corpus), "--out", str(wide),
+                 "--min-confidence", "0", "--quiet", "--into-blanks"]) == 0
+    for tight, loose in zip(read_manifest(out), read_manifest(wide), strict=True):
+        assert tight.words[0].start == loose.words[0].start and tight.words[-1].end == loose.words[-1].end
+        assert all(b.start <= a.start and a.end <= b.end for a, b in zip(tight.words, loose.words, strict=True))
+        assert any(a != b for a, b in zip(tight.words, loose.words, strict=True))
 
 
 def test_cli_errors(noise_corpus, tiny_aligner, tmp_path, capsys):

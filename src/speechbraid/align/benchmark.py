@@ -29,8 +29,9 @@ def benchmark_alignment(
 ) -> dict[str, Any]:
     """Train (unless ``model_dir`` holds an aligner) on the corpus train split, align its test split with
     the synthesiser's word times removed, and score against them. Builds the ``small`` default corpus
-    when its speech splits are missing. Returns train metrics, the alignment report counts and the
-    boundary errors in ms (mean, median, p90, max of |start diff| and |end diff|)."""
+    when its speech splits are missing. Returns train metrics and, for both word extent rules (``chars``,
+    ``into_blanks``), the alignment report counts and the boundary errors in ms (mean, median, p90, max of
+    |start diff| and |end diff|)."""
     corpus = Path(corpus_dir)
     train, test = (corpus / "speech" / split / "manifest.jsonl" for split in ("train", "test"))
     if not (train.is_file() and test.is_file()):
@@ -50,13 +51,15 @@ def benchmark_alignment(
     stripped = (replace(r, words=None, audio=str(Path(r.audio).resolve())) for r in read_manifest(test))
     write_manifest(stripped, unaligned)
     began = time.perf_counter()
-    report = align_manifest(unaligned, model_dir, work / "test-aligned.jsonl", min_confidence=min_confidence,
-                            rejects=work / "test-rejects.jsonl", progress=progress)
-    align_seconds = time.perf_counter() - began
-    stats = score_alignment(work / "test-aligned.jsonl", test)
-    return {
-        "corpus": str(corpus), "model": str(model_dir), "train": train_metrics,
-        "aligned": report.aligned, "rejected": [r.format() for r in report.rejected],
-        "align_seconds": round(align_seconds, 1), "min_confidence": min_confidence,
-        "boundary_error": stats.to_dict(), "summary": stats.format(),
-    }
+    result: dict[str, Any] = {"corpus": str(corpus), "model": str(model_dir), "train": train_metrics,
+                              "min_confidence": min_confidence}
+    for rule, into_blanks in (("chars", False), ("into_blanks", True)):
+        aligned = work / f"test-aligned-{rule}.jsonl"
+        began = time.perf_counter()
+        report = align_manifest(unaligned, model_dir, aligned, min_confidence=min_confidence, into_blanks=into_blanks,
+                                rejects=work / "test-rejects.jsonl", progress=progress)
+        stats = score_alignment(aligned, test)
+        result[rule] = {"aligned": report.aligned, "rejected": [r.format() for r in report.rejected],
+                        "align_seconds": round(time.perf_counter() - began, 1), "boundary_error": stats.to_dict(),
+                        "summary": stats.format()}
+    return result

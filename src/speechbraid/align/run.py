@@ -61,8 +61,11 @@ class AlignReport:
         return "\n".join(lines)
 
 
-def align_record(model: CTCAligner, record: Utterance) -> tuple[list[WordAlignment], float]:
-    """Word alignments of one record and the utterance confidence; raises AlignmentFailure or ValueError."""
+def align_record(model: CTCAligner, record: Utterance, into_blanks: bool = False
+                 ) -> tuple[list[WordAlignment], float]:
+    """Word alignments of one record and the utterance confidence; raises AlignmentFailure or ValueError.
+
+    ``into_blanks``: word extent rule, see :func:`~speechbraid.align.viterbi.word_spans`."""
     targets = encode_transcript(record.text)
     if not targets.words:
         raise AlignmentFailure("empty text")
@@ -71,7 +74,7 @@ def align_record(model: CTCAligner, record: Utterance) -> tuple[list[WordAlignme
     step = model.config.frame_seconds
     limit = record.duration if record.duration is not None else len(log_probs) * step
     words = [WordAlignment(span.word, min(span.first * step, limit), min(span.last * step, limit), span.score)
-             for span in word_spans(targets, path)]
+             for span in word_spans(targets, path, into_blanks)]
     return words, confidence(path)
 
 
@@ -82,6 +85,7 @@ def align_manifest(
     *,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     rejects: str | Path | None = None,
+    into_blanks: bool = False,
     device: str = "cpu",
     progress: bool = True,
 ) -> AlignReport:
@@ -90,6 +94,7 @@ def align_manifest(
     A record is rejected (reported with file:line, left out) when it is text-only, its text is empty or
     has no alignable characters, its audio is too short for its transcript, it cannot be read as a
     record, or its confidence is below ``min_confidence``. Unreadable audio files raise InputError.
+    ``into_blanks`` picks the word extent rule (:func:`~speechbraid.align.viterbi.word_spans`).
     """
     if not 0.0 <= min_confidence <= 1.0:
         raise ConfigError(f"min_confidence is a probability in [0, 1], got {min_confidence}")
@@ -103,7 +108,7 @@ def align_manifest(
     def aligned() -> Iterator[Utterance]:
         for item in tqdm(iter_manifest(manifest, errors=parse_errors), desc="align", unit="utt",
                          disable=not progress, dynamic_ncols=True):
-            result = _align_item(model, item, min_confidence)
+            result = _align_item(model, item, min_confidence, into_blanks)
             if isinstance(result, Rejected):
                 report.rejected.append(result)
                 rejected_records.append((result, item.record.to_dict()))
@@ -122,10 +127,11 @@ def align_manifest(
     return report
 
 
-def _align_item(model: CTCAligner, item: ManifestLine, min_confidence: float) -> Utterance | Rejected:
+def _align_item(model: CTCAligner, item: ManifestLine, min_confidence: float, into_blanks: bool
+                ) -> Utterance | Rejected:
     record = item.record
     try:
-        words, conf = align_record(model, record)
+        words, conf = align_record(model, record, into_blanks)
     except AlignmentFailure as exc:
         return Rejected(item.where(), record.id, str(exc))
     except ValueError as exc:  # text-only record, audio shorter than one analysis window

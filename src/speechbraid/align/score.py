@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from speechbraid.align.text import word_characters
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.validate import comparison_tokens
 from speechbraid.errors import InputError
@@ -25,6 +26,8 @@ class BoundaryStats:
     not_in_reference: list[str] = field(default_factory=list)  # aligned ids the reference lacks
     no_reference_times: list[str] = field(default_factory=list)  # reference has the id but no word times
     word_mismatch: list[str] = field(default_factory=list)  # file:line of aligned records whose words differ
+    # reference gives a spoken word (one with letters or digits) zero duration: its times cannot be trusted
+    reference_degenerate: list[str] = field(default_factory=list)
     not_aligned: int = 0  # reference utterances missing from the aligned manifest (rejected there)
 
     def to_dict(self) -> dict[str, Any]:
@@ -41,7 +44,8 @@ class BoundaryStats:
                       f"boundaries within 50 ms: {100 * self.within_50ms:.1f}%"]
         for label, items in (("aligned ids not in the reference", self.not_in_reference),
                              ("reference records without word times", self.no_reference_times),
-                             ("records whose words differ from the reference", self.word_mismatch)):
+                             ("records whose words differ from the reference", self.word_mismatch),
+                             ("reference records with zero-length spoken words", self.reference_degenerate)):
             if items:
                 shown = ", ".join(items[:5]) + (", ..." if len(items) > 5 else "")
                 lines.append(f"skipped, {label}: {len(items)} ({shown})")
@@ -59,12 +63,17 @@ def score_alignment(aligned: str | Path, reference: str | Path) -> BoundaryStats
     """Compare word times of ``aligned`` with ``reference``, utterance by utterance (matched on ``id``).
 
     Words are compared position by position after checking both manifests hold the same words (same
-    :func:`comparison_tokens`); an utterance whose words differ is listed, not scored.
+    :func:`comparison_tokens`); an utterance whose words differ is listed, not scored, and so is one whose
+    reference gives a spoken word zero duration (espeak-ng does this to every word after some clause
+    breaks: they all start and end at the end of the audio).
     """
     ref_words: dict[str, list[tuple[str, float, float]] | None] = {}
+    degenerate: set[str] = set()
     for item in iter_manifest(reference):
         words = item.record.words
         ref_words[item.record.id] = None if not words else [(w.word, w.start, w.end) for w in words]
+        if words and any(w.end <= w.start and word_characters(w.word) for w in words):
+            degenerate.add(item.record.id)
     stats = BoundaryStats()
     starts: list[float] = []
     ends: list[float] = []
@@ -81,6 +90,9 @@ def score_alignment(aligned: str | Path, reference: str | Path) -> BoundaryStats
         ref = ref_words[record.id]
         if ref is None:
             stats.no_reference_times.append(record.id)
+            continue
+        if record.id in degenerate:
+            stats.reference_degenerate.append(record.id)
             continue
         ours = comparison_tokens(" ".join(w.word for w in record.words))
         if ours != comparison_tokens(" ".join(w for w, _, _ in ref)):

@@ -96,19 +96,29 @@ class WordSpan:
     score: float | None  # exp(mean over its characters of their mean log posterior); None if silent
 
 
-def word_spans(targets: Targets, path: CTCPath) -> list[WordSpan]:
+def word_spans(targets: Targets, path: CTCPath, into_blanks: bool = False) -> list[WordSpan]:
     """Per-word frame spans: from the first frame of its first character to the end of its last one.
 
+    With ``into_blanks`` a word between two others also takes the blank frames that separate its characters
+    from the word-boundary tokens on either side (it starts right after the preceding ``|`` and ends where
+    the next ``|`` starts): CTC emits characters as short, often late spikes, and on held-out espeak-ng
+    speech the boundary tokens sit closer to the true word boundaries (see ``benchmark_alignment``).
+    The first word's start and the last word's end stay at their characters (leading/trailing silence).
     Words without vocabulary characters get a zero-length span where the previous word ends (where the
     next word starts, before the first aligned word).
     """
+    frames = path.token_frames
     spans: list[WordSpan | None] = []
     for word, (first, last) in zip(targets.words, targets.spans, strict=True):
         if first == last:
             spans.append(None)
             continue
         score = float(np.exp(np.mean(path.token_log_probs[first:last])))
-        spans.append(WordSpan(word, path.token_frames[first][0], path.token_frames[last - 1][1], score))
+        start, end = frames[first][0], frames[last - 1][1]
+        if into_blanks:
+            start = frames[first - 1][1] if first > 0 else start  # ids[first - 1] is the boundary token
+            end = frames[last][0] if last < len(frames) else end
+        spans.append(WordSpan(word, start, end, score))
     out: list[WordSpan] = []
     next_start = [0] * len(spans)
     upcoming = None

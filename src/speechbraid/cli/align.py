@@ -50,6 +50,9 @@ def register(subparsers: Any) -> None:
     align.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="X",
                        help="reject utterances whose confidence (0-1) is below X")
     align.add_argument("--rejects", default=None, metavar="FILE", help="also write rejected records here")
+    align.add_argument("--into-blanks", action="store_true",
+                       help="inner words also take the blank frames up to the word-boundary tokens on either side "
+                            "(default: a word spans its characters' frames only)")
     _common(align)
     align.set_defaults(func=run)
 
@@ -97,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = align_manifest(
         args.manifest, args.model, args.out,
-        min_confidence=args.min_confidence,
-        rejects=args.rejects, device=str(pick_device(args.device)), progress=not args.quiet,
+        min_confidence=args.min_confidence, rejects=args.rejects, into_blanks=args.into_blanks,
+        device=str(pick_device(args.device)), progress=not args.quiet,
     )
     print(report.format(), file=sys.stderr)
     return 0
