@@ -24,7 +24,7 @@ def corpus_dir(tmp_path, noise_corpus):
 
 def test_bench_train_pairs_steps_on_equal_positions(corpus_dir, tiny_llm_dir):
     rows, max_len, steps = 2, 96, 2
-    result = bench_train(corpus_dir, steps=steps, warmup=1, packing_batches=6, rows=rows, max_len=max_len,
+    result = bench_train(corpus_dir, steps=steps, warmup=0, packing_batches=6, rows=rows, max_len=max_len,
                          llm=tiny_llm_dir, conformer=TINY_ENCODER, device="cpu")
     json.dumps(result)  # the CLI's --json and --save need plain data
     assert result["corpus"] == f"default corpus {corpus_dir}"
@@ -57,7 +57,7 @@ def test_bench_train_pairs_steps_on_equal_positions(corpus_dir, tiny_llm_dir):
 
 def test_bench_asr_decode_cached_and_uncached_agree(corpus_dir, tiny_llm_dir, noise_corpus):
     result = bench_asr_decode(corpus_dir, utterances=2, max_new_tokens=3, llm=tiny_llm_dir, conformer=TINY_ENCODER,
-                              device="cpu")
+                              device="cpu", repeats=1)
     json.dumps(result)
     assert [row["batch"] for row in result["kv_cache"]] == [1, 2]
     for row in result["kv_cache"]:
