@@ -76,6 +76,19 @@ def register(subparsers: Any) -> None:
     synth.add_argument("--chunk", type=int, default=0, help="synthesise in streaming chunks of this many units")
     synth.set_defaults(func=_synth)
 
+    ev = sub.add_parser("evaluate", help="resynthesis quality judged by the Whisper judge ASR", formatter_class=fmt,
+                        description="audio -> units -> audio for a manifest's records; WER of the judge ASR on "
+                                    "the original, on Griffin-Lim of the original mel and on the resynthesis; "
+                                    "WAVs, report.jsonl and summary.json go to DIR.")
+    ev.add_argument("--model", required=True, metavar="DIR", help="unit tokenizer directory")
+    ev.add_argument("--vocoder", required=True, metavar="DIR")
+    ev.add_argument("--manifest", required=True)
+    ev.add_argument("--out", required=True, metavar="DIR")
+    ev.add_argument("--judge", default="whisper-base", help="Whisper model name or directory")
+    ev.add_argument("--limit", type=int, default=None, help="at most this many utterances")
+    ev.add_argument("--device", default=None)
+    ev.set_defaults(func=_evaluate)
+
 
 def _train(args: argparse.Namespace) -> int:
     from speechbraid.units.tokenizer import UnitTokenizerConfig, train_tokenizer
@@ -159,4 +172,16 @@ def _synth(args: argparse.Namespace) -> int:
             raise InputError(exc.message, *(item.path, item.line) if item else ()) from None
         write_wav(out / f"{name}.wav", audio, SAMPLE_RATE)
         print(f"{out / f'{name}.wav'}\t{len(units)} units\t{len(audio) / SAMPLE_RATE:.2f} s")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from speechbraid.units.quality import resynthesis_report
+    from speechbraid.units.tokenizer import UnitTokenizer
+    from speechbraid.units.vocoder import UnitVocoder
+
+    summary = resynthesis_report(args.manifest, UnitTokenizer.load(args.model, args.device or "cpu"),
+                                 UnitVocoder.load(args.vocoder), args.out, judge=args.judge, limit=args.limit,
+                                 device=args.device)
+    print(json.dumps(summary, indent=2))
     return 0

@@ -296,11 +296,18 @@ def _stack(feats: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _whisper_encoder(name_or_dir: str, layer: int) -> torch.nn.Module:
+    from transformers.utils import logging as hf_logging
+
     from speechbraid.models.encoders import WhisperSpeechEncoder
     from speechbraid.models.registry import resolve_model
 
     model_dir = resolve_model(name_or_dir)
-    encoder = WhisperSpeechEncoder(model_dir)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists every weight as missing; they are loaded below
+    try:
+        encoder = WhisperSpeechEncoder(model_dir)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     _load_whisper_encoder_weights(encoder.encoder, model_dir)
     n_layers = len(encoder.encoder.layers)
     if layer > n_layers:
