@@ -1,4 +1,4 @@
-"""Decoding: KV-cached batched greedy/sampling/beam search over braid prompts."""
+"""Decoding: KV-cached batched greedy/sampling/beam search over braid prompts, and the generation patterns."""
 
 from speechbraid.inference.decode import (
     DecodeConfig,
@@ -8,5 +8,30 @@ from speechbraid.inference.decode import (
     generate,
     measure_decode_speed,
 )
+from speechbraid.inference.patterns import (
+    PatternDecodeConfig,
+    Response,
+    TextChunk,
+    UnitChunk,
+    VocoderStream,
+    generate_response,
+    measure_pattern_decoding,
+    teacher_forced_lengths,
+)
 
-__all__ = ["DecodeConfig", "GenerationResult", "Hypothesis", "asr_prompt", "generate", "measure_decode_speed"]
+__all__ = [
+    "DecodeConfig",
+    "GenerationResult",
+    "Hypothesis",
+    "PatternDecodeConfig",
+    "Response",
+    "TextChunk",
+    "UnitChunk",
+    "VocoderStream",
+    "asr_prompt",
+    "generate",
+    "generate_response",
+    "measure_decode_speed",
+    "measure_pattern_decoding",
+    "teacher_forced_lengths",
+]

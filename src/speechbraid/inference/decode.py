@@ -116,14 +116,14 @@ def asr_prompt(record: Utterance, context: str | None = None, tokenizer: TextTok
 
 
 @dataclass
-class _Prompts:
+class PaddedPrompts:
     embeds: torch.Tensor  # (N, L, D) left-padded
     mask: torch.Tensor  # (N, L) 1 = real
     positions: torch.Tensor  # (N, L) 0.. over real positions; 0 at padding
 
 
-def _left_padded_prompts(model: SpeechLLM, prompts: Sequence[Braid],
-                         features: Callable[[str], torch.Tensor] | None) -> _Prompts:
+def left_padded_prompts(model: SpeechLLM, prompts: Sequence[Braid],
+                         features: Callable[[str], torch.Tensor] | None) -> PaddedPrompts:
     """Collate the prompts (one per row), assemble embeddings with ``prepare_inputs``, and left-align the rows."""
     device = next(model.parameters()).device
     flats = [flatten_braid(p, model.vocab, model.frame_rate) for p in prompts]
@@ -141,13 +141,13 @@ def _left_padded_prompts(model: SpeechLLM, prompts: Sequence[Braid],
     embeds = prepared.inputs_embeds.gather(1, source[..., None].expand_as(prepared.inputs_embeds))
     embeds = embeds * is_real[..., None].to(embeds.dtype)
     positions = torch.where(is_real, prepared.position_ids.gather(1, source), 0)
-    return _Prompts(embeds, is_real.long(), positions)
+    return PaddedPrompts(embeds, is_real.long(), positions)
 
 
 class _Stepper:
     """Runs the LM on a batch of rows; ``select`` keeps/reorders/duplicates rows (finished rows, beams)."""
 
-    def __init__(self, llm: nn.Module, prompts: _Prompts) -> None:
+    def __init__(self, llm: nn.Module, prompts: PaddedPrompts) -> None:
         self.llm = llm
         self.mask = prompts.mask
         self.positions = prompts.positions
@@ -173,7 +173,7 @@ class _Stepper:
 
 
 class _CachedLM(_Stepper):
-    def __init__(self, llm: nn.Module, prompts: _Prompts) -> None:
+    def __init__(self, llm: nn.Module, prompts: PaddedPrompts) -> None:
         super().__init__(llm, prompts)
         self.embeds = prompts.embeds
         self.cache = None
@@ -200,7 +200,7 @@ class _CachedLM(_Stepper):
 class _FullLM(_Stepper):
     """No cache: every step reruns the LM over prompt + generated tokens (the reference path)."""
 
-    def __init__(self, llm: nn.Module, prompts: _Prompts) -> None:
+    def __init__(self, llm: nn.Module, prompts: PaddedPrompts) -> None:
         super().__init__(llm, prompts)
         self.embeds = prompts.embeds
 
@@ -232,7 +232,7 @@ def _normalised(log_prob: float, steps: int, length_penalty: float) -> float:
     return log_prob / (steps ** length_penalty)
 
 
-def _warpers(config: DecodeConfig) -> LogitsProcessorList:
+def sampling_warpers(config: DecodeConfig) -> LogitsProcessorList:
     warpers = LogitsProcessorList()
     if config.temperature != 1.0:
         warpers.append(TemperatureLogitsWarper(config.temperature))
@@ -245,7 +245,7 @@ def _warpers(config: DecodeConfig) -> LogitsProcessorList:
 
 def _greedy_or_sample(stepper: _Stepper, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
     stop = torch.tensor(config.stop_ids, dtype=torch.long, device=device)
-    warpers = _warpers(config)
+    warpers = sampling_warpers(config)
     generator = torch.Generator(device=device).manual_seed(config.seed) if config.do_sample else None
     tokens: list[list[int]] = [[] for _ in range(n)]
     log_probs = [0.0] * n
@@ -384,7 +384,7 @@ def generate(model: SpeechLLM, prompts: Sequence[Braid], features: Callable[[str
         return []
     device = next(model.parameters()).device
     stepper_cls = _CachedLM if use_cache else _FullLM
-    stepper = stepper_cls(model.llm, _left_padded_prompts(model, prompts, features))
+    stepper = stepper_cls(model.llm, left_padded_prompts(model, prompts, features))
     if config.beam_size > 1:
         return _beam_search(stepper, len(prompts), config, device)
     return _greedy_or_sample(stepper, len(prompts), config, device)

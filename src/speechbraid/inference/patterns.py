@@ -38,7 +38,13 @@ from torch import nn
 from speechbraid.braid.spans import Braid, SpecialSpan
 from speechbraid.braid.vocab import VocabLayout
 from speechbraid.errors import ConfigError
-from speechbraid.inference.decode import DecodeConfig, FinishReason, _left_padded_prompts, _Prompts, _warpers
+from speechbraid.inference.decode import (
+    DecodeConfig,
+    FinishReason,
+    PaddedPrompts,
+    left_padded_prompts,
+    sampling_warpers,
+)
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.patterns.build import build_generation_braid, response_steps
 from speechbraid.patterns.spec import (
@@ -259,7 +265,7 @@ class _EmbedsLM:
     two embeddings) and can return the last hidden state (the speech head's input).
     """
 
-    def __init__(self, llm: nn.Module, prompts: _Prompts, use_cache: bool, hidden: bool) -> None:
+    def __init__(self, llm: nn.Module, prompts: PaddedPrompts, use_cache: bool, hidden: bool) -> None:
         self.llm = llm
         self.use_cache = use_cache
         self.hidden = hidden
@@ -335,7 +341,7 @@ def generate_response(model: SpeechLLM, prompts: Sequence[Braid], pattern: Patte
     device = next(model.parameters()).device
     vocab = model.vocab
     parallel = isinstance(pattern, ParallelPattern)
-    prepared = _left_padded_prompts(model, [_with_response_token(p) for p in prompts], features)
+    prepared = left_padded_prompts(model, [_with_response_token(p) for p in prompts], features)
     prompt_lengths = prepared.mask.sum(dim=1).tolist()
     lm = _EmbedsLM(model.llm, prepared, use_cache, hidden=parallel)
     embed = model.llm.get_input_embeddings()
@@ -343,7 +349,7 @@ def generate_response(model: SpeechLLM, prompts: Sequence[Braid], pattern: Patte
     rows: list[_Row] = [_ParallelRow(pattern, i, context) if isinstance(pattern, ParallelPattern)
                         else _InterleavedRow(pattern, i, context) for i in range(len(prompts))]
     results: list[Response | None] = [None] * len(prompts)
-    warpers = _warpers(config.sampling())
+    warpers = sampling_warpers(config.sampling())
     generator = torch.Generator(device=device).manual_seed(config.seed) if config.do_sample else None
     tables: dict[int, torch.Tensor] = {}
 

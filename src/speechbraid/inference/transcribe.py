@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,9 +55,14 @@ class TranscriptionRun:
     wall_seconds: float
 
     @property
-    def rtf(self) -> float:
-        """Real-time factor: wall seconds per second of audio."""
-        return self.wall_seconds / self.audio_seconds if self.audio_seconds > 0 else float("nan")
+    def rtf(self) -> float | None:
+        """Real-time factor: wall seconds per second of audio; None when no audio was transcribed."""
+        return self.wall_seconds / self.audio_seconds if self.audio_seconds > 0 else None
+
+    def speed(self) -> str:
+        """One line for the user: audio, wall time, RTF."""
+        rtf = "-" if self.rtf is None else f"{self.rtf:.3f}"
+        return f"{self.audio_seconds:.2f} s of audio in {self.wall_seconds:.2f} s: RTF {rtf}"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -147,6 +152,9 @@ def _check_unique(items: Sequence[AudioItem]) -> None:
 # Models
 
 
+OnBatch = Callable[[Sequence[int], Sequence[str]], None]
+
+
 class Transcriber:
     """A loaded ASR model; :meth:`transcribe` returns transcripts in input order with timing."""
 
@@ -156,9 +164,13 @@ class Transcriber:
         self.model_dir = model_dir
 
     def transcribe(self, items: Sequence[AudioItem], *, batch_size: int = 8, beam_size: int = 1,
-                   max_new_tokens: int | None = None, context: str | None = None,
-                   progress: bool = True) -> TranscriptionRun:
-        """Transcribe ``items``; ``max_new_tokens=None`` means the model's default limit."""
+                   max_new_tokens: int | None = None, context: str | None = None, progress: bool = True,
+                   on_batch: OnBatch | None = None) -> TranscriptionRun:
+        """Transcribe ``items``; ``max_new_tokens=None`` means the model's default limit.
+
+        ``on_batch(indices, texts)`` is called as transcripts become final (indices into ``items``), e.g. to
+        save them so an interrupted run can resume (:func:`transcribe_resumable`).
+        """
         if batch_size < 1:
             raise ConfigError(f"batch size must be >= 1, got {batch_size}")
         if beam_size < 1:
@@ -166,12 +178,13 @@ class Transcriber:
         if not items:
             return TranscriptionRun([], 0.0, 0.0)
         start = time.perf_counter()
-        texts = self._transcribe(items, batch_size, beam_size, max_new_tokens, context, progress)
+        texts = self._transcribe(items, batch_size, beam_size, max_new_tokens, context, progress,
+                                 on_batch or (lambda indices, texts: None))
         wall = time.perf_counter() - start
         return TranscriptionRun(texts, sum(item.duration for item in items), wall)
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
-                    context: str | None, progress: bool) -> list[str]:
+                    context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
         raise NotImplementedError
 
 
@@ -192,7 +205,7 @@ class SpeechLLMTranscriber(Transcriber):
         self.features = self.config.feature_config.extract_file
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
-                    context: str | None, progress: bool) -> list[str]:
+                    context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
         from tqdm import tqdm
 
         from speechbraid.inference.decode import DecodeConfig, asr_prompt, generate
@@ -209,6 +222,7 @@ class SpeechLLMTranscriber(Transcriber):
                                       context, self.tokenizer) for i in batch]
                 for i, result in zip(batch, generate(self.model, prompts, self.features, config), strict=True):
                     texts[i] = self.decode(result.tokens)
+                on_batch(batch, [texts[i] for i in batch])
                 bar.update(len(batch))
         return texts
 
@@ -228,7 +242,7 @@ class WhisperTranscriber(Transcriber):
         self.device = device
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
-                    context: str | None, progress: bool) -> list[str]:
+                    context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
         from speechbraid.models.judge import transcribe_with_whisper
 
         # The judge decodes greedily with Whisper's own length limit and no prompt; refuse rather than ignore.
@@ -240,8 +254,11 @@ class WhisperTranscriber(Transcriber):
                               f"these options are for speech LLMs only: {', '.join(unsupported)}")
         if progress:
             print(f"transcribing {len(items)} file(s) with Whisper ({self.model_dir})", file=sys.stderr)
-        return transcribe_with_whisper(self.model_dir, [item.path for item in items], batch_size=batch_size,
-                                       device=self.device)
+        # The judge transcribes all files in one call, so everything becomes final at once.
+        texts = transcribe_with_whisper(self.model_dir, [item.path for item in items], batch_size=batch_size,
+                                        device=self.device)
+        on_batch(range(len(items)), texts)
+        return texts
 
 
 def load_transcriber(name_or_dir: str | Path, device: str | None = None) -> Transcriber:
@@ -306,6 +323,64 @@ def write_lines(lines: Sequence[str], path: str | Path) -> None:
         raise
 
 
+def partial_path(out: str | Path) -> Path:
+    """Where a run writing ``out`` keeps its finished transcripts until it completes."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def transcribe_resumable(transcriber: Transcriber, items: Sequence[AudioItem], partial: str | Path,
+                         **options: Any) -> tuple[TranscriptionRun, int]:
+    """:meth:`Transcriber.transcribe` that appends every finished batch to ``partial`` (JSONL), so re-running
+    after an interruption transcribes only what is missing.
+
+    Returns the run (all texts in input order; timing covers only the newly transcribed audio) and how
+    many transcripts came from ``partial``. The caller deletes ``partial`` once it has written its output.
+    """
+    partial = Path(partial)
+    done = _read_partial(partial, items)
+    todo = [item for item in items if item.id not in done]
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    with partial.open("a", encoding="utf-8") as handle:
+        def save(indices: Sequence[int], texts: Sequence[str]) -> None:
+            for i, text in zip(indices, texts, strict=True):
+                handle.write(json.dumps({"id": todo[i].id, "audio": todo[i].path, "text": text}, ensure_ascii=False)
+                             + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+        run = transcriber.transcribe(todo, on_batch=save, **options)
+    new = {item.id: text for item, text in zip(todo, run.texts, strict=True)}
+    texts = [done[item.id] if item.id in done else new[item.id] for item in items]
+    return TranscriptionRun(texts, run.audio_seconds, run.wall_seconds), len(done)
+
+
+def _read_partial(partial: Path, items: Sequence[AudioItem]) -> dict[str, str]:
+    """Transcripts saved by an earlier run of the same inputs; a line cut off by a crash is dropped (and
+    truncated away, so appending goes on from a clean line end)."""
+    if not partial.exists():
+        return {}
+    raw = partial.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        raw = raw[:raw.rfind(b"\n") + 1]
+        with partial.open("r+b") as handle:
+            handle.truncate(len(raw))
+    audio_of = {item.id: item.path for item in items}
+    done: dict[str, str] = {}
+    for line_no, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        try:
+            obj = json.loads(line)
+            utt_id, audio, text = obj["id"], obj["audio"], obj["text"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"unreadable saved transcript ({exc}); delete the file to start over", partial,
+                             line_no) from None
+        if audio_of.get(utt_id) != audio:
+            raise InputError(f"saved transcript of {utt_id!r} ({audio}) is not one of this run's inputs; the file "
+                             "belongs to another run: delete it to start over", partial, line_no)
+        done[utt_id] = text
+    return done
+
+
 def evaluate_model(model: str | Path | Transcriber, manifest: str | Path, *, batch_size: int = 8,
                    beam_size: int = 1, max_new_tokens: int | None = None, context: str | None = None,
                    device: str | None = None, progress: bool = True, hyps_out: str | Path | None = None,
@@ -314,8 +389,10 @@ def evaluate_model(model: str | Path | Transcriber, manifest: str | Path, *, bat
     per entity type).
 
     Returns :func:`~speechbraid.evaluation.asr_metrics.evaluate`'s dict plus ``model``, ``manifest``,
-    ``n`` (utterances scored), ``skipped_text_only``, ``audio_seconds``, ``wall_seconds`` and ``rtf``.
-    ``hyps_out`` also writes the hypotheses as JSONL for ``speechbraid score``. Text-only records are
+    ``n`` (utterances scored), ``skipped_text_only``, ``resumed``, ``audio_seconds``, ``wall_seconds`` and ``rtf``.
+    ``hyps_out`` also writes the hypotheses as JSONL for ``speechbraid score``, and makes the run resumable
+    (:func:`transcribe_resumable`; ``resumed`` counts the reused transcripts, and ``rtf`` covers only the
+    newly transcribed ones). Text-only records are
     reported as in :func:`manifest_items` and counted in the result.
     """
     from speechbraid.evaluation.asr_metrics import evaluate
@@ -328,12 +405,16 @@ def evaluate_model(model: str | Path | Transcriber, manifest: str | Path, *, bat
     items = [item for item, _ in pairs]
     _check_unique(items)
     transcriber = model if isinstance(model, Transcriber) else load_transcriber(model, device)
-    run = transcriber.transcribe(items, batch_size=batch_size, beam_size=beam_size, max_new_tokens=max_new_tokens,
-                                 context=context, progress=progress)
-    if hyps_out is not None:
+    options: dict[str, Any] = dict(batch_size=batch_size, beam_size=beam_size, max_new_tokens=max_new_tokens,
+                                   context=context, progress=progress)
+    if hyps_out is None:
+        run, resumed = transcriber.transcribe(items, **options), 0
+    else:
+        run, resumed = transcribe_resumable(transcriber, items, partial_path(hyps_out), **options)
         write_lines(hypothesis_lines(items, run.texts, as_json=True), hyps_out)
+        partial_path(hyps_out).unlink()
     result = evaluate([record for _, record in pairs], run.texts)
     result.update(model=str(transcriber.model_dir), manifest=str(manifest), n=len(items),
                   skipped_text_only=len(text_only), audio_seconds=run.audio_seconds,
-                  wall_seconds=run.wall_seconds, rtf=run.rtf)
+                  resumed=resumed, wall_seconds=run.wall_seconds, rtf=run.rtf)
     return result
