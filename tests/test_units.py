@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechbraid.data.audio import audio_info, write_wav
+from speechbraid.data.audio import audio_info, load_audio, write_wav
 from speechbraid.data.manifest import read_manifest
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.units.tokenizer import (
@@ -144,6 +144,11 @@ def test_tokenize_manifest_fills_units_keeps_external_and_resumes(speech_manifes
     with pytest.raises(InputError, match="another manifest"):
         tokenize_manifest(speech_manifest, tmp_path / "other.jsonl", tokenizer, progress=False)
 
+    missing = tmp_path / "missing.jsonl"
+    missing.write_text(json.dumps({"id": "m", "text": "x", "audio": "gone.wav"}) + "\n")
+    with pytest.raises(InputError, match=f"{missing}:1: .*gone.wav"):
+        tokenize_manifest(missing, tmp_path / "m_out.jsonl", tokenizer, progress=False)
+
 
 def test_config_errors(speech_manifest):
     with pytest.raises(ConfigError, match="12.5"):
@@ -156,3 +161,19 @@ def test_config_errors(speech_manifest):
         UnitTokenizerConfig(encoder="hubert")  # type: ignore[arg-type]
     with pytest.raises(InputError, match="fewer units"):
         train_tokenizer(speech_manifest, _fbank(n_units=2000, max_train_frames=5000), progress=False)
+
+
+def test_conformer_units_come_from_a_saved_speech_llm(speech_manifest, tiny_llm_dir, tmp_path):
+    from speechbraid.models.build import ModelConfig, build_speech_llm, save_speech_llm
+    from speechbraid.models.encoders import ConformerConfig
+
+    config = ModelConfig(llm=str(tiny_llm_dir), encoder="conformer",
+                         conformer=ConformerConfig(d_model=32, n_layers=1, n_heads=2))
+    model, hf_tokenizer = build_speech_llm(config)
+    save_speech_llm(model, hf_tokenizer, config, tmp_path / "llm")
+    source = FeatureSource(UnitTokenizerConfig(encoder="conformer", encoder_model=str(tmp_path / "llm"),
+                                               rate_hz=12.5, n_units=4))
+    torch.testing.assert_close(source.encoder.state_dict(), model.encoder.state_dict())  # type: ignore[union-attr]
+    wav = speech_manifest.parent / "u3.wav"
+    frames = source.frames(*load_audio(wav))
+    assert frames.shape[1] == 32 and abs(frames.shape[0] - audio_info(wav)[1] * 12.5) <= 1

@@ -395,7 +395,10 @@ def tokenize_manifest(manifest: str | Path, out: str | Path, tokenizer: UnitToke
             elif record.units is not None:
                 counts["external"] += 1
             else:
-                units = tokenizer.encode(record.audio)
+                try:
+                    units = tokenizer.encode(record.audio)
+                except InputError as exc:  # e.g. unreadable audio: point at the manifest line too
+                    raise InputError(str(exc), item.path, item.line) from None
                 record.units = units.tolist()
                 made.append(units)
                 counts["tokenized"] += 1
