@@ -186,3 +186,42 @@ def test_cli_errors_exit_2_without_traceback(case, tmp_path, monkeypatch, noise_
     assert main(["transcribe", "--model", model, wav, *extra]) == 2
     err = capsys.readouterr().err
     assert "speechbraid transcribe: error:" in err and expected in err and "Traceback" not in err
+
+
+def test_interrupted_transcription_resumes_from_partial_file(model_dir, transcriber, noise_corpus, tmp_path,
+                                                             monkeypatch, capsys):
+    from speechbraid.inference import decode
+
+    items = collect_inputs([noise_corpus])
+    expected = transcriber.transcribe(items, batch_size=2, max_new_tokens=MAX_NEW, progress=False).texts
+    out = tmp_path / "hyps.jsonl"
+    command = ["transcribe", "--model", str(model_dir), str(noise_corpus), "--json", "--out", str(out),
+               "--batch-size", "2", "--max-new-tokens", str(MAX_NEW)]
+    real_generate, calls = decode.generate, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(decode, "generate", interrupted)
+    assert main(command) == 130
+    partial = tmp_path / "hyps.jsonl.partial"
+    assert not out.exists() and len(partial.read_text().splitlines()) == 2
+    # a crash mid-write leaves a cut-off line; a saved transcript is reused, not recomputed
+    saved = [json.loads(line) for line in partial.read_text().splitlines()]
+    saved[0]["text"] = "SAVED"
+    partial.write_text("".join(json.dumps(x) + "\n" for x in saved) + '{"id": "u')
+    monkeypatch.setattr(decode, "generate", real_generate)
+    capsys.readouterr()
+    assert main(command) == 0
+    assert "resumed: 2 of 6" in capsys.readouterr().err
+    texts = {r["id"]: r["text"] for r in map(json.loads, out.read_text().splitlines())}
+    assert texts.pop(saved[0]["id"]) == "SAVED"
+    assert all(texts[item.id] == text for item, text in zip(items, expected, strict=True) if item.id in texts)
+    assert not partial.exists()
+
+    partial.write_text(json.dumps({"id": "other", "audio": "x.wav", "text": ""}) + "\n")
+    assert main(command) == 2
+    assert "hyps.jsonl.partial:1: saved transcript of 'other'" in capsys.readouterr().err

@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--manifest", required=True, metavar="MANIFEST", help="reference JSONL manifest")
     add_decoding_options(parser)
-    parser.add_argument("--out", metavar="HYPS.jsonl", help="also write the hypotheses as JSONL")
+    parser.add_argument("--out", metavar="HYPS.jsonl",
+                        help="also write the hypotheses as JSONL; finished batches are kept in HYPS.jsonl.partial so "
+                        "re-running the same command after an interruption resumes")
     parser.add_argument("--max-missed", type=int, default=20, metavar="N",
                         help="list at most N missed entities in the text report; -1 lists all")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -44,5 +46,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"model: {result['model']}\nmanifest: {result['manifest']}\nutterances: {result['n']}")
         print(format_report(result, max_missed=args.max_missed))
-        print(f"audio: {result['audio_seconds']:.2f} s, wall: {result['wall_seconds']:.2f} s, RTF {result['rtf']:.3f}")
+        rtf = "-" if result["rtf"] is None else f"{result['rtf']:.3f}"
+        resumed = f" ({result['resumed']} transcript(s) resumed from an interrupted run)" if result["resumed"] else ""
+        print(f"audio: {result['audio_seconds']:.2f} s, wall: {result['wall_seconds']:.2f} s, RTF {rtf}{resumed}")
     return 0

@@ -11,6 +11,8 @@ from speechbraid.inference.transcribe import (
     describe_skipped,
     hypothesis_lines,
     load_transcriber,
+    partial_path,
+    transcribe_resumable,
     write_lines,
 )
 
@@ -43,7 +45,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("inputs", nargs="+", metavar="FILE", help="audio files and/or JSONL manifests")
     add_decoding_options(parser)
     parser.add_argument("--json", action="store_true", help="write JSONL {\"id\", \"audio\", \"text\"} lines")
-    parser.add_argument("--out", metavar="FILE", help="write the lines to FILE instead of stdout")
+    parser.add_argument("--out", metavar="FILE",
+                        help="write the lines to FILE instead of stdout; finished batches are kept in FILE.partial "
+                        "so re-running the same command after an interruption resumes")
     parser.set_defaults(func=run)
 
 
@@ -53,13 +57,17 @@ def run(args: argparse.Namespace) -> int:
     if skipped:
         print(f"speechbraid transcribe: {describe_skipped(skipped)}", file=sys.stderr)
     transcriber = load_transcriber(args.model, args.device)
-    result = transcriber.transcribe(items, batch_size=args.batch_size, beam_size=args.beam,
-                                    max_new_tokens=args.max_new_tokens, context=args.context)
-    lines = hypothesis_lines(items, result.texts, as_json=args.json)
+    options = dict(batch_size=args.batch_size, beam_size=args.beam, max_new_tokens=args.max_new_tokens,
+                   context=args.context)
     if args.out:
-        write_lines(lines, args.out)
+        result, resumed = transcribe_resumable(transcriber, items, partial_path(args.out), **options)
+        if resumed:
+            print(f"speechbraid transcribe: resumed: {resumed} of {len(items)} transcript(s) taken from "
+                  f"{partial_path(args.out)}", file=sys.stderr)
+        write_lines(hypothesis_lines(items, result.texts, as_json=args.json), args.out)
+        partial_path(args.out).unlink()
     else:
-        sys.stdout.writelines(line + "\n" for line in lines)
-    print(f"speechbraid transcribe: {len(items)} input(s), {result.audio_seconds:.2f} s of audio in "
-          f"{result.wall_seconds:.2f} s: RTF {result.rtf:.3f}", file=sys.stderr)
+        result = transcriber.transcribe(items, **options)
+        sys.stdout.writelines(line + "\n" for line in hypothesis_lines(items, result.texts, as_json=args.json))
+    print(f"speechbraid transcribe: {len(items)} input(s); transcribed {result.speed()}", file=sys.stderr)
     return 0
