@@ -9,21 +9,23 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        description="Build the embedded default corpus (offline text sources + espeak-ng synthesis, "
-        "with held-out test entities) and print its statistics. Re-running resumes/skips finished work.",
+        description="The main job, end to end on the embedded default: build the default corpus (offline text "
+        "sources + espeak-ng synthesis, held-out test entities), pretrain the default text LM, train an "
+        "ASR-only speech LLM, transcribe the held-out test set and print WER/TER/EER per domain. "
+        "Re-running resumes: finished steps are skipped, interrupted ones continue.",
     )
-    parser.add_argument("--out", type=Path, default=Path("data/default"),
-                        help="output directory (default: %(default)s)")
-    parser.add_argument("--size", choices=("tiny", "small", "medium"), default="small", help="corpus size preset")
+    parser.add_argument("--out", type=Path, default=Path("runs/main"), help="run directory (default: %(default)s)")
+    parser.add_argument("--corpus", type=Path, default=Path("data/default"),
+                        help="corpus directory (default: %(default)s)")
+    parser.add_argument("--plan", choices=("default", "tiny"), default="default",
+                        help="sizes: default (~15 min on 2 cores) or tiny (a smoke test)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=None, help="synthesis processes (default: all cores)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechbraid.corpora import build_default_corpus
+    from speechbraid.experiments.main_job import run_main_job
 
-    summary = build_default_corpus(args.out, size=args.size, seed=args.seed, jobs=args.jobs, progress=True)
-    print(summary.format())
-    print(f"\nCorpus written to {args.out}/ (statistics in {args.out}/summary.json)")
+    run_main_job(args.out, args.corpus, plan=args.plan, seed=args.seed)
+    print(f"\nresults: {args.out / 'results.json'}")
     return 0

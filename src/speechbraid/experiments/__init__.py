@@ -1,0 +1,1 @@
+"""Experiments: recipes that compose data, training, decoding and evaluation into one command."""
