@@ -116,7 +116,7 @@ def test_align_run_excludes_low_confidence_and_failed_utterances(noise_corpus, t
     threshold = (confidences[lowest] + sorted(confidences.values())[1]) / 2  # only the lowest falls below
 
     report = align_manifest(manifest, tiny_aligner, tmp_path / "out.jsonl", min_confidence=threshold,
-                            rejects=tmp_path / "rejects.jsonl", progress=False)
+                            min_word_score=0.0, rejects=tmp_path / "rejects.jsonl", progress=False)
     out = list(read_manifest(tmp_path / "out.jsonl"))
     assert report.aligned == 5 and sorted(r.id for r in out) == sorted(set(confidences) - {lowest})
     for record in out:
@@ -137,17 +137,28 @@ def test_align_run_excludes_low_confidence_and_failed_utterances(noise_corpus, t
     assert all(r["align_error"].startswith(str(manifest)) for r in rejects)
 
 
+def test_a_badly_scoring_word_rejects_its_utterance(noise_corpus, tiny_aligner, tmp_path):
+    model = load_aligner(tiny_aligner)
+    worst = {r.id: min(w.score for w in align_record(model, r)[0]) for r in read_manifest(noise_corpus)}
+    threshold = sorted(worst.values())[2]  # the three utterances with the lowest-scoring words fall below
+    report = align_manifest(noise_corpus, tiny_aligner, tmp_path / "out.jsonl", min_confidence=0.0,
+                            min_word_score=threshold + 1e-9, progress=False)
+    assert report.aligned == 3
+    assert sorted(r.id for r in report.rejected) == sorted(sorted(worst, key=worst.get)[:3])
+    assert all("below the minimum word score" in r.reason for r in report.rejected)
+
+
 def test_cli_align_run_and_score(noise_corpus, tiny_aligner, tmp_path, capsys):
     out = tmp_path / "aligned.jsonl"
     assert main(["align", "run", "--model", str(tiny_aligner), "--manifest", str(noise_corpus), "--out", str(out),
-                 "--min-confidence", "0", "--quiet", "--threads", "1"]) == 0
+                 "--min-confidence", "0", "--min-word-score", "0", "--quiet", "--threads", "1"]) == 0
     assert "aligned 6 utterance(s)" in capsys.readouterr().err
     assert main(["align", "score", "--manifest", str(out), "--reference", str(noise_corpus), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["utterances"] == 6 and stats["words"] == sum(len(r.text.split()) for r in read_manifest(noise_corpus))
     wide = tmp_path / "wide.jsonl"
     assert main(["align", "run", "--model", str(tiny_aligner), "--manifest", str(noise_corpus), "--out", str(wide),
-                 "--min-confidence", "0", "--quiet", "--into-blanks"]) == 0
+                 "--min-confidence", "0", "--min-word-score", "0", "--quiet", "--into-blanks"]) == 0
     for tight, loose in zip(read_manifest(out), read_manifest(wide), strict=True):
         assert tight.words[0].start == loose.words[0].start and tight.words[-1].end == loose.words[-1].end
         assert all(b.start <= a.start and a.end <= b.end for a, b in zip(tight.words, loose.words, strict=True))

@@ -7,8 +7,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from speechbraid.align import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_WORD_SCORE
 from speechbraid.align.model import CONFIG_FILE
-from speechbraid.align.run import DEFAULT_MIN_CONFIDENCE, align_manifest
+from speechbraid.align.run import align_manifest
 from speechbraid.align.score import score_alignment
 from speechbraid.align.train import train_ctc_aligner
 from speechbraid.benchmarks.common import DEFAULT_CORPUS
@@ -25,6 +26,7 @@ def benchmark_alignment(
     batch_size: int = 8,
     encoder: ConformerConfig | None = None,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    min_word_score: float = DEFAULT_MIN_WORD_SCORE,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train (unless ``model_dir`` holds an aligner) on the corpus train split, align its test split with
@@ -52,11 +54,12 @@ def benchmark_alignment(
     write_manifest(stripped, unaligned)
     began = time.perf_counter()
     result: dict[str, Any] = {"corpus": str(corpus), "model": str(model_dir), "train": train_metrics,
-                              "min_confidence": min_confidence}
+                              "min_confidence": min_confidence, "min_word_score": min_word_score}
     for rule, into_blanks in (("chars", False), ("into_blanks", True)):
         aligned = work / f"test-aligned-{rule}.jsonl"
         began = time.perf_counter()
-        report = align_manifest(unaligned, model_dir, aligned, min_confidence=min_confidence, into_blanks=into_blanks,
+        report = align_manifest(unaligned, model_dir, aligned, min_confidence=min_confidence,
+                                min_word_score=min_word_score, into_blanks=into_blanks,
                                 rejects=work / "test-rejects.jsonl", progress=progress)
         stats = score_alignment(aligned, test)
         result[rule] = {"aligned": report.aligned, "rejected": [r.format() for r in report.rejected],

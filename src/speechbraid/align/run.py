@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from speechbraid.align import DEFAULT_MIN_CONFIDENCE
+from speechbraid.align import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_WORD_SCORE
 from speechbraid.align.model import CTCAligner, load_aligner, utterance_features
 from speechbraid.align.text import encode_transcript
 from speechbraid.align.viterbi import AlignmentFailure, confidence, forced_align, word_spans
@@ -84,6 +84,7 @@ def align_manifest(
     out: str | Path,
     *,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    min_word_score: float = DEFAULT_MIN_WORD_SCORE,
     rejects: str | Path | None = None,
     into_blanks: bool = False,
     device: str = "cpu",
@@ -93,11 +94,13 @@ def align_manifest(
 
     A record is rejected (reported with file:line, left out) when it is text-only, its text is empty or
     has no alignable characters, its audio is too short for its transcript, it cannot be read as a
-    record, or its confidence is below ``min_confidence``. Unreadable audio files raise InputError.
+    record, its confidence is below ``min_confidence`` or one of its words scores below ``min_word_score``
+    (the usual sign of a transcript error). Unreadable audio files raise InputError.
     ``into_blanks`` picks the word extent rule (:func:`~speechbraid.align.viterbi.word_spans`).
     """
-    if not 0.0 <= min_confidence <= 1.0:
-        raise ConfigError(f"min_confidence is a probability in [0, 1], got {min_confidence}")
+    for name, value in (("min_confidence", min_confidence), ("min_word_score", min_word_score)):
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"{name} is a probability in [0, 1], got {value}")
     if Path(out).resolve() == Path(manifest).resolve():
         raise ConfigError(f"--out must differ from the input manifest {manifest}")
     model = load_aligner(model_dir, device)
@@ -108,7 +111,7 @@ def align_manifest(
     def aligned() -> Iterator[Utterance]:
         for item in tqdm(iter_manifest(manifest, errors=parse_errors), desc="align", unit="utt",
                          disable=not progress, dynamic_ncols=True):
-            result = _align_item(model, item, min_confidence, into_blanks)
+            result = _align_item(model, item, (min_confidence, min_word_score), into_blanks)
             if isinstance(result, Rejected):
                 report.rejected.append(result)
                 rejected_records.append((result, item.record.to_dict()))
@@ -127,8 +130,9 @@ def align_manifest(
     return report
 
 
-def _align_item(model: CTCAligner, item: ManifestLine, min_confidence: float, into_blanks: bool
+def _align_item(model: CTCAligner, item: ManifestLine, minimum: tuple[float, float], into_blanks: bool
                 ) -> Utterance | Rejected:
+    """The aligned record, or why it is rejected; ``minimum`` is (utterance confidence, word score)."""
     record = item.record
     try:
         words, conf = align_record(model, record, into_blanks)
@@ -138,8 +142,12 @@ def _align_item(model: CTCAligner, item: ManifestLine, min_confidence: float, in
         return Rejected(item.where(), record.id, str(exc))
     except InputError as exc:
         raise InputError(f"record '{record.id}': {exc}", item.path, item.line) from None
-    if conf < min_confidence:
-        return Rejected(item.where(), record.id, f"confidence {conf:.3f} below the minimum {min_confidence}", conf)
+    if conf < minimum[0]:
+        return Rejected(item.where(), record.id, f"confidence {conf:.3f} below the minimum {minimum[0]}", conf)
+    worst = min((w for w in words if w.score is not None), key=lambda w: w.score or 0.0)
+    if worst.score is not None and worst.score < minimum[1]:
+        return Rejected(item.where(), record.id, f"word {worst.word!r} scores {worst.score:.4f}, below the minimum "
+                        f"word score {minimum[1]}", conf)
     extra = {**record.extra, "align_confidence": round(conf, 4)}
     return replace(record, words=words, extra=extra)
 

@@ -111,7 +111,7 @@ def train_ctc_aligner(
            "lr": lr, "seed": seed}
     ckpt_root, log_path, run_path = out / CHECKPOINT_DIR, out / LOG_FILE, out / RUN_FILE
     latest = latest_checkpoint(ckpt_root) if resume else None
-    if latest is not None and json.loads(run_path.read_text(encoding="utf-8")) != run:
+    if latest is not None and (not run_path.is_file() or json.loads(run_path.read_text(encoding="utf-8")) != run):
         raise ConfigError(f"{out} holds a run with other settings ({run_path}); use another --out or the same "
                           "settings to resume")
     atomic_write_text(run_path, json.dumps(run, indent=2) + "\n")

@@ -8,7 +8,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from speechbraid.align import DEFAULT_MIN_CONFIDENCE
+from speechbraid.align import DEFAULT_MIN_CONFIDENCE, DEFAULT_MIN_WORD_SCORE
 from speechbraid.errors import ConfigError
 
 DEFAULT_STEPS = 800
@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
     align.add_argument("--out", required=True, metavar="ALIGNED", help="output manifest (aligned records only)")
     align.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="X",
                        help="reject utterances whose confidence (0-1) is below X")
+    align.add_argument("--min-word-score", type=float, default=DEFAULT_MIN_WORD_SCORE, metavar="X",
+                       help="reject utterances with a word scoring (0-1) below X (catches transcript errors)")
     align.add_argument("--rejects", default=None, metavar="FILE", help="also write rejected records here")
     align.add_argument("--into-blanks", action="store_true",
                        help="inner words also take the blank frames up to the word-boundary tokens on either side "
@@ -100,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
     report = align_manifest(
         args.manifest, args.model, args.out,
-        min_confidence=args.min_confidence, rejects=args.rejects, into_blanks=args.into_blanks,
-        device=str(pick_device(args.device)), progress=not args.quiet,
+        min_confidence=args.min_confidence, min_word_score=args.min_word_score, rejects=args.rejects,
+        into_blanks=args.into_blanks, device=str(pick_device(args.device)), progress=not args.quiet,
     )
     print(report.format(), file=sys.stderr)
     return 0
