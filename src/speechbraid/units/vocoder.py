@@ -18,7 +18,9 @@ units of left context, so the streamed mel equals the whole-utterance mel exactl
 per chunk; the last ``overlap_frames`` (default 8 = 80 ms) of each chunk's audio are held back and
 cross-faded with the next chunk, whose phase search starts from the held-back frames' phases, so
 chunk boundaries do not click. Latency beyond the chunk itself: ``L`` units of lookahead plus the
-held-back overlap (``overlap_frames / 100`` s).
+held-back overlap (``overlap_frames / 100`` s). With the default config ``L = 3 * 2 + ceil(2 * 2 /
+upsample) = 7`` units: 280 ms at 25 Hz, 560 ms at 12.5 Hz, plus 80 ms overlap; fewer ``unit_layers``
+or a smaller ``kernel`` shorten it.
 """
 
 from __future__ import annotations
