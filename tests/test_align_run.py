@@ -165,6 +165,19 @@ def test_cli_align_run_and_score(noise_corpus, tiny_aligner, tmp_path, capsys):
         assert any(a != b for a, b in zip(tight.words, loose.words, strict=True))
 
 
+def test_cli_train(noise_corpus, tmp_path, capsys):
+    out = tmp_path / "model"
+    args = ["align", "train", "--manifest", str(noise_corpus), "--out", str(out), "--steps", "2", "--batch-size", "3",
+            "--d-model", "16", "--layers", "1", "--subsample", "2", "--quiet"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["frame_ms"] == 40
+    assert load_aligner(out).config.frame_seconds == pytest.approx(0.04)
+    first_two = (out / "train_log.jsonl").read_text().splitlines()
+    assert main(args[:6] + ["--steps", "3"] + args[8:]) == 0  # resumes from step 2: steps 1-2 are not re-run
+    log = (out / "train_log.jsonl").read_text().splitlines()
+    assert log[:2] == first_two and json.loads(log[2])["step"] == 3 and len(log) == 3
+
+
 def test_cli_errors(noise_corpus, tiny_aligner, tmp_path, capsys):
     assert main(["align", "run", "--model", str(tmp_path), "--manifest", str(noise_corpus),
                  "--out", str(tmp_path / "o.jsonl")]) == 2
