@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,11 +149,14 @@ def test_a_badly_scoring_word_rejects_its_utterance(noise_corpus, tiny_aligner, 
     assert all("below the minimum word score" in r.reason for r in report.rejected)
 
 
-def test_cli_align_run_and_score(noise_corpus, tiny_aligner, tmp_path, capsys):
+def test_cli_align_run_and_score(noise_corpus, tiny_aligner, tmp_path, capsys, monkeypatch):
     out = tmp_path / "aligned.jsonl"
-    assert main(["align", "run", "--model", str(tiny_aligner), "--manifest", str(noise_corpus), "--out", str(out),
+    monkeypatch.chdir(noise_corpus.parent.parent)  # a manifest path relative to the working directory
+    relative = f"{noise_corpus.parent.name}/{noise_corpus.name}"
+    assert main(["align", "run", "--model", str(tiny_aligner), "--manifest", relative, "--out", str(out),
                  "--min-confidence", "0", "--min-word-score", "0", "--quiet", "--threads", "1"]) == 0
     assert "aligned 6 utterance(s)" in capsys.readouterr().err
+    assert all(Path(r.audio).is_file() for r in read_manifest(out)), "audio paths must survive the move"
     assert main(["align", "score", "--manifest", str(out), "--reference", str(noise_corpus), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["utterances"] == 6 and stats["words"] == sum(len(r.text.split()) for r in read_manifest(noise_corpus))

@@ -114,7 +114,7 @@ def align_manifest(
             result = _align_item(model, item, (min_confidence, min_word_score), into_blanks)
             if isinstance(result, Rejected):
                 report.rejected.append(result)
-                rejected_records.append((result, item.record.to_dict()))
+                rejected_records.append((result, replace(item.record, audio=_absolute(item.record.audio)).to_dict()))
                 continue
             report.aligned += 1
             report.replaced += item.record.words is not None
@@ -136,20 +136,23 @@ def _align_item(model: CTCAligner, item: ManifestLine, minimum: tuple[float, flo
     record = item.record
     try:
         words, conf = align_record(model, record, into_blanks)
-    except AlignmentFailure as exc:
-        return Rejected(item.where(), record.id, str(exc))
-    except ValueError as exc:  # text-only record, audio shorter than one analysis window
+    except ValueError as exc:  # AlignmentFailure, a text-only record, audio shorter than one analysis window
         return Rejected(item.where(), record.id, str(exc))
     except InputError as exc:
         raise InputError(f"record '{record.id}': {exc}", item.path, item.line) from None
     if conf < minimum[0]:
         return Rejected(item.where(), record.id, f"confidence {conf:.3f} below the minimum {minimum[0]}", conf)
-    worst = min((w for w in words if w.score is not None), key=lambda w: w.score or 0.0)
-    if worst.score is not None and worst.score < minimum[1]:
-        return Rejected(item.where(), record.id, f"word {worst.word!r} scores {worst.score:.4f}, below the minimum "
-                        f"word score {minimum[1]}", conf)
+    word, score = min(((w.word, w.score) for w in words if w.score is not None), key=lambda ws: ws[1])
+    if score < minimum[1]:
+        return Rejected(item.where(), record.id, f"word {word!r} scores {score:.4f}, below the minimum word score "
+                        f"{minimum[1]}", conf)
     extra = {**record.extra, "align_confidence": round(conf, 4)}
-    return replace(record, words=words, extra=extra)
+    # absolute audio path: write_manifest re-relativises it to the output's directory where it can
+    return replace(record, words=words, extra=extra, audio=_absolute(record.audio))
+
+
+def _absolute(audio: str | None) -> str | None:
+    return None if audio is None else str(Path(audio).resolve())
 
 
 def _line_order(rejected: Rejected) -> tuple[str, int]:
