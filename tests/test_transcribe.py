@@ -13,11 +13,12 @@ from speechbraid.cli.main import main
 from speechbraid.data.audio import audio_info
 from speechbraid.errors import CheckpointError, ConfigError, InputError
 from speechbraid.inference.transcribe import (
+    SPEECH_LLM_FILE,
     collect_inputs,
     evaluate_model,
     load_transcriber,
 )
-from speechbraid.models.build import ModelConfig
+from speechbraid.models.build import CONFIG_FILE, ModelConfig
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.training.data import SourceConfig
 from speechbraid.training.trainer import DataConfig, StageConfig, TrainConfig, train
@@ -81,6 +82,8 @@ def test_bad_inputs_name_the_file_and_line(tmp_path, noise_corpus):
                         + json.dumps({"id": "b", "text": "y", "audio": "gone.wav"}) + "\n")
     with pytest.raises(InputError, match=r"m.jsonl:2: audio file not found: .*gone.wav"):
         collect_inputs([manifest])
+    with pytest.raises(InputError, match=r"is a directory; pass audio files"):
+        collect_inputs([tmp_path])
     with pytest.raises(InputError, match=r"utterance id 'u0' appears twice"):
         collect_inputs([noise_corpus.parent / "u0.wav", noise_corpus])
 
@@ -91,11 +94,31 @@ def test_batched_results_equal_one_by_one_in_input_order(transcriber, noise_corp
     alone = [transcriber.transcribe([item], batch_size=1, max_new_tokens=MAX_NEW, progress=False).texts[0]
              for item in items]
     assert run.texts == alone
-    assert len(set(alone)) > 1  # outputs depend on the audio, so a reordering bug would show
     backwards = transcriber.transcribe(items[::-1], batch_size=3, max_new_tokens=MAX_NEW, progress=False)
     assert backwards.texts == alone[::-1]
     assert run.audio_seconds == pytest.approx(sum(i.duration for i in items))
     assert run.wall_seconds > 0 and run.rtf == pytest.approx(run.wall_seconds / run.audio_seconds)
+
+
+def test_batches_are_sorted_by_duration_and_texts_return_to_input_order(transcriber, noise_corpus, monkeypatch):
+    """A decoder that answers each prompt with its utterance id shows where every transcript lands."""
+    from speechbraid.inference import decode
+
+    batches: list[list[float]] = []
+
+    def echo_ids(model, prompts, features, config):
+        batches.append([p.duration for p in prompts])
+        return [decode.GenerationResult(tuple(transcriber.tokenizer.encode(p.id)), 0.0, 0.0, 1, "stop")
+                for p in prompts]
+
+    monkeypatch.setattr(decode, "generate", echo_ids)
+    items = collect_inputs([noise_corpus])
+    shuffled = [items[i] for i in (3, 0, 5, 1, 4, 2)]
+    assert len({i.duration for i in items}) > 2  # the durations differ, so sorting reorders
+    run = transcriber.transcribe(shuffled, batch_size=2, progress=False)
+    assert run.texts == [item.id for item in shuffled]
+    flat = [d for batch in batches for d in batch]
+    assert [len(b) for b in batches] == [2, 2, 2] and flat == sorted(i.duration for i in items)
 
 
 def test_beam_search_and_context_run_and_batch_consistently(transcriber, noise_corpus):
@@ -154,6 +177,7 @@ def test_evaluate_matches_score_on_its_own_hypotheses(model_dir, transcriber, mi
 
 
 def test_model_kind_errors(tmp_path, tiny_llm_dir):
+    assert SPEECH_LLM_FILE == CONFIG_FILE  # the marker load_transcriber looks for is the file save_speech_llm writes
     with pytest.raises(CheckpointError, match=r"found a Hugging Face config.json with model_type 'llama'"):
         load_transcriber(tiny_llm_dir)
     (tmp_path / "notes.txt").write_text("hello")

@@ -116,6 +116,8 @@ def collect_inputs(paths: Iterable[str | Path], skipped: list[str] | None = None
     text_only: list[str] = []
     for path in paths:
         path = Path(path)
+        if path.is_dir():
+            raise InputError("is a directory; pass audio files and/or JSONL manifests", path)
         if path.suffix.lower() in MANIFEST_SUFFIXES:
             items += [item for item, _ in manifest_items(path, text_only)]
         else:
