@@ -66,3 +66,15 @@ def test_entity_field_types_are_checked():
     with pytest.raises(ValueError, match=r"entities\[0\]: field 'start' must be int"):
         Utterance.from_dict({"id": "a", "text": "x", "entities": [{"text": "x", "type": "d", "start": "0", "end": 1}]})
     assert Utterance.from_dict({"id": "a", "text": "x", "entities": [EntitySpan("x", "d", 0, 1).to_dict()]}).entities
+
+
+def test_audio_outside_the_manifest_dir_is_stored_absolute(tmp_path, monkeypatch):
+    """Regression: a cwd-relative audio path outside the manifest's folder was written as is and broke."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "audio").mkdir()
+    record = Utterance(id="a", text="x", audio="audio/a.wav", sample_rate=16000, duration=1.0)
+    path = tmp_path / "out" / "m.jsonl"
+    write_manifest([record], path)
+    stored = json.loads(path.read_text())["audio"]
+    assert stored == str(tmp_path / "audio" / "a.wav")
+    assert next(read_manifest(path)).audio == str(tmp_path / "audio" / "a.wav")

@@ -89,8 +89,10 @@ def write_manifest(records: Iterable[Utterance], path: str | Path, relative_audi
 
 
 def _relative_to(audio: str, base_dir: Path) -> str:
+    """Relative to the manifest when the audio lies below it, else absolute: a path relative to the
+    current directory would break as soon as the manifest is read from elsewhere."""
     resolved = Path(audio).resolve()
     try:
         return str(resolved.relative_to(base_dir))
     except ValueError:
-        return audio
+        return str(resolved)
