@@ -10,6 +10,7 @@ from speechbraid.errors import ConfigError, InputError
 from speechbraid.training.runlog import read_train_log
 from speechbraid.units import vocoder as voc
 from speechbraid.units.vocoder import (
+    UnitStream,
     UnitToMel,
     UnitVocoder,
     VocoderConfig,
@@ -123,6 +124,12 @@ def test_streaming_matches_whole_synthesis_and_waits_only_for_the_lookahead():
     whole = vocoder.units_to_audio(units)
     streamed = np.concatenate(list(vocoder.stream_audio(chunks)))
     assert streamed.shape == whole.shape
+    # The push API (for callback decoders) gives the same audio; the first push emits all but the
+    # lookahead units and the held-back overlap (8 frames).
+    stream = UnitStream(vocoder)
+    pushed = [stream.push(c) for c in chunks] + [stream.flush()]
+    assert pushed[0].size == ((10 - look) * vocoder.config.upsample - 8) * 160
+    np.testing.assert_array_equal(np.concatenate(pushed), streamed)
     # Phases differ (Griffin-Lim per chunk) but the spectra agree with the whole-utterance synthesis.
     ref = log_mel(whole)
     loud = ref > ref.max() - 4

@@ -200,62 +200,28 @@ class UnitVocoder:
         audio, _ = griffin_lim(self.units_to_mel(units), self.gl_iters)
         return audio.numpy().astype(np.float32)
 
-    @torch.inference_mode()
     def stream_mel(self, unit_chunks: Iterable[Sequence[int] | np.ndarray]) -> Iterator[torch.Tensor]:
         """Mel frames chunk by chunk, identical to :meth:`units_to_mel` of the concatenated units."""
-        look = self.config.lookahead_units
-        buffer = torch.zeros(0, dtype=torch.long)  # units from ``offset`` on
-        offset = done = 0  # absolute index of buffer[0]; units whose mel was emitted
+        stream = UnitStream(self)
         for chunk in unit_chunks:
-            if len(chunk) == 0:
-                continue
-            buffer = torch.cat([buffer, self._check(chunk)])
-            ready = offset + buffer.shape[0] - look
-            if ready > done:
-                yield self._mel_span(buffer, offset, done, ready)
-                done = ready
-                keep = max(done - look, offset)  # left context still needed
-                buffer, offset = buffer[keep - offset :], keep
-        if offset + buffer.shape[0] > done:
-            yield self._mel_span(buffer, offset, done, offset + buffer.shape[0])
-
-    def _mel_span(self, buffer: torch.Tensor, offset: int, start: int, end: int) -> torch.Tensor:
-        look, up = self.config.lookahead_units, self.config.upsample
-        lo, hi = max(start - look, offset), min(end + look, offset + buffer.shape[0])
-        mel = self.model(buffer[lo - offset : hi - offset][None])[0]
-        return mel[(start - lo) * up : (end - lo) * up]
+            mel = stream.push_mel(chunk)
+            if mel is not None:
+                yield mel
+        mel = stream.push_mel([], final=True)
+        if mel is not None:
+            yield mel
 
     def stream_audio(self, unit_chunks: Iterable[Sequence[int] | np.ndarray],
                      overlap_frames: int = 8) -> Iterator[np.ndarray]:
-        """Audio pieces as unit chunks arrive; concatenated they are as long as :meth:`units_to_audio`.
-
-        Each piece's Griffin-Lim starts from the phases of the ``overlap_frames`` held back from the
-        previous piece, and those frames' audio is cross-faded linearly (see the module docstring).
-        """
-        if overlap_frames < 0:
-            raise ValueError(f"overlap_frames must be >= 0, got {overlap_frames}")
-        ov = overlap_frames * HOP
-        fade = torch.linspace(0.0, 1.0, ov + 2)[1:-1]
-        tail_mel: torch.Tensor | None = None
-        tail_audio = tail_phase = None
-        for mel in self.stream_mel(unit_chunks):
-            if tail_mel is not None:
-                mel = torch.cat([tail_mel, mel])
-            audio, phase = griffin_lim(mel, self.gl_iters, init_phase=tail_phase)
-            if tail_audio is not None:
-                held = tail_audio.shape[0]
-                audio[:held] = tail_audio * (1 - fade[-held:]) + audio[:held] * fade[-held:]
-            if overlap_frames == 0:
-                yield audio.numpy().astype(np.float32)
-                continue
-            if mel.shape[0] <= overlap_frames:  # too short to hold anything back and still emit
-                tail_mel, tail_audio, tail_phase = mel, audio, phase
-                continue
-            yield audio[: audio.shape[0] - ov].numpy().astype(np.float32)
-            tail_mel, tail_audio = mel[-overlap_frames:], audio[audio.shape[0] - ov :]
-            tail_phase = phase[:, -overlap_frames:]
-        if tail_audio is not None:
-            yield tail_audio.numpy().astype(np.float32)
+        """Audio pieces as unit chunks arrive; concatenated they are as long as :meth:`units_to_audio`."""
+        stream = UnitStream(self, overlap_frames)
+        for chunk in unit_chunks:
+            audio = stream.push(chunk)
+            if audio.size:
+                yield audio
+        audio = stream.flush()
+        if audio.size:
+            yield audio
 
     def save(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
         out = Path(out_dir)
@@ -282,6 +248,79 @@ class UnitVocoder:
         except (OSError, RuntimeError, SafetensorError) as exc:
             raise CheckpointError(f"cannot load vocoder weights: {exc}", path / MODEL_FILE) from None
         return cls(model, meta.get("gl_iters", 32))
+
+
+class UnitStream:
+    """Push-style streaming synthesis for one utterance: ``push(units)`` returns the audio that is final so
+    far (possibly empty), ``flush()`` the rest once the units have ended.
+
+    Suits callback decoders (one ``UnitStream`` per response). The mel of the pushed units is exact
+    (``lookahead_units`` of right and left context); each audio piece's Griffin-Lim starts from the
+    phases of the ``overlap_frames`` held back from the previous piece, whose audio is cross-faded
+    linearly with the new piece (see the module docstring).
+    """
+
+    def __init__(self, vocoder: UnitVocoder, overlap_frames: int = 8) -> None:
+        if overlap_frames < 0:
+            raise ValueError(f"overlap_frames must be >= 0, got {overlap_frames}")
+        self.vocoder = vocoder
+        self.overlap_frames = overlap_frames
+        self._buffer = torch.zeros(0, dtype=torch.long)  # units from ``_offset`` on
+        self._offset = self._done = 0  # absolute index of _buffer[0]; units whose mel is out
+        self._tail: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # held-back mel, audio, phase
+        ov = overlap_frames * HOP
+        self._fade = torch.linspace(0.0, 1.0, ov + 2)[1:-1]
+
+    @torch.inference_mode()
+    def push_mel(self, units: Sequence[int] | np.ndarray, final: bool = False) -> torch.Tensor | None:
+        """Mel of the units that have their full right context now (all of them when ``final``)."""
+        if len(units):
+            self._buffer = torch.cat([self._buffer, self.vocoder._check(units)])
+        config = self.vocoder.config
+        look, up = config.lookahead_units, config.upsample
+        total = self._offset + self._buffer.shape[0]
+        end = total if final else total - look
+        if end <= self._done:
+            return None
+        lo, hi = max(self._done - look, self._offset), min(end + look, total)
+        mel = self.vocoder.model(self._buffer[lo - self._offset : hi - self._offset][None])[0]
+        mel = mel[(self._done - lo) * up : (end - lo) * up]
+        self._done = end
+        keep = max(end - look, self._offset)  # left context the next span still needs
+        self._buffer, self._offset = self._buffer[keep - self._offset :], keep
+        return mel
+
+    def push(self, units: Sequence[int] | np.ndarray) -> np.ndarray:
+        return self._audio(self.push_mel(units), final=False)
+
+    def flush(self) -> np.ndarray:
+        return self._audio(self.push_mel([], final=True), final=True)
+
+    def _audio(self, mel: torch.Tensor | None, final: bool) -> np.ndarray:
+        if mel is None:
+            if not final or self._tail is None:
+                return np.zeros(0, dtype=np.float32)
+            audio = self._tail[1]
+            self._tail = None
+            return audio.numpy().astype(np.float32)
+        init_phase = None
+        if self._tail is not None:
+            mel, init_phase = torch.cat([self._tail[0], mel]), self._tail[2]
+        audio, phase = griffin_lim(mel, self.vocoder.gl_iters, init_phase=init_phase)
+        if self._tail is not None:
+            held = self._tail[1].shape[0]
+            fade = self._fade[-held:]
+            audio[:held] = self._tail[1] * (1 - fade) + audio[:held] * fade
+        self._tail = None
+        ov = self.overlap_frames
+        if final or ov == 0:
+            return audio.numpy().astype(np.float32)
+        if mel.shape[0] <= ov:  # too short to hold anything back and still emit
+            self._tail = (mel, audio, phase)
+            return np.zeros(0, dtype=np.float32)
+        cut = audio.shape[0] - ov * HOP
+        self._tail = (mel[-ov:], audio[cut:], phase[:, -ov:])
+        return audio[:cut].numpy().astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------
