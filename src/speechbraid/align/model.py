@@ -10,7 +10,7 @@ characters. Saved as ``model.safetensors`` + ``aligner.json`` (no pickle).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,31 +69,13 @@ class AlignerConfig:
         return cls(ConformerConfig(**obj["encoder"]), int(obj["subsample_layers"]), tuple(obj["vocab"]))
 
 
-class _SubsampledConformer(ConformerEncoder):
-    """ConformerEncoder keeping only the first ``layers`` of its three stride-2 subsampling convolutions.
-
-    ConformerEncoder.forward runs whatever ``self.subsample`` holds, masking after each convolution, and
-    takes its output lengths from ``self.output_lengths``; both are overridden here.
-    """
-
-    def __init__(self, cfg: ConformerConfig, layers: int) -> None:
-        super().__init__(cfg)
-        self.subsample = nn.ModuleList(list(self.subsample)[:layers])
-        self.downsample = 2**layers
-
-    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        for _ in range(len(self.subsample)):  # each conv: kernel 3, stride 2, padding 1
-            lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
-        return lengths
-
-
 class CTCAligner(nn.Module):
     """Normalised log-mel ``(B, T, 80)`` -> CTC log posteriors ``(B, T', vocab)`` and lengths ``T'``."""
 
     def __init__(self, config: AlignerConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = _SubsampledConformer(config.encoder, config.subsample_layers)
+        self.encoder = ConformerEncoder(replace(config.encoder, subsample_layers=config.subsample_layers))
         self.head = nn.Linear(config.encoder.d_model, len(config.vocab))
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,7 @@ class ConformerConfig:
     ff_mult: int = 4
     conv_kernel: int = 15
     dropout: float = 0.1
+    subsample_layers: int = 3  # stride-2 convolutions before the blocks: 3 -> 80 ms frames, 1 -> 20 ms
 
 
 class _FeedForward(nn.Sequential):
@@ -92,23 +93,25 @@ def _sinusoids(length: int, dim: int, device: torch.device) -> torch.Tensor:
 
 
 class ConformerEncoder(nn.Module):
-    """Log-mel ``(B, T, n_mels)`` -> ``(B, ceil-ish(T/8), d_model)`` plus output lengths."""
+    """Log-mel ``(B, T, n_mels)`` -> ``(B, ~T / 2**subsample_layers, d_model)`` plus output lengths."""
 
-    downsample = 8
     input_kind = "fbank"
 
     def __init__(self, cfg: ConformerConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or ConformerConfig()
+        if cfg.subsample_layers < 1:
+            raise ValueError(f"subsample_layers must be >= 1, got {cfg.subsample_layers}")
         self.subsample = nn.ModuleList(
-            [nn.Conv1d(cfg.n_mels if i == 0 else cfg.d_model, cfg.d_model, 3, stride=2, padding=1) for i in range(3)]
+            [nn.Conv1d(cfg.n_mels if i == 0 else cfg.d_model, cfg.d_model, 3, stride=2, padding=1)
+             for i in range(cfg.subsample_layers)]
         )
         self.blocks = nn.ModuleList(_ConformerBlock(cfg) for _ in range(cfg.n_layers))
         self.output_dim = cfg.d_model
+        self.downsample = 2**cfg.subsample_layers
 
-    @staticmethod
-    def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
-        for _ in range(3):  # each conv: kernel 3, stride 2, padding 1
+    def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        for _ in range(len(self.subsample)):  # each conv: kernel 3, stride 2, padding 1
             lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
         return lengths
 
