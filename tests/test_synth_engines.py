@@ -118,3 +118,24 @@ def test_speed_and_noise_augmentation() -> None:
             mask[int(w.start * 16000) : int(w.end * 16000)] = True
         snr = 10 * np.log10(np.mean(base.samples[mask] ** 2) / np.mean(noise**2))
         assert snr == pytest.approx(10.0, abs=0.2)
+
+
+def test_espeak_backward_word_positions_are_repaired():
+    """Regression: after earlier utterances espeak reported word positions pointing back into spoken words
+    around clause breaks, and every later word collapsed to a zero-length span at the end of the audio."""
+    from speechbraid.synth.base import text_tokens
+    from speechbraid.synth.espeak_engine import EVENT_WORD, word_spans_from_events
+
+    text = "Rivers, from which we drink."
+    tokens = text_tokens(text)
+    events = [(EVENT_WORD, 1, 0, ""), (EVENT_WORD, 9, 700, ""),
+              (EVENT_WORD, 3, 1000, ""),  # stray duplicate of the next event (same time), points into "Rivers,"
+              (EVENT_WORD, 14, 1000, ""),  # "which" at its true position
+              (EVENT_WORD, 15, 1300, ""),  # "we" reported inside "which": the next word in order
+              (EVENT_WORD, 23, 1500, ""),  # "drink."
+              (EVENT_WORD, 7, 1900, "")]  # a backward event after the last word: only marks its end
+    spans = word_spans_from_events(text, events, tokens, total_ms=2000)
+    starts = [round(s[0], 3) for s in spans]
+    assert starts == [0.0, 0.7, 1.0, 1.3, 1.5]
+    assert spans[-1][1] == pytest.approx(1.9)
+    assert all(end > start for start, end in spans)

@@ -151,6 +151,14 @@ def test_word_start_after_end(corpus: Path) -> None:
     assert "words[1] 'aspirin,'" in problem.message
 
 
+def test_zero_length_spoken_word(corpus: Path) -> None:
+    """Regression: espeak alignments that collapsed to the end of the audio passed validation."""
+    words = [dict(w) for w in WORDS]
+    words[-1].update(start=words[-1]["end"])
+    problem = only_problem(corpus, good("x", words=words), "zero_length_word")
+    assert f"words[{len(WORDS) - 1}]" in problem.message
+
+
 def test_overlapping_words(corpus: Path) -> None:
     words = [dict(w) for w in WORDS]
     words[1].update(start=0.25)  # before words[0] ends at 0.30

@@ -17,6 +17,7 @@ Problem codes (severity in brackets; only errors make a record "bad"):
 ``duration_mismatch``       [error] declared ``duration`` differs from the header by more than the tolerance
 ``missing_duration``        [warning] audio without a declared duration (batching needs it)
 ``word_start_after_end``    [error] an aligned word starts after it ends
+``zero_length_word``        [error] a word with letters or digits has zero duration (a collapsed alignment)
 ``alignment_out_of_range``  [error] a word starts before 0 or ends after the audio (plus tolerance)
 ``non_monotonic_words``     [error] a word starts before the previous word starts
 ``overlapping_words``       [error] a word starts before the previous word ends
@@ -119,6 +120,11 @@ def _check_words(item: ManifestLine, audio_duration: float | None, tolerance: fl
         if word.start > word.end:
             found.setdefault("word_start_after_end", []).append(
                 f"{_word_label(i, word)} starts at {word.start:.3f} s after it ends at {word.end:.3f} s"
+            )
+        elif word.start == word.end and any(c.isalnum() for c in word.word):
+            # a spoken word with no duration: its speech is elsewhere (a collapsed alignment)
+            found.setdefault("zero_length_word", []).append(
+                f"{_word_label(i, word)} has zero duration at {word.start:.3f} s"
             )
         if word.start < 0:
             found.setdefault("alignment_out_of_range", []).append(

@@ -239,19 +239,33 @@ def word_spans_from_events(
 ) -> list[tuple[float, float] | None]:
     """Per-token (start, end) in seconds from espeak's event stream, by the rule in the module doc.
 
-    Two corrections, checked on espeak-ng 1.51: (1) a word event that lands on a silent punctuation
+    Three corrections, checked on espeak-ng 1.51: (1) a word event that lands on a silent punctuation
     token moves to the next token; (2) espeak joins unstressed function words into the previous word
     ("in the", "of the": one event, no event for "the"); the skipped tokens then share that word's
-    spoken phonemes in proportion to their character lengths, split at phoneme starts.
+    spoken phonemes in proportion to their character lengths, split at phoneme starts; (3) after some
+    earlier utterances in the same process espeak reports text positions that point back into words
+    already spoken, around clause breaks: either a stray extra event at the same time as the next
+    word's event (dropped), or the next word's own event with a wrong position (it is given the next
+    token, since word events advance through the text in order); a backward event after the last
+    token only marks where the last word ends.
     """
     words: list[_Word] = []
+    last = -1
+    word_ms = [ms for kind, _, ms, _ in events if kind == EVENT_WORD]
+    seen_words = 0
     for kind, text_position, ms, phoneme in events:
         if kind == EVENT_WORD:
+            seen_words += 1
             token: int | None = None
             if text_position > 0:
                 token = token_at(tokens, text_position - 1)
-                while token + 1 < len(tokens) and _silent(text, tokens[token]):
+                if token <= last:
+                    if seen_words < len(word_ms) and word_ms[seen_words] == ms:
+                        continue  # a stray duplicate of the next word's event
+                    token = last + 1 if last + 1 < len(tokens) else None
+                while token is not None and token + 1 < len(tokens) and _silent(text, tokens[token]):
                     token += 1
+                last = token if token is not None else last
             words.append(_Word(token, ms))
         elif kind == EVENT_PHONEME and words:
             words[-1].phonemes.append((phoneme, ms))
