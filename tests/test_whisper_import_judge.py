@@ -9,8 +9,9 @@ import subprocess
 import jiwer
 import pytest
 
-from speechbraid.models.judge import pick_device, transcribe_with_whisper
+from speechbraid.models.judge import transcribe_with_whisper
 from speechbraid.models.whisper_import import import_whisper
+from speechbraid.training.runtime import pick_device
 
 
 @pytest.fixture(scope="module")

@@ -201,7 +201,7 @@ class SpeechLLMTranscriber(Transcriber):
     def __init__(self, model_dir: Path, device: str | None = None) -> None:
         from speechbraid.layouts.tokenizer import HFTextTokenizer
         from speechbraid.models.build import load_speech_llm
-        from speechbraid.models.judge import pick_device
+        from speechbraid.training.runtime import pick_device
 
         super().__init__(model_dir)
         self.device = pick_device(device)
@@ -243,13 +243,13 @@ class WhisperTranscriber(Transcriber):
     kind = "whisper"
 
     def __init__(self, model_dir: Path, device: str | None = None) -> None:
+        from speechbraid.models.judge import WhisperJudge
+
         super().__init__(model_dir)
-        self.device = device
+        self.judge = WhisperJudge(model_dir, device)  # loaded once, so the RTF covers transcription only
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
                     context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
-        from speechbraid.models.judge import transcribe_with_whisper
-
         # The judge decodes greedily with Whisper's own length limit and no prompt; refuse rather than ignore.
         unsupported = [name for name, is_set in (("beam size > 1", beam_size > 1),
                                                  ("max_new_tokens", max_new_tokens is not None),
@@ -259,11 +259,7 @@ class WhisperTranscriber(Transcriber):
                               f"these options are for speech LLMs only: {', '.join(unsupported)}")
         if progress:
             print(f"transcribing {len(items)} file(s) with Whisper ({self.model_dir})", file=sys.stderr)
-        # The judge transcribes all files in one call, so everything becomes final at once.
-        texts = transcribe_with_whisper(self.model_dir, [item.path for item in items], batch_size=batch_size,
-                                        device=self.device)
-        on_batch(range(len(items)), texts)
-        return texts
+        return self.judge.transcribe([item.path for item in items], batch_size, on_batch=on_batch)
 
 
 def load_transcriber(name_or_dir: str | Path, device: str | None = None) -> Transcriber:

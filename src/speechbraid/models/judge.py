@@ -6,7 +6,7 @@ greedy decoding, English, transcribe task, no timestamps, so results are determi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -14,16 +14,10 @@ import torch
 from speechbraid.data.audio import load_audio
 from speechbraid.errors import CheckpointError
 from speechbraid.models.registry import resolve_model
+from speechbraid.training.runtime import pick_device
 
 WHISPER_RATE = 16000
 CHUNK_SECONDS = 30  # Whisper's fixed input window
-
-
-def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """The requested device, else CUDA when available, else CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _gpu_dtype(device: torch.device) -> torch.dtype:
@@ -46,44 +40,57 @@ def load_judge(model: str | Path, device: str | torch.device | None = None):  # 
     return asr.to(target).eval(), processor
 
 
-@torch.inference_mode()
+class WhisperJudge:
+    """A loaded Whisper model: greedy English transcription, batch by batch."""
+
+    def __init__(self, model: str | Path, device: str | torch.device | None = None) -> None:
+        self.model, self.processor = load_judge(model, device)
+
+    @torch.inference_mode()
+    def transcribe(self, wav_paths: Sequence[str | Path], batch_size: int = 8,
+                   on_batch: Callable[[list[int], list[str]], None] | None = None) -> list[str]:
+        """One string per file (any length, any rate); ``on_batch(indices, texts)`` after each batch.
+
+        Files are sorted by length before batching so padding stays small; clips longer than 30 s
+        use Whisper's sequential long-form decoding instead of being cut.
+        """
+        audio = [load_audio(path, WHISPER_RATE)[0] for path in wav_paths]
+        order = sorted(range(len(audio)), key=lambda i: len(audio[i]))
+        texts: list[str] = [""] * len(audio)
+        for start in range(0, len(order), batch_size):
+            indices = order[start : start + batch_size]
+            batch = [audio[i] for i in indices]
+            long_form = max(len(a) for a in batch) > CHUNK_SECONDS * WHISPER_RATE
+            features = self.processor(
+                batch,
+                sampling_rate=WHISPER_RATE,
+                return_tensors="pt",
+                return_attention_mask=True,
+                # Short clips are padded to the 30 s window Whisper was trained on; long ones are kept whole.
+                **({"truncation": False, "padding": "longest"} if long_form else {}),
+            )
+            generated = self.model.generate(
+                features.input_features.to(self.model.device, self.model.dtype),
+                attention_mask=features.attention_mask.to(self.model.device),
+                language="en",
+                task="transcribe",
+                return_timestamps=long_form,
+                do_sample=False,
+                num_beams=1,
+            )
+            decoded = [text.strip() for text in self.processor.batch_decode(generated, skip_special_tokens=True)]
+            for i, text in zip(indices, decoded, strict=True):
+                texts[i] = text
+            if on_batch is not None:
+                on_batch(indices, decoded)
+        return texts
+
+
 def transcribe_with_whisper(
     model_dir: str | Path,
     wav_paths: Sequence[str | Path],
     batch_size: int = 8,
     device: str | torch.device | None = None,
 ) -> list[str]:
-    """Transcribe audio files (any length, any rate) with greedy English decoding; one string per file.
-
-    Files are sorted by length before batching so padding stays small; clips longer than 30 s
-    use Whisper's sequential long-form decoding instead of being cut.
-    """
-    asr, processor = load_judge(model_dir, device)
-    audio = [load_audio(path, WHISPER_RATE)[0] for path in wav_paths]
-    order = sorted(range(len(audio)), key=lambda i: len(audio[i]))
-    texts: list[str] = [""] * len(audio)
-    for start in range(0, len(order), batch_size):
-        indices = order[start : start + batch_size]
-        batch = [audio[i] for i in indices]
-        long_form = max(len(a) for a in batch) > CHUNK_SECONDS * WHISPER_RATE
-        features = processor(
-            batch,
-            sampling_rate=WHISPER_RATE,
-            return_tensors="pt",
-            return_attention_mask=True,
-            # Short clips are padded to the 30 s window Whisper was trained on; long ones are kept whole.
-            **({"truncation": False, "padding": "longest"} if long_form else {}),
-        )
-        generated = asr.generate(
-            features.input_features.to(asr.device, asr.dtype),
-            attention_mask=features.attention_mask.to(asr.device),
-            language="en",
-            task="transcribe",
-            return_timestamps=long_form,
-            do_sample=False,
-            num_beams=1,
-        )
-        decoded = processor.batch_decode(generated, skip_special_tokens=True)
-        for i, text in zip(indices, decoded, strict=True):
-            texts[i] = text.strip()
-    return texts
+    """Load a Whisper model and transcribe audio files with it (see :meth:`WhisperJudge.transcribe`)."""
+    return WhisperJudge(model_dir, device).transcribe(wav_paths, batch_size)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 
-def pick_device(name: str | None = None) -> torch.device:
+def pick_device(name: str | torch.device | None = None) -> torch.device:
     """``name`` if given ("cpu", "cuda", "cuda:1"), else CUDA when present, else CPU."""
     if name:
         return torch.device(name)
