@@ -112,3 +112,19 @@ def test_ddp_with_two_gloo_processes_keeps_ranks_in_sync(tmp_path, tiny_llm_dir,
     model, _, _ = load_speech_llm(out / "model")
     assert torch.equal(torch.cat([p.detach().flatten() for p in model.parameters()]), rank0)
     assert len(read_train_log(out)) == 3
+
+
+def test_init_from_starts_a_run_from_saved_weights(tmp_path, tiny_llm_dir, noise_corpus):
+    first = tiny_config(tiny_llm_dir, noise_corpus, steps=(1, 1))
+    train(first, tmp_path / "stage1", progress=False)
+    saved, _, _ = load_speech_llm(tmp_path / "stage1" / "model")
+    second = tiny_config(tiny_llm_dir, noise_corpus, steps=(1, 1))
+    second.init_from = str(tmp_path / "stage1" / "model")
+    trainer = Trainer(second, tmp_path / "stage2")
+    for name, tensor in saved.state_dict().items():
+        assert torch.equal(trainer.model.state_dict()[name], tensor), name
+    other = tiny_config(tiny_llm_dir, noise_corpus)
+    other.model.conformer = ConformerConfig(d_model=32, n_layers=1, n_heads=2)
+    other.init_from = second.init_from
+    with pytest.raises(ConfigError, match="model config differs"):
+        Trainer(other, tmp_path / "bad")

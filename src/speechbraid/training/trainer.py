@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from speechbraid.config import save_config
 from speechbraid.data.features import FeatureConfig
 from speechbraid.errors import ConfigError
 from speechbraid.layouts.tokenizer import HFTextTokenizer
-from speechbraid.models.build import ModelConfig, build_speech_llm, save_speech_llm, set_trainable
+from speechbraid.models.build import ModelConfig, build_speech_llm, load_speech_llm, save_speech_llm, set_trainable
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
@@ -79,6 +79,7 @@ class TrainConfig:
     ckpt_every: int = 100
     cache_encoder: bool = True  # reuse encoder outputs while the encoder is frozen
     tensorboard: bool = True
+    init_from: str | None = None  # a saved speech LLM whose weights start this run (e.g. a shared stage 1)
 
 
 class FeatureCache:
@@ -149,7 +150,15 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         self.main = self.rank == 0
         seed_everything(config.seed)
-        self.model, self.tokenizer = build_speech_llm(config.model)
+        if config.init_from:
+            if config.model.lora is not None:
+                raise ConfigError("init_from loads a merged model; combining it with model.lora is not supported")
+            self.model, self.tokenizer, saved = load_speech_llm(config.init_from)
+            if asdict(saved) | {"lora": None} != asdict(config.model) | {"lora": None}:
+                raise ConfigError(f"init_from {config.init_from}: its model config differs from this run's "
+                                  f"(saved {asdict(saved)}, configured {asdict(config.model)})")
+        else:
+            self.model, self.tokenizer = build_speech_llm(config.model)
         self.model.to(self.device)
         text_tokenizer = HFTextTokenizer(self.tokenizer)
         sources = [BraidSource(s, text_tokenizer, self.model.vocab, self.model.frame_rate) for s in config.data.train]
