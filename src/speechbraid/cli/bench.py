@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITES = ("data", "train", "asr-decode")
+SUITES = ("data", "train", "asr-decode", "jstip")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "manifest sizes, log-mel extraction speed); train (speech-LLM step throughput against the bare LLM on "
         "the same packed batches, packing efficiency against plain padding, achieved FLOP/s against a plain "
         "matmul); asr-decode (greedy decoding with and without the KV cache, transcription real-time factor "
-        "on CPU). train and asr-decode use the default corpus when it exists (else a tiny stand-in built for "
+        "on CPU); jstip (word-level interleaving: single-pass encode+scatter against encoding every speech span "
+        "separately - step time, peak memory, loss; word-il and segment-il training throughput against ASR-only; "
+        "braid building rate per layout). train, asr-decode and jstip use the default corpus when it exists "
+        "(else a tiny stand-in built for "
         "the run) and the registered 'default-lm' when there is one (else an untrained small Llama).",
     )
     parser.add_argument("suite", choices=SUITES, help="which benchmark suite to run")
@@ -26,17 +29,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save", type=Path, help="also write the JSON result to this file")
     parser.add_argument("--lines", type=int, nargs="+", default=[10_000, 100_000],
                         help="data: manifest sizes for the validation benchmark (default: %(default)s)")
-    parser.add_argument("--steps", type=int, default=5,
-                        help="train: measured steps per row, after one warm-up step (default: %(default)s)")
+    parser.add_argument("--steps", type=int,
+                        help="train: measured steps per row, after one warm-up step; jstip: measured batches "
+                        "per row (default: 5 for train, 3 for jstip)")
     parser.add_argument("--corpus", type=Path, default=Path("data/default"),
-                        help="train, asr-decode: default corpus directory (default: %(default)s)")
-    parser.add_argument("--device", help="train, asr-decode: torch device (default: cuda if available, else cpu)")
+                        help="train, asr-decode, jstip: default corpus directory (default: %(default)s)")
+    parser.add_argument("--device",
+                        help="train, asr-decode, jstip: torch device (default: cuda if available, else cpu)")
     parser.set_defaults(func=run)
 
 
-def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
+def _steps(args: argparse.Namespace, default: int) -> int:
     from speechbraid.errors import ConfigError
 
+    steps = default if args.steps is None else args.steps
+    if steps < 1:
+        raise ConfigError(f"--steps must be >= 1, got {steps}")
+    return steps
+
+
+def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if args.suite == "data":
         from speechbraid.benchmarks.data import bench_data, format_data
 
@@ -45,10 +57,13 @@ def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if args.suite == "train":
         from speechbraid.benchmarks.train import bench_train, format_train
 
-        if args.steps < 1:
-            raise ConfigError(f"--steps must be >= 1, got {args.steps}")
-        result = bench_train(args.corpus, steps=args.steps, device=args.device)
+        result = bench_train(args.corpus, steps=_steps(args, 5), device=args.device)
         return result, format_train(result)
+    if args.suite == "jstip":
+        from speechbraid.benchmarks.jstip import bench_jstip, format_jstip
+
+        result = bench_jstip(args.corpus, steps=_steps(args, 3), device=args.device)
+        return result, format_jstip(result)
     from speechbraid.benchmarks.asr_decode import bench_asr_decode, format_asr_decode
 
     result = bench_asr_decode(args.corpus, device=args.device)

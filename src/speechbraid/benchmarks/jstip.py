@@ -1,0 +1,388 @@
+"""JSTIP figures (METHODS.md section 1): the single-pass encode+scatter trick against per-span encoding,
+interleaved training throughput against ASR-only, and layout building throughput.
+
+1. Word-level interleaving cuts speech spans out of one whole-utterance encoding
+   (:meth:`SpeechLLM.prepare_inputs`). The baseline here, :func:`per_span_prepare_inputs`, instead encodes
+   every speech span's own feature slice as a separate (padded) encoder batch item and places the frames
+   at the span's positions. Same batches, same weights: step time, peak step memory and loss of the two.
+2. Training steps with the encoder trained (stage 2) on word-il and segment-il batches against ASR-only
+   batches drawn from the same manifest in the same seeded order: positions/s and audio-seconds/s.
+3. Braid building rate (utterances/s) of every registered layout.
+
+Timed rows are interleaved batch by batch, so shared-machine load hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import gc
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from speechbraid.batching.collate import IGNORE_INDEX, BraidBatch, collate, flatten_braid
+from speechbraid.benchmarks.common import (
+    DEFAULT_CORPUS,
+    Timing,
+    bench_corpus,
+    bench_llm,
+    format_table,
+    in_fresh_process,
+    median,
+    timed,
+)
+from speechbraid.data.manifest import read_manifest
+from speechbraid.data.records import Utterance
+from speechbraid.layouts.registry import LAYOUT_NAMES, build_braid, needs_alignment
+from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
+from speechbraid.models.build import ModelConfig, build_speech_llm, set_trainable
+from speechbraid.models.encoders import ConformerConfig
+from speechbraid.models.speech_llm import PreparedInputs, SpeechLLM
+from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
+from speechbraid.training.runtime import autocast, autocast_dtype, pick_device, seed_everything
+from speechbraid.training.trainer import DataConfig, FeatureCache
+
+THROUGHPUT_TARGET = 0.9  # interleaved positions/s at least this fraction of ASR-only's
+THROUGHPUT_LAYOUTS = ("asr", "word-il", "segment-il")  # the first is the reference
+# Timed steps of one batch index: (name, layout, assembly). "single" is the model as it is.
+STEPS = (("asr", "asr", "single"), ("word-il", "word-il", "single"),
+         ("word-il per-span", "word-il", "per-span"), ("segment-il", "segment-il", "single"))
+MIB = 2**20
+
+
+# --- the per-span baseline ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SpeechRun:
+    """One speech span as the batch lays it out: positions ``[start, start + length)`` of ``row`` read adapter
+    frames ``[first, first + length)`` of audio ``audio`` (an index into ``batch.audio``)."""
+
+    row: int
+    start: int
+    length: int
+    audio: int
+    first: int
+
+
+def speech_runs(batch: BraidBatch) -> list[SpeechRun]:
+    """The speech spans of a batch, in row-major position order: maximal runs of speech positions of one
+    example that read consecutive frames of one audio (adjacent spans of one audio form one run, which
+    covers the same audio as the two)."""
+    mask, index, example = batch.speech_mask, batch.speech_index, batch.example_ids
+    prev_mask = F.pad(mask[:, :-1], (1, 0), value=False)
+    continues = prev_mask & (index == F.pad(index[:, :-1], (1, 0)) + 1) & (example == F.pad(example[:, :-1], (1, 0)))
+    starts = mask & ~continues
+    lengths = torch.bincount(torch.cumsum(starts.flatten().long(), 0)[mask.flatten()] - 1,
+                             minlength=int(starts.sum()))
+    grid = int(batch.audio_frames.max()) if len(batch.audio) else 1
+    rows, cols = starts.nonzero(as_tuple=True)
+    first_index = index[rows, cols]
+    return [SpeechRun(int(r), int(c), int(n), int(i) // grid, int(i) % grid)
+            for r, c, n, i in zip(rows, cols, lengths, first_index, strict=True)]
+
+
+def feature_frames_per_frame(model: SpeechLLM) -> int:
+    """Feature frames behind one adapter frame (the encoder's downsampling times the adapter's stacking)."""
+    return int(model.encoder.downsample) * int(model.adapter.stack)
+
+
+def per_span_frames(model: SpeechLLM, batch: BraidBatch) -> torch.Tensor:
+    """Adapter frames for every speech position, in row-major position order: ``(positions, D)``.
+
+    Each span's features are cut by its frame range (the frames the time <-> frame rule gave it) and
+    encoded as its own item of one padded encoder batch, so no span sees its neighbours' audio.
+    """
+    if model.encoder is None or model.adapter is None:
+        raise ValueError("this model has no speech encoder, but the batch holds speech")
+    if batch.features is None or batch.feature_lengths is None:
+        raise ValueError("batch holds speech but no features; pass a feature function to collate()")
+    runs = speech_runs(batch)
+    per_frame = feature_frames_per_frame(model)
+    slices = []
+    for run in runs:
+        available = int(batch.feature_lengths[run.audio])
+        start = min(run.first * per_frame, available - 1)  # a span always reads at least one feature frame
+        slices.append(batch.features[run.audio, start:min((run.first + run.length) * per_frame, available)])
+    lengths = torch.tensor([s.shape[0] for s in slices], device=batch.features.device)
+    frames, frame_lengths = model.encoder(torch.nn.utils.rnn.pad_sequence(slices, batch_first=True), lengths)
+    frames, _ = model.adapter(frames, frame_lengths)
+    wanted = torch.tensor([run.length for run in runs], device=frames.device)
+    longest = int(wanted.max())
+    if frames.shape[1] < longest:  # the encoder's rounding may give a frame fewer than the time rule
+        frames = F.pad(frames, (0, 0, 0, longest - frames.shape[1]))
+    keep = torch.arange(longest, device=frames.device)[None, :] < wanted[:, None]
+    return frames[:, :longest][keep]
+
+
+def per_span_prepare_inputs(model: SpeechLLM, batch: BraidBatch) -> PreparedInputs:
+    """The model's own assembly (token embeddings, masks, labels) with speech positions filled per span."""
+    if batch.stream_ids is not None:
+        raise ValueError("the per-span baseline covers continuous-speech batches, not parallel streams")
+    inputs = model.prepare_inputs(dataclasses.replace(batch, speech_mask=torch.zeros_like(batch.speech_mask)))
+    if bool(batch.speech_mask.any()):
+        frames = per_span_frames(model, batch).to(inputs.inputs_embeds.dtype)
+        inputs.inputs_embeds = inputs.inputs_embeds.masked_scatter(batch.speech_mask[..., None], frames)
+    return inputs
+
+
+def text_loss(model: SpeechLLM, inputs: PreparedInputs) -> torch.Tensor:
+    """Mean next-token loss over the target positions of prepared inputs (what ``model(batch)`` returns)."""
+    logits = model.llm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
+                       position_ids=inputs.position_ids, use_cache=False).logits
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), inputs.labels.reshape(-1),
+                           ignore_index=IGNORE_INDEX)
+
+
+def assembly(model: SpeechLLM, name: str) -> Callable[[BraidBatch], PreparedInputs]:
+    """``single``: the model's single-pass encode+scatter; ``per-span``: the baseline."""
+    if name == "single":
+        return model.prepare_inputs
+    if name == "per-span":
+        return lambda batch: per_span_prepare_inputs(model, batch)
+    raise ValueError(f"unknown assembly {name!r}; choose single or per-span")
+
+
+def encoder_input(model: SpeechLLM, batch: BraidBatch, name: str) -> dict[str, Any]:
+    """What the encoder is fed under each assembly: items, padded feature frames and their real share."""
+    if name == "single":
+        lengths = [int(n) for n in batch.feature_lengths]
+    else:
+        per_frame = feature_frames_per_frame(model)
+        lengths = [max(1, min((r.first + r.length) * per_frame, int(batch.feature_lengths[r.audio]))
+                       - min(r.first * per_frame, int(batch.feature_lengths[r.audio]) - 1))
+                   for r in speech_runs(batch)]
+    padded = len(lengths) * max(lengths)
+    return {"items": len(lengths), "padded_frames": padded, "fill": sum(lengths) / padded}
+
+
+# --- training steps -------------------------------------------------------------------------------------
+
+class _Trainer:
+    """Stage-2 steps (every parameter trained) with either assembly, on one model and optimizer."""
+
+    def __init__(self, model: SpeechLLM, device: torch.device) -> None:
+        self.model = model
+        self.device = device
+        self.amp = autocast_dtype(device)
+        set_trainable(model, [".*"])
+        model.train()
+        # lr is irrelevant to speed; a small one keeps the weights (and so the kernels' inputs) sane
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step(self, batch: BraidBatch, name: str) -> None:
+        with autocast(self.device, self.amp):
+            loss = text_loss(self.model, assembly(self.model, name)(batch))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def _rss_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def step_peak_memory(config: ModelConfig, batch: BraidBatch, name: str, device: str, seed: int) -> float:
+    """MiB a stage-2 step with assembly ``name`` needs on top of what is held before it (model, optimizer
+    state, batch), after one warm-up step. CUDA: peak allocated tensors. CPU: the process's resident-set
+    high-water mark (Linux), reset just before the step with freed heap returned to the system first;
+    run it in a fresh process (:func:`in_fresh_process`) so earlier work leaves no reusable memory."""
+    dev = torch.device(device)
+    seed_everything(seed)
+    model, _ = build_speech_llm(config)
+    model.to(dev)
+    batch = batch.to(dev)
+    trainer = _Trainer(model, dev)
+    trainer.step(batch, name)  # optimizer state exists from here on, as in steady training
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        trainer.step(batch, name)
+        torch.cuda.synchronize(dev)
+        return (torch.cuda.max_memory_allocated(dev) - base) / MIB
+    ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
+    base = _rss_mib("VmRSS")
+    trainer.step(batch, name)
+    return _rss_mib("VmHWM") - base
+
+
+# --- the figures ----------------------------------------------------------------------------------------
+
+def draw_layout_batches(manifest: Path, layout: str, tokenizer: TextTokenizer, model: SpeechLLM,
+                        features: FeatureCache, rows: int, max_len: int, n: int, seed: int) -> list[BraidBatch]:
+    """``n`` packed batches of one layout, records in the sampler's seeded order (the same for every layout),
+    collated with features."""
+    source = BraidSource(SourceConfig(str(manifest), layout), tokenizer, model.vocab, model.frame_rate)
+    batcher = PackedBatcher(MixSampler([source], seed), rows, max_len)
+    return [collate(batcher.next_batch(), features, max_len=max_len) for _ in range(n)]
+
+
+def _examples_with_speech(batch: BraidBatch) -> int:
+    rows, cols = batch.speech_mask.nonzero(as_tuple=True)
+    return len(set(zip(rows.tolist(), batch.example_ids[rows, cols].tolist(), strict=True)))
+
+
+def measure_steps(model: SpeechLLM, batches: dict[str, list[BraidBatch]], warmup: int,
+                  device: torch.device) -> dict[str, Any]:
+    """Timed stage-2 steps of every row of :data:`STEPS`, interleaved batch by batch; the first ``warmup``
+    batch indices run but are not counted."""
+    trainer = _Trainer(model, device)
+    times: dict[str, list[Timing]] = {name: [] for name, _, _ in STEPS}
+    for i in range(len(batches[THROUGHPUT_LAYOUTS[0]])):
+        for name, layout, how in STEPS:
+            batch = batches[layout][i].to(device)
+            t = timed(lambda b=batch, h=how: trainer.step(b, h), device)
+            if i >= warmup:
+                times[name].append(t)
+    rows = []
+    for name, layout, how in STEPS:
+        counted = batches[layout][warmup:]
+        wall = sum(t.wall for t in times[name])
+        cpu = sum(t.cpu for t in times[name])
+        positions = sum(int((b.example_ids > 0).sum()) for b in counted)
+        audio_s = sum(float(b.audio_frames.sum()) for b in counted) / model.frame_rate
+        examples = sum(int(b.example_ids.max(dim=1).values.sum()) for b in counted)
+        with_speech = sum(_examples_with_speech(b) for b in counted)
+        rows.append({"step": name, "layout": layout, "assembly": how, "batches": len(counted),
+                     "examples": examples, "speech_share": with_speech / examples, "audio_s": audio_s,
+                     "ms_per_step": 1000 * median([t.wall for t in times[name]]),
+                     "cpu_ms_per_step": 1000 * median([t.cpu for t in times[name]]),
+                     "positions_per_s": positions / wall, "audio_s_per_s": audio_s / wall,
+                     "positions_per_cpu_s": positions / cpu, "audio_s_per_cpu_s": audio_s / cpu})
+    return {row["step"]: row for row in rows}
+
+
+def compare_losses(model: SpeechLLM, batches: Sequence[BraidBatch], device: torch.device) -> dict[str, Any]:
+    """Loss of both assemblies on the same batches and weights (eval mode: no dropout)."""
+    model.eval()
+    losses: dict[str, list[float]] = {"single": [], "per-span": []}
+    with torch.no_grad(), autocast(device, autocast_dtype(device)):
+        for batch in batches:
+            for name in losses:
+                losses[name].append(float(text_loss(model, assembly(model, name)(batch.to(device)))))
+    model.train()
+    single, per_span = (sum(v) / len(v) for v in losses.values())
+    return {"single": single, "per_span": per_span, "relative_difference": per_span / single - 1.0,
+            "per_batch": losses}
+
+
+def measure_layout_building(records: Sequence[Utterance], tokenizer: TextTokenizer, model: SpeechLLM,
+                            layouts: Sequence[str] = LAYOUT_NAMES) -> list[dict[str, Any]]:
+    """Utterances/s of building each layout's braids (and of building + flattening them to positions, as
+    the training sampler does) over ``records``."""
+    table = []
+    for layout in layouts:
+        usable = [r for r in records if r.has_alignment or not needs_alignment(layout)]
+
+        def build(flatten: bool, usable: list[Utterance] = usable, layout: str = layout) -> None:
+            for choice, record in enumerate(usable):
+                braid = build_braid(record, layout, tokenizer, choice=choice)
+                if flatten:
+                    flatten_braid(braid, model.vocab, model.frame_rate)
+
+        built, flattened = timed(lambda: build(False), "cpu"), timed(lambda: build(True), "cpu")
+        table.append({"layout": layout, "utterances": len(usable),
+                      "utterances_per_s": len(usable) / built.wall,
+                      "utterances_per_cpu_s": len(usable) / built.cpu,
+                      "with_flatten_per_s": len(usable) / flattened.wall})
+    return table
+
+
+def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 3, warmup: int = 1,
+                rows: int | None = None, max_len: int | None = None, layout_utterances: int = 1000,
+                llm: str | Path | None = None, conformer: ConformerConfig | None = None,
+                device: str | None = None, seed: int = 0) -> dict[str, Any]:
+    """All JSTIP figures. ``llm`` defaults to :func:`bench_llm`'s choice, ``conformer`` to the default
+    encoder, ``rows``/``max_len`` to the trainer's :class:`DataConfig` defaults (8 x 512)."""
+    if steps < 1 or warmup < 0 or layout_utterances < 1:
+        raise ValueError("need steps >= 1, warmup >= 0 and layout_utterances >= 1")
+    defaults = DataConfig()
+    rows, max_len = rows or defaults.rows, max_len or defaults.max_len
+    dev = pick_device(device)
+    with tempfile.TemporaryDirectory(prefix="speechbraid-bench-") as tmp:
+        corpus = bench_corpus(corpus_dir, tmp)
+        llm_dir, llm_note = (Path(llm), str(llm)) if llm is not None else bench_llm(tmp, corpus.text_dir)
+        seed_everything(seed)
+        config = ModelConfig(llm=str(llm_dir), conformer=conformer or ConformerConfig())
+        model, hf_tokenizer = build_speech_llm(config)
+        model.to(dev)
+        tokenizer = HFTextTokenizer(hf_tokenizer)
+        records = list(read_manifest(corpus.train))[:layout_utterances]
+        layouts = measure_layout_building(records, tokenizer, model)
+
+        features = FeatureCache(config.feature_config)
+        batches = {layout: draw_layout_batches(corpus.train, layout, tokenizer, model, features, rows, max_len,
+                                               warmup + steps, seed) for layout in THROUGHPUT_LAYOUTS}
+        word_il = batches["word-il"][warmup:]
+        losses = compare_losses(model, word_il, dev)
+        timing = measure_steps(model, batches, warmup, dev)
+        memory = {how: in_fresh_process(step_peak_memory, config, word_il[0], how, str(dev), seed)
+                  for how in ("single", "per-span")}
+    encoder_feed = {how: encoder_input(model, word_il[0], how) for how in ("single", "per-span")}
+
+    single, per_span = timing["word-il"], timing["word-il per-span"]
+    trick = {"speed_ratio": per_span["ms_per_step"] / single["ms_per_step"],
+             "speed_ratio_cpu_time": per_span["cpu_ms_per_step"] / single["cpu_ms_per_step"],
+             "peak_step_mib": memory, "memory_ratio": memory["per-span"] / memory["single"],
+             "encoder_input": encoder_feed, "losses": losses}
+    reference = timing[THROUGHPUT_LAYOUTS[0]]
+    throughput = []
+    for layout in THROUGHPUT_LAYOUTS:
+        row = dict(timing[layout])
+        for key in ("positions_per_s", "audio_s_per_s", "positions_per_cpu_s", "audio_s_per_cpu_s"):
+            row[f"{key}_vs_asr"] = row[key] / reference[key]
+        row["meets_target"] = row["positions_per_s_vs_asr"] >= THROUGHPUT_TARGET
+        throughput.append(row)
+    return {
+        "device": str(dev), "autocast": str(autocast_dtype(dev)).removeprefix("torch."),
+        "corpus": corpus.source, "llm": llm_note,
+        "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "rows": rows, "max_len": max_len, "steps": steps, "warmup": warmup,
+        "memory_measure": "peak allocated (CUDA)" if dev.type == "cuda" else "resident-set high-water (fresh process)",
+        "single_pass_vs_per_span": trick, "throughput": throughput, "throughput_target": THROUGHPUT_TARGET,
+        "layout_building": layouts,
+    }
+
+
+def format_jstip(result: dict[str, Any]) -> str:
+    trick, losses = result["single_pass_vs_per_span"], result["single_pass_vs_per_span"]["losses"]
+    feed = trick["encoder_input"]
+    mem = trick["peak_step_mib"]
+    return "\n\n".join([
+        f"Device {result['device']} (autocast {result['autocast']}); corpus: {result['corpus']}\n"
+        f"LLM: {result['llm']}; speech LLM {result['parameters_m']:.1f}M parameters; stage-2 steps (everything "
+        f"trained), {result['rows']} rows x {result['max_len']} positions, {result['steps']} measured batches "
+        f"per row after {result['warmup']} warm-up, rows interleaved batch by batch",
+        "1. word-il: single-pass encode+scatter vs per-span encoding (same batches, same weights)\n"
+        + format_table([{"assembly": "single-pass", "encoder_items": feed["single"]["items"],
+                         "encoder_fill": feed["single"]["fill"], "peak_step_mib": mem["single"]},
+                        {"assembly": "per-span", "encoder_items": feed["per-span"]["items"],
+                         "encoder_fill": feed["per-span"]["fill"], "peak_step_mib": mem["per-span"]}],
+                       ["assembly", "encoder_items", "encoder_fill", "peak_step_mib"])
+        + f"\nper-span / single-pass: step time x{trick['speed_ratio']:.2f} wall, "
+        f"x{trick['speed_ratio_cpu_time']:.2f} CPU time; peak step memory x{trick['memory_ratio']:.2f} "
+        f"({result['memory_measure']}, first measured batch)\n"
+        f"loss (eval mode, same weights): single-pass {losses['single']:.4f}, per-span {losses['per_span']:.4f} "
+        f"({100 * losses['relative_difference']:+.2f}%; per-span encoding loses the context across spans)",
+        "2. Training throughput against ASR-only (same manifest, same seeded record order; positions = "
+        "non-padding)\n"
+        + format_table(result["throughput"], ["step", "examples", "speech_share", "audio_s", "ms_per_step",
+                                              "positions_per_s", "audio_s_per_s", "positions_per_s_vs_asr",
+                                              "audio_s_per_s_vs_asr", "positions_per_cpu_s_vs_asr", "meets_target"])
+        + f"\ntarget: positions/s >= {result['throughput_target']:.1f}x ASR-only (wall time)",
+        "3. Layout building (braids from records; with_flatten adds the flattening to positions)\n"
+        + format_table(result["layout_building"], ["layout", "utterances", "utterances_per_s",
+                                                   "utterances_per_cpu_s", "with_flatten_per_s"]),
+    ])
