@@ -1,19 +1,36 @@
-"""The main job end to end at tiny size: every step runs, results are saved, a re-run resumes."""
+"""The main job and the JSTIP study end to end at tiny size: every step runs, results are saved, re-runs resume."""
 
 import json
 
+from speechbraid.cli.main import main
 from speechbraid.experiments.main_job import run_main_job
 
 
-def test_main_job_tiny_runs_end_to_end_and_resumes(tmp_path):
+def test_main_job_tiny_runs_end_to_end_and_resumes(tmp_path, capsys):
     out, corpus = tmp_path / "run", tmp_path / "corpus"
     first = run_main_job(out, corpus, plan="tiny", progress=False)
+    assert set(first["table"]) == {"asr-only", "asr +il"}
     saved = json.loads((out / "results.json").read_text())
-    assert saved["test"]["n"] == first["test"]["n"] > 0
-    assert set(saved["test"]["by_domain"]) == {"general", "medical", "banking"}
-    assert (out / "asr" / "model" / "speechbraid.json").is_file() and (out / "lm" / "config.json").is_file()
-    assert (out / "test_hyps.jsonl").is_file()
-    # a re-run finds every step done: same LM metrics, no retraining (the run log keeps its 4 steps)
+    assert saved["table"] == first["table"]
+    report = json.loads((out / "rows" / "asr-only" / "seed0" / "test_eval.json").read_text())
+    assert set(report["by_domain"]) == {"general", "medical", "banking"} and report["n"] > 0
+    assert "| asr +il | 1 |" in (out / "table.md").read_text()
+    assert (out / "table.png").stat().st_size > 0
+    assert "ASR-only speech LLM on the held-out test set" in capsys.readouterr().out
+    # a re-run finds every step done: the stage-2 logs keep their steps, nothing is retrained
+    logs = {p: p.read_text() for p in out.rglob("train_log.jsonl")}
     again = run_main_job(out, corpus, plan="tiny", progress=False)
-    assert again["lm"] == first["lm"]
-    assert len((out / "asr" / "train_log.jsonl").read_text().splitlines()) == 4
+    assert again["table"] == first["table"]
+    assert {p: p.read_text() for p in out.rglob("train_log.jsonl")} == logs
+
+
+def test_jstip_study_tiny_with_questions_and_tts_rows(tmp_path):
+    out = tmp_path / "study"
+    code = main(["experiment", "jstip", "--preset", "tiny", "--out", str(out), "--corpus", str(tmp_path / "corpus")])
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    assert set(result["table"]) == {"asr-only", "asr +il", "asr+tts-pairs +il"}
+    row = result["table"]["asr+tts-pairs +il"]
+    assert row["seeds"] == 2 and row["s2t"] is not None and row["sqa"] is not None
+    assert (out / "tts" / "manifest.jsonl").is_file()
+    assert main(["experiment", "jstip", "--preset", "tiny", "--rows", "nope", "--out", str(out)]) == 2

@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         description="The main job, end to end on the embedded default: build the default corpus (offline text "
         "sources + espeak-ng synthesis, held-out test entities), pretrain the default text LM, train an "
-        "ASR-only speech LLM, transcribe the held-out test set and print WER/TER/EER per domain. "
+        "ASR-only speech LLM and an ASR + interleaved (JSTIP) one from a shared stage 1, transcribe the "
+        "held-out test set and print WER/TER/EER per domain and the comparison table. "
         "Re-running resumes: finished steps are skipped, interrupted ones continue.",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/main"), help="run directory (default: %(default)s)")
@@ -19,13 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="corpus directory (default: %(default)s)")
     parser.add_argument("--plan", choices=("default", "tiny"), default="default",
                         help="sizes: default (~15 min on 2 cores) or tiny (a smoke test)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from speechbraid.experiments.main_job import run_main_job
 
-    run_main_job(args.out, args.corpus, plan=args.plan, seed=args.seed)
-    print(f"\nresults: {args.out / 'results.json'}")
+    run_main_job(args.out, args.corpus, plan=args.plan)
     return 0

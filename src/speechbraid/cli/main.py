@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from speechbraid import __version__
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "transcribe a reference manifest with a model and report WER, TER and EER"),
     "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
     "align": ("align", "word alignments for data without them: train a CTC aligner, align a manifest, score"),
+    "experiment": ("experiment", "run a study end to end: jstip (interleaved training study)"),
     "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
     "units": ("units", "discrete speech units: train a k-means tokenizer, tokenize manifests, units back to WAV"),
 }
@@ -51,6 +53,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # our own progress bars are enough; Hugging Face's per-file loading bars only add noise
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     argv = sys.argv[1:] if argv is None else argv
     command = next((arg for arg in argv if not arg.startswith("-")), None)
     parser = build_parser(command)

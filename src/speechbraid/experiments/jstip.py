@@ -1,0 +1,268 @@
+"""The JSTIP study (METHODS.md section 1, the structure of the paper's Tables I and III) at small scale.
+
+Every row trains the same model for the same steps from one shared stage-1 checkpoint (adapter only, on
+ASR data), then runs stage 2 on its own data mix, once per seed, and is scored on the held-out test
+set (entities never seen in training), on multiple-choice questions asked as text and as speech
+(modality gap) and on zero-shot spoken QA.
+
+Data names in the rows:
+- ``asr``: the default corpus's speech-text training pairs;
+- ``domain``: the text-only domain corpus (disjoint from the test sentences and entities);
+- ``tts``: domain sentences synthesised into speech-text pairs for the study (TTS pairs); used with the
+  ``text`` layout they are "TTS transcripts", with an interleaved layout "TTS-interleave".
+"+il" adds interleaved sequences (mixed word/segment level, silence+punctuation segments) built from
+the pairs named in the row. Weights are target-token shares of the mix.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speechbraid.errors import ConfigError
+from speechbraid.training.checkpoint import atomic_write_text
+
+
+@dataclass(frozen=True)
+class Source:
+    data: str  # asr | domain | tts
+    layout: str  # asr | text | word-il | segment-il | mixed-il
+    weight: float = 1.0
+    segment_by: str = "silence+punct"
+
+
+ASR = Source("asr", "asr", 1.0)
+IL_ASR = Source("asr", "mixed-il", 0.5)
+ROWS: dict[str, tuple[Source, ...]] = {
+    # Table I: ASR-only, joint training with domain text / TTS pairs / TTS transcripts, each +interleave
+    "asr-only": (ASR,),
+    "asr +il": (ASR, IL_ASR),
+    "asr+domain-text": (ASR, Source("domain", "text", 0.5)),
+    "asr+domain-text +il": (ASR, Source("domain", "text", 0.5), IL_ASR),
+    "asr+tts-pairs": (ASR, Source("tts", "asr", 0.5)),
+    "asr+tts-pairs +il": (ASR, Source("tts", "asr", 0.5), Source("tts", "mixed-il", 0.5)),
+    "asr+tts-text": (ASR, Source("tts", "text", 0.5)),
+    "asr+tts-text +il": (ASR, Source("tts", "text", 0.5), IL_ASR),
+    # Table III: which interleaving
+    "asr+word-il": (ASR, Source("asr", "word-il", 0.5)),
+    "asr+segment-il(silence)": (ASR, Source("asr", "segment-il", 0.5, "silence")),
+    "asr+segment-il(silence+punct)": (ASR, Source("asr", "segment-il", 0.5, "silence+punct")),
+    "asr+mixed-il(silence+punct)": (ASR, IL_ASR),
+}
+TABLE_I = tuple(list(ROWS)[:8])
+TABLE_III = ("asr-only", *list(ROWS)[8:])
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    corpus_size: str
+    lm_preset: str
+    lm_steps: int | None
+    stage1_steps: int
+    stage2_steps: int
+    rows: tuple[str, ...]
+    seeds: tuple[int, ...]
+    n_tts: int  # domain sentences synthesised as TTS pairs
+    n_mc: int
+    n_sqa: int
+    test_limit: int | None  # test utterances scored per run (None: all)
+    overrides: tuple[str, ...] = ()
+
+
+_TINY_MODEL = ("model.conformer={d_model: 32, n_layers: 1, n_heads: 2}", "data.rows=2", "data.max_len=256",
+               "tensorboard=false")
+PRESETS: dict[str, StudyPreset] = {
+    "small": StudyPreset("small", "small", None, 150, 300, tuple(ROWS), (0, 1), 600, 60, 40, None),
+    "tiny": StudyPreset("tiny", "tiny", 20, 2, 2, ("asr-only", "asr +il", "asr+tts-pairs +il"), (0, 1), 4, 4, 3, 6,
+                        _TINY_MODEL),
+    # the main job's quick comparison (`speechbraid demo`): ASR-only vs +interleave, one seed
+    "quick": StudyPreset("small", "small", None, 150, 650, ("asr-only", "asr +il"), (0,), 0, 0, 0, None),
+    "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None, _TINY_MODEL),
+}
+
+
+def _metrics(asr: dict[str, Any], gap: dict[str, Any] | None, sqa: dict[str, Any] | None) -> dict[str, Any]:
+    """The table's columns for one run (rates as fractions; None where undefined or not measured)."""
+    by_domain = asr["by_domain"]
+    out = {"wer": asr["overall"]["wer"], "eer": asr["overall"]["eer"]}
+    for domain in ("medical", "banking"):
+        out[f"eer_{domain}"] = by_domain.get(domain, {}).get("eer")
+    out.update({"t2t": gap["t2t"] if gap else None, "s2t": gap["s2t"] if gap else None,
+                "gap": gap["gap"] if gap else None, "sqa": sqa["s2t"] if sqa else None})
+    return out
+
+
+COLUMNS = ("wer", "eer", "eer_medical", "eer_banking", "t2t", "s2t", "gap", "sqa")
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Per row and column: mean and spread (sample std; 0 with one seed) over seeds."""
+    table: dict[str, dict[str, Any]] = {}
+    for row, per_seed in runs.items():
+        table[row] = {"seeds": len(per_seed)}
+        for column in COLUMNS:
+            values = [r[column] for r in per_seed if r.get(column) is not None]
+            table[row][column] = None if not values else {
+                "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return table
+
+
+def format_markdown(table: dict[str, dict[str, Any]], rows: Sequence[str]) -> str:
+    def cell(value: dict[str, float] | None) -> str:
+        if value is None:
+            return "-"
+        return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
+
+    header = "| row | seeds | WER % | EER % | EER medical % | EER banking % | T2T % | S2T % | gap (S2T-T2T) | SQA % |"
+    lines = [header, "|" + "---|" * 10]
+    for row in rows:
+        if row in table:
+            r = table[row]
+            lines.append(f"| {row} | {r['seeds']} | " + " | ".join(cell(r[c]) for c in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def plot(table: dict[str, dict[str, Any]], rows: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [r for r in rows if r in table]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(shown) + 1.8), sharey=True)
+    for ax, (columns, title) in zip(axes, ((("eer_medical", "eer_banking"), "EER on held-out entities (%)"),
+                                           (("wer",), "WER (%)")), strict=True):
+        for k, column in enumerate(columns):
+            means = [100 * (table[r][column] or {"mean": 0})["mean"] for r in shown]
+            stds = [100 * (table[r][column] or {"std": 0})["std"] for r in shown]
+            ys = [i + 0.4 * k for i in range(len(shown))]
+            ax.barh(ys, means, height=0.38, xerr=stds, label=column.replace("eer_", ""))
+        ax.set_title(title)
+        ax.legend(loc="lower right")
+    axes[0].set_yticks(range(len(shown)), shown)
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path = "data/default", *,
+                    preset: str = "small", lm_dir: str | Path | None = None, rows: Sequence[str] | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the study; writes ``results.json``, ``table.md`` and ``table.png`` under ``out_dir``."""
+    from speechbraid.config import load_config
+    from speechbraid.configs import resolve_config
+    from speechbraid.corpora import build_default_corpus
+    from speechbraid.training.pretrain_lm import pretrain_lm
+    from speechbraid.training.trainer import TrainConfig, train
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown study preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    spec = PRESETS[preset]
+    chosen = tuple(rows) if rows else spec.rows
+    unknown = [r for r in chosen if r not in ROWS]
+    if unknown:
+        raise ConfigError(f"unknown study rows {unknown}; known: {', '.join(ROWS)}")
+    out, corpus = Path(out_dir), Path(corpus_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    build_default_corpus(corpus, size=spec.corpus_size, progress=progress)
+    if lm_dir is None:
+        lm_dir = out / "lm"
+        pretrain_lm([corpus / "text" / "general_lm.txt", corpus / "text" / "domain.txt"], lm_dir,
+                    preset=spec.lm_preset, steps=spec.lm_steps, resume=True, progress=progress)
+    manifests = {"asr": corpus / "speech" / "train" / "manifest.jsonl", "domain": corpus / "text" / "domain.jsonl"}
+    if any(s.data == "tts" for r in chosen for s in ROWS[r]):
+        manifests["tts"] = _tts_pairs(corpus, out / "tts", spec.n_tts, progress)
+    questions = _questions(out / "questions", spec, progress) if spec.n_mc or spec.n_sqa else None
+
+    def config(stages: str, sources: Sequence[Source], seed: int, init_from: str | None) -> TrainConfig:
+        listed = ", ".join(f"{{manifest: '{manifests[s.data]}', layout: {s.layout}, weight: {s.weight}, "
+                           f"segment_by: '{s.segment_by}'}}" for s in sources)
+        overrides = [f"model.llm={lm_dir}", f"data.train=[{listed}]", f"seed={seed}", f"stages={stages}",
+                     *spec.overrides]
+        cfg = load_config(TrainConfig, resolve_config("asr_default"), overrides)
+        cfg.init_from = init_from
+        return cfg
+
+    stage1 = out / "stage1"
+    train(config(f"[{{name: adapter, steps: {spec.stage1_steps}, lr: 1.0e-3, trainable: ['^adapter\\.']}}]",
+                 [ASR], 0, None), stage1, resume=True, progress=progress)
+    test = corpus / "speech" / "test" / "manifest.jsonl"
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for row in chosen:
+        for seed in spec.seeds:
+            run_dir = out / "rows" / row.replace(" ", "_") / f"seed{seed}"
+            done = run_dir / "metrics.json"
+            if not done.is_file():
+                print(f"\n== {row} (seed {seed})", flush=True)
+                stage2 = f"[{{name: full, steps: {spec.stage2_steps}, lr: 5.0e-4, warmup: 0.05}}]"
+                train(config(stage2, ROWS[row], seed, str(stage1 / "model")), run_dir, resume=True,
+                      progress=progress)
+                metrics = _evaluate(run_dir / "model", test, spec, questions, run_dir, progress)
+                atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
+            runs.setdefault(row, []).append(json.loads(done.read_text(encoding="utf-8")))
+    table = summarize(runs)
+    order = list(dict.fromkeys(r for r in (*TABLE_I, *TABLE_III) if r in chosen))
+    result = {"preset": preset, "rows": {r: [vars(s) for s in ROWS[r]] for r in chosen},
+              "seeds": list(spec.seeds), "stage1_steps": spec.stage1_steps, "stage2_steps": spec.stage2_steps,
+              "table": table, "runs": runs, "seconds": round(time.perf_counter() - started, 1)}
+    atomic_write_text(out / "results.json", json.dumps(result, indent=2) + "\n")
+    markdown = format_markdown(table, order)
+    atomic_write_text(out / "table.md", markdown + "\n")
+    plot(table, order, out / "table.png")
+    print("\n" + markdown)
+    return result
+
+
+def _tts_pairs(corpus: Path, out: Path, n: int, progress: bool) -> Path:
+    """Synthesise the first ``n`` domain sentences (a seed other than the corpus's, so other voices)."""
+    from speechbraid.data.manifest import read_manifest
+    from speechbraid.synth import synthesize_corpus
+
+    manifest = out / "manifest.jsonl"
+    if not manifest.is_file():
+        records = [r for _, r in zip(range(n), read_manifest(corpus / "text" / "domain.jsonl"), strict=False)]
+        synthesize_corpus(records, out, seed=1, progress=progress)
+    return manifest
+
+
+def _questions(out: Path, spec: StudyPreset, progress: bool) -> dict[str, Any]:
+    from speechbraid.corpora.questions import build_question_sets, load_questions
+
+    paths = build_question_sets(out, n_mc=max(spec.n_mc, 1), n_sqa=max(spec.n_sqa, 1), progress=progress)
+    return {"mc": load_questions(paths["mc"], "mc"), "shots": load_questions(paths["shots"], "mc"),
+            "sqa": load_questions(paths["sqa"], "sqa")}
+
+
+def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[str, Any] | None, run_dir: Path,
+              progress: bool) -> dict[str, Any]:
+    from speechbraid.evaluation.modality_gap import modality_gap
+    from speechbraid.evaluation.sqa import spoken_qa
+    from speechbraid.inference.transcribe import evaluate_model, load_transcriber
+
+    transcriber = load_transcriber(model_dir)
+    if spec.test_limit is not None:
+        test = _head(test, spec.test_limit, run_dir / "test_subset.jsonl")
+    asr = evaluate_model(transcriber, test, hyps_out=run_dir / "test_hyps.jsonl", progress=progress)
+    atomic_write_text(run_dir / "test_eval.json", json.dumps(asr, indent=2) + "\n")
+    gap = sqa = None
+    if questions is not None:
+        model, tokenizer, features = transcriber.model, transcriber.hf_tokenizer, transcriber.features
+        if spec.n_mc:
+            gap = modality_gap(model, tokenizer, questions["mc"], shots=questions["shots"], features=features)
+        if spec.n_sqa:
+            sqa = spoken_qa(model, tokenizer, questions["sqa"], features=features)
+    return _metrics(asr, gap, sqa)
+
+
+def _head(manifest: Path, n: int, out: Path) -> Path:
+    from speechbraid.data.manifest import read_manifest, write_manifest
+
+    write_manifest([r for _, r in zip(range(n), read_manifest(manifest), strict=False)], out)
+    return out
