@@ -140,7 +140,7 @@ def test_bench_jstip_structure(corpus_dir, tiny_llm_dir):
     assert feed["per-span"]["items"] > feed["single"]["items"]  # several spans per audio
     assert all(0 < f["fill"] <= 1 for f in feed.values())
     losses = trick["losses"]
-    assert [len(v) for v in losses["per_batch"].values()] == [steps, steps]
+    assert [len(v) for v in losses["per_batch"].values()] == [1, 1]  # the batch whose memory is measured
     assert losses["single"] > 0 and losses["per_span"] > 0
 
     assert [row["step"] for row in result["throughput"]] == list(THROUGHPUT_LAYOUTS)

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="data: manifest sizes for the validation benchmark (default: %(default)s)")
     parser.add_argument("--steps", type=int,
                         help="train: measured steps per row, after one warm-up step; jstip: measured batches "
-                        "per row (default: 5 for train, 3 for jstip)")
+                        "per row (default: 5 for train, 2 for jstip)")
     parser.add_argument("--corpus", type=Path, default=Path("data/default"),
                         help="train, asr-decode, jstip: default corpus directory (default: %(default)s)")
     parser.add_argument("--device",
@@ -62,7 +62,7 @@ def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if args.suite == "jstip":
         from speechbraid.benchmarks.jstip import bench_jstip, format_jstip
 
-        result = bench_jstip(args.corpus, steps=_steps(args, 3), device=args.device)
+        result = bench_jstip(args.corpus, steps=_steps(args, 2), device=args.device)
         return result, format_jstip(result)
     from speechbraid.benchmarks.asr_decode import bench_asr_decode, format_asr_decode
 
