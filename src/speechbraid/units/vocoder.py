@@ -32,7 +32,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -223,11 +222,11 @@ class UnitVocoder:
         if audio.size:
             yield audio
 
-    def save(self, out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    def save(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         save_model(self.model, str(out / MODEL_FILE))
-        meta = {"config": asdict(self.config), "gl_iters": self.gl_iters} | (extra or {})
+        meta = {"config": asdict(self.config), "gl_iters": self.gl_iters}
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return out
 
