@@ -62,3 +62,17 @@ def test_whisper_units_at_the_rate(home, wav, rate):
     tokenizer._source = source
     # Encoding the same audio again reproduces the frames exactly: each is its own nearest centroid.
     assert tokenizer.encode(wav)[:4].tolist() == [0, 1, 2, 3]
+
+
+def test_whisper_speech_encoder_loads_the_checkpoint_weights(home):
+    """Regression: WhisperEncoder.from_pretrained on the imported full checkpoint silently kept random weights."""
+    from safetensors.torch import load_file
+
+    from speechbraid.models.encoders import WhisperSpeechEncoder
+    from speechbraid.models.registry import resolve_model
+
+    model_dir = resolve_model("whisper-base")
+    encoder = WhisperSpeechEncoder(model_dir)
+    saved = load_file(str(model_dir / "model.safetensors"))
+    for name, tensor in encoder.encoder.state_dict().items():
+        assert torch.equal(tensor, saved[f"model.encoder.{name}"].to(tensor.dtype)), name

@@ -146,13 +146,14 @@ class WhisperSpeechEncoder(nn.Module):
 
     def __init__(self, model_dir: str | Path, trainable: bool = False) -> None:
         super().__init__()
-        from transformers import WhisperConfig
-        from transformers.models.whisper.modeling_whisper import WhisperEncoder
+        from transformers import WhisperModel
 
-        config = WhisperConfig.from_pretrained(model_dir)
-        self.encoder = WhisperEncoder.from_pretrained(model_dir, config=config)  # type: ignore[call-arg]
-        self.output_dim = config.d_model
-        self.max_frames = config.max_source_positions * 2
+        # A bare WhisperEncoder.from_pretrained on a full Whisper checkpoint (keys "model.encoder.*") loads
+        # nothing and leaves random weights; the full model maps the keys and hands over its encoder.
+        whisper = WhisperModel.from_pretrained(model_dir)
+        self.encoder = whisper.get_encoder()
+        self.output_dim = whisper.config.d_model
+        self.max_frames = whisper.config.max_source_positions * 2
         self.encoder.requires_grad_(trainable)
 
     @staticmethod

@@ -296,44 +296,15 @@ def _stack(feats: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _whisper_encoder(name_or_dir: str, layer: int) -> torch.nn.Module:
-    from transformers.utils import logging as hf_logging
-
     from speechbraid.models.encoders import WhisperSpeechEncoder
     from speechbraid.models.registry import resolve_model
 
-    model_dir = resolve_model(name_or_dir)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # its load report lists every weight as missing; they are loaded below
-    try:
-        encoder = WhisperSpeechEncoder(model_dir)
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    _load_whisper_encoder_weights(encoder.encoder, model_dir)
+    encoder = WhisperSpeechEncoder(resolve_model(name_or_dir))
     n_layers = len(encoder.encoder.layers)
     if layer > n_layers:
         raise ConfigError(f"layer {layer} requested but the Whisper encoder has {n_layers} layers")
     encoder.encoder.layers = encoder.encoder.layers[:layer]  # later layers are never needed
     return encoder
-
-
-def _load_whisper_encoder_weights(encoder: torch.nn.Module, model_dir: Path) -> None:
-    """Load the ``model.encoder.*`` tensors of a full Whisper checkpoint into a bare ``WhisperEncoder``.
-
-    ``WhisperEncoder.from_pretrained`` on a ``WhisperForConditionalGeneration`` directory (what
-    ``import-whisper`` writes) leaves every weight randomly initialised under transformers 5, because
-    the keys carry the ``model.encoder.`` prefix; loading them here, strictly, makes the units come
-    from the pretrained encoder whatever that loader does.
-    """
-    prefix = "model.encoder."
-    state: dict[str, torch.Tensor] = {}
-    for shard in sorted(model_dir.glob("*.safetensors")):
-        state.update({k[len(prefix):]: v for k, v in load_file(str(shard)).items() if k.startswith(prefix)})
-    if not state:
-        raise CheckpointError(f"no {prefix}* weights in the Whisper checkpoint", model_dir)
-    try:
-        encoder.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"Whisper encoder weights do not fit: {exc}", model_dir) from None
 
 
 def _conformer_encoder(model_dir: str) -> torch.nn.Module:
