@@ -11,6 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from speechbraid.batching.collate import collate, flatten_braid
+from speechbraid.benchmarks.common import peak_memory_mib
 from speechbraid.benchmarks.jstip import (
     THROUGHPUT_LAYOUTS,
     bench_jstip,
@@ -115,6 +116,11 @@ def test_per_span_differs_from_single_pass_with_a_conformer(setup):
         assert not torch.allclose(per_span.inputs_embeds[batch.speech_mask], single.inputs_embeds[batch.speech_mask])
         loss, _ = model(batch)
         torch.testing.assert_close(text_loss(model, single), loss)  # the benchmark's loss is the model's
+
+
+def test_peak_memory_counts_what_the_call_allocates():
+    assert 200 < peak_memory_mib(lambda: torch.ones(64 * 2**20).sum(), "cpu") < 400  # a 256 MiB tensor
+    assert peak_memory_mib(lambda: None, "cpu") < 50
 
 
 @pytest.fixture

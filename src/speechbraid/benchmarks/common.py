@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import itertools
 import multiprocessing
 import statistics
@@ -22,6 +25,39 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any) -> Any:
     """Run ``fn(*args)`` in a new spawned process, so its peak-memory reading is its own."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
+
+
+def _proc_status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # reported in kB
+    raise RuntimeError(f"/proc/self/status has no {field} line")
+
+
+def peak_memory_mib(fn: Callable[[], Any], device: Any) -> float:
+    """MiB that ``fn()`` needs at its peak on top of what is held when it starts.
+
+    CUDA: peak of allocated tensors. CPU (Linux): the process's resident-set high-water mark, reset just
+    before the call (``/proc/self/clear_refs``) after freed heap is handed back to the system
+    (``malloc_trim``); it counts allocator slack too. Run it in a fresh process (:func:`in_fresh_process`),
+    so memory freed by earlier work cannot be reused unseen.
+    """
+    import torch
+
+    dev = torch.device(device)
+    gc.collect()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        base = torch.cuda.memory_allocated(dev)
+        fn()
+        torch.cuda.synchronize(dev)
+        return (torch.cuda.max_memory_allocated(dev) - base) / 2**20
+    ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")  # "5" resets VmHWM to the current resident set
+    base = _proc_status_mib("VmRSS")
+    fn()
+    return _proc_status_mib("VmHWM") - base
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[str]) -> str:

@@ -14,10 +14,7 @@ Timed rows are interleaved batch by batch, so shared-machine load hits all of th
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
-import gc
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +32,7 @@ from speechbraid.benchmarks.common import (
     format_table,
     in_fresh_process,
     median,
+    peak_memory_mib,
     timed,
 )
 from speechbraid.data.manifest import read_manifest
@@ -53,7 +51,6 @@ THROUGHPUT_LAYOUTS = ("asr", "word-il", "segment-il")  # the first is the refere
 # Timed steps of one batch index: (name, layout, assembly). "single" is the model as it is.
 STEPS = (("asr", "asr", "single"), ("word-il", "word-il", "single"),
          ("word-il per-span", "word-il", "per-span"), ("segment-il", "segment-il", "single"))
-MIB = 2**20
 
 
 # --- the per-span baseline ------------------------------------------------------------------------------
@@ -92,6 +89,18 @@ def feature_frames_per_frame(model: SpeechLLM) -> int:
     return int(model.encoder.downsample) * int(model.adapter.stack)
 
 
+def span_feature_ranges(model: SpeechLLM, batch: BraidBatch, runs: Sequence[SpeechRun]) -> list[tuple[int, int]]:
+    """Feature frames ``[start, end)`` of each run's audio: its adapter frames times
+    :func:`feature_frames_per_frame`, clipped to the features there are (at least one frame per span)."""
+    per_frame = feature_frames_per_frame(model)
+    ranges = []
+    for run in runs:
+        available = int(batch.feature_lengths[run.audio])
+        start = min(run.first * per_frame, available - 1)
+        ranges.append((start, max(start + 1, min((run.first + run.length) * per_frame, available))))
+    return ranges
+
+
 def per_span_frames(model: SpeechLLM, batch: BraidBatch) -> torch.Tensor:
     """Adapter frames for every speech position, in row-major position order: ``(positions, D)``.
 
@@ -103,12 +112,8 @@ def per_span_frames(model: SpeechLLM, batch: BraidBatch) -> torch.Tensor:
     if batch.features is None or batch.feature_lengths is None:
         raise ValueError("batch holds speech but no features; pass a feature function to collate()")
     runs = speech_runs(batch)
-    per_frame = feature_frames_per_frame(model)
-    slices = []
-    for run in runs:
-        available = int(batch.feature_lengths[run.audio])
-        start = min(run.first * per_frame, available - 1)  # a span always reads at least one feature frame
-        slices.append(batch.features[run.audio, start:min((run.first + run.length) * per_frame, available)])
+    slices = [batch.features[run.audio, start:end]
+              for run, (start, end) in zip(runs, span_feature_ranges(model, batch, runs), strict=True)]
     lengths = torch.tensor([s.shape[0] for s in slices], device=batch.features.device)
     frames, frame_lengths = model.encoder(torch.nn.utils.rnn.pad_sequence(slices, batch_first=True), lengths)
     frames, _ = model.adapter(frames, frame_lengths)
@@ -153,10 +158,7 @@ def encoder_input(model: SpeechLLM, batch: BraidBatch, name: str) -> dict[str, A
     if name == "single":
         lengths = [int(n) for n in batch.feature_lengths]
     else:
-        per_frame = feature_frames_per_frame(model)
-        lengths = [max(1, min((r.first + r.length) * per_frame, int(batch.feature_lengths[r.audio]))
-                       - min(r.first * per_frame, int(batch.feature_lengths[r.audio]) - 1))
-                   for r in speech_runs(batch)]
+        lengths = [end - start for start, end in span_feature_ranges(model, batch, speech_runs(batch))]
     padded = len(lengths) * max(lengths)
     return {"items": len(lengths), "padded_frames": padded, "fill": sum(lengths) / padded}
 
@@ -184,38 +186,17 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def _rss_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def step_peak_memory(config: ModelConfig, batch: BraidBatch, name: str, device: str, seed: int) -> float:
     """MiB the first stage-2 step with assembly ``name`` needs on top of what is held before it (model,
-    batch); that includes AdamW's state (two copies of the weights, the same for both assemblies).
-    CUDA: peak allocated tensors. CPU: the process's resident-set high-water mark (Linux), reset just
-    before the step with freed heap returned to the system first; run it in a fresh process
-    (:func:`in_fresh_process`) so earlier work leaves no memory the step could reuse unseen."""
+    batch), AdamW's state (two copies of the weights, alike for both assemblies) included; see
+    :func:`peak_memory_mib`. Meant for :func:`in_fresh_process`."""
     dev = torch.device(device)
     seed_everything(seed)
     model, _ = build_speech_llm(config)
     model.to(dev)
     batch = batch.to(dev)
     trainer = _Trainer(model, dev)
-    gc.collect()
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-        base = torch.cuda.memory_allocated(dev)
-        trainer.step(batch, name)
-        torch.cuda.synchronize(dev)
-        return (torch.cuda.max_memory_allocated(dev) - base) / MIB
-    ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
-    base = _rss_mib("VmRSS")
-    trainer.step(batch, name)
-    return _rss_mib("VmHWM") - base
+    return peak_memory_mib(lambda: trainer.step(batch, name), dev)
 
 
 # --- the figures ----------------------------------------------------------------------------------------
