@@ -213,13 +213,30 @@ def test_streaming_chunks_arrive_in_order_and_add_up(pattern):
             assert units[0].step >= r.first_unit_step
 
 
-def test_vocoder_stream_turns_unit_chunks_into_audio():
-    def fake_vocoder(units):
-        return np.repeat(np.asarray(units, dtype=np.float32), 4)  # 4 samples per unit
+def fake_vocoder(units):
+    return np.repeat(np.asarray(units, dtype=np.float32), 4)  # 4 samples per unit
 
+
+class FakeStream:
+    """Holds back the last 2 units until flush, like a vocoder that needs right context."""
+
+    def __init__(self) -> None:
+        self.pending: list[int] = []
+
+    def push(self, units):
+        self.pending += list(units)
+        ready, self.pending = self.pending[:-2], self.pending[-2:]
+        return fake_vocoder(ready)
+
+    def flush(self):
+        ready, self.pending = self.pending, []
+        return fake_vocoder(ready)
+
+
+def test_vocoder_stream_turns_unit_chunks_into_audio():
     played: list[tuple[int, int]] = []
     texts: list[int] = []
-    stream = VocoderStream(fake_vocoder, on_audio=lambda i, audio: played.append((i, len(audio))),
+    stream = VocoderStream(FakeStream, on_audio=lambda i, audio: played.append((i, len(audio))),
                            on_text=lambda i, chunk: texts.extend(chunk.tokens) if i == 0 else None)
     responses = decode(ESI, on_chunk=stream, unit_chunk=5, max_steps=40)
     for i, r in enumerate(responses):

@@ -30,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -394,21 +395,30 @@ def generate_response(model: SpeechLLM, prompts: Sequence[Braid], pattern: Patte
     return [r for r in results if r is not None]
 
 
-class VocoderStream:
-    """An ``on_chunk`` callback that turns every :class:`UnitChunk` into audio with ``vocoder``.
+class AudioStream(Protocol):
+    """Push-style unit-to-audio synthesis for one response (e.g. ``speechbraid.units.UnitStream``)."""
 
-    ``vocoder`` maps a chunk's units to samples (e.g. ``UnitVocoder.units_to_audio``); it is called once per
-    chunk, in order within a response - chunks of different responses of one batch interleave. Audio goes to
-    ``on_audio(index, samples)`` as soon as it exists (to play it) and is kept for :meth:`waveform`;
-    text chunks go to ``on_text`` if given.
+    def push(self, units: Sequence[int]) -> np.ndarray: ...
+
+    def flush(self) -> np.ndarray: ...
+
+
+class VocoderStream:
+    """An ``on_chunk`` callback that turns every response's unit chunks into audio as they arrive.
+
+    ``new_stream()`` makes one push-style synthesiser per response (``lambda: UnitStream(vocoder)``), so
+    audio is continuous across chunk boundaries; its ``flush()`` runs at the response's last unit chunk.
+    Chunks of different responses of one batch interleave. Audio goes to ``on_audio(index, samples)`` as
+    soon as it exists (to play it) and is kept for :meth:`waveform`; text chunks go to ``on_text``.
     """
 
-    def __init__(self, vocoder: Callable[[Sequence[int]], np.ndarray],
+    def __init__(self, new_stream: Callable[[], AudioStream],
                  on_audio: Callable[[int, np.ndarray], None] | None = None,
                  on_text: Callable[[int, TextChunk], None] | None = None) -> None:
-        self.vocoder = vocoder
+        self.new_stream = new_stream
         self.on_audio = on_audio
         self.on_text = on_text
+        self.streams: dict[int, AudioStream] = {}
         self.chunks: defaultdict[int, list[np.ndarray]] = defaultdict(list)
 
     def __call__(self, index: int, chunk: Chunk) -> None:
@@ -416,12 +426,15 @@ class VocoderStream:
             if self.on_text is not None:
                 self.on_text(index, chunk)
             return
-        if not chunk.units:  # the end-of-speech marker after a full last chunk
-            return
-        samples = np.asarray(self.vocoder(chunk.units))
-        self.chunks[index].append(samples)
-        if self.on_audio is not None:
-            self.on_audio(index, samples)
+        stream = self.streams.setdefault(index, self.new_stream())
+        pieces = [np.asarray(stream.push(chunk.units))] if chunk.units else []
+        if chunk.last:
+            pieces.append(np.asarray(stream.flush()))
+        for samples in pieces:
+            if len(samples):
+                self.chunks[index].append(samples)
+                if self.on_audio is not None:
+                    self.on_audio(index, samples)
 
     def waveform(self, index: int) -> np.ndarray:
         """All audio of response ``index`` so far, concatenated."""
