@@ -1,0 +1,314 @@
+"""Curated spoken QA for joint speech-text generation (METHODS.md section 2), built offline.
+
+Steps (each resumable; a re-run skips what is on disk):
+
+1. QA pairs: short-answer questions from :func:`make_sqa_questions` (WordNet antonyms and hypernyms,
+   arithmetic, calendar) plus drug questions from the drug dictionary ("What kind of thing is aspirin?").
+   Each short answer is rewritten into a full answer sentence by a per-kind template
+   ("The opposite of hot is cold."); the sentence is what the model must say.
+2. Splits: train/test by a hash of the normalised question text, so no question is in both.
+3. Speech: questions and answer sentences synthesised by :func:`synthesize_corpus` (espeak, a voice,
+   rate and pitch drawn per utterance from the engine's varied voice pool).
+4. Filter: the judge ASR transcribes every synthesised ANSWER; pairs whose WER against the answer
+   sentence exceeds ``max_wer`` (20%) are dropped - and listed, with their transcripts, in
+   ``judge.jsonl`` and ``summary.json`` (nothing disappears silently).
+5. Units: the kept answers' audio through a trained :class:`UnitTokenizer` (``tokenize_manifest``,
+   itself resumable). Without a tokenizer the pairs are written without units (a tokenizer can be
+   trained on them and the build re-run with it).
+
+Files under ``out_dir``: ``candidates.jsonl``, ``speech/`` (WAVs + synthesis manifest), ``judge.jsonl``,
+``train.jsonl`` / ``test.jsonl`` (:class:`SpokenQA` records, paths relative to the file) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from tqdm import tqdm
+
+from speechbraid.corpora.questions import SQAQuestion, make_sqa_questions
+from speechbraid.data.records import Utterance
+from speechbraid.errors import ConfigError, InputError
+from speechbraid.evaluation.normalize import normalize_for_wer
+from speechbraid.training.checkpoint import atomic_write_text
+
+MAX_ANSWER_WER = 0.2
+DRUG_SHARE = 0.2  # of the candidates: drug-dictionary questions; the rest follow questions.SQA_MIX
+DRUG_ANSWERS = ("medicine", "drug", "medication")
+SPEECH_DIR = "speech"
+SPLITS = ("train", "test")
+
+
+class Judge(Protocol):
+    """What the filter needs from an ASR judge (``speechbraid.models.judge.WhisperJudge`` fits)."""
+
+    def transcribe(self, wav_paths: Sequence[str | Path], batch_size: int = 8,
+                   on_batch: Callable[[list[int], list[str]], None] | None = None) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class SpokenQA:
+    """One curated pair: the question (text + audio), accepted short answers, the full answer sentence
+    (text + audio + units) and what the judge heard in the answer audio."""
+
+    id: str
+    kind: str
+    split: str
+    question: str
+    answers: tuple[str, ...]
+    answer_text: str
+    question_audio: str | None = None
+    question_duration: float | None = None
+    answer_audio: str | None = None
+    answer_duration: float | None = None
+    units: tuple[int, ...] | None = None
+    judge_text: str | None = None
+    judge_wer: float | None = None
+
+    def as_question(self) -> SQAQuestion:
+        """The pair as an :class:`SQAQuestion` (question audio), for the prompt builders of ``evaluation``."""
+        return SQAQuestion(self.id, self.kind, self.question, self.answers, self.question_audio,
+                           self.question_duration)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Answer sentences
+
+_DIGITS = re.compile(r"\d+")
+
+
+def spell_numbers(text: str) -> str:
+    """Digits as words ("10 plus 4" -> "ten plus four"): the judge writes numbers as digits, the answer
+    sentences spell them, and scoring normalisation (``normalize_for_wer``) leaves both as they are."""
+    from speechbraid.corpora.templates import number_words
+
+    return _DIGITS.sub(lambda m: number_words(int(m[0])), text)
+
+
+
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+_TEMPLATES: dict[str, tuple[re.Pattern[str], Callable[[re.Match[str], str], str]]] = {
+    "antonym": (re.compile(r"What is the opposite of (.+)\?"), lambda m, a: f"The opposite of {m[1]} is {a}."),
+    "hypernym": (re.compile(r"What is (.+) a kind of\?"), lambda m, a: f"{_sentence(m[1])} is a kind of {a}."),
+    "arithmetic": (re.compile(r"What is (.+)\?"), lambda m, a: f"{_sentence(m[1])} is {a}."),
+    "calendar": (re.compile(r"What (day|month) comes (after|before) (.+)\?"),
+                 lambda m, a: f"The {m[1]} {m[2]} {m[3]} is {a}."),
+    "drug": (re.compile(r"What kind of thing is (.+)\?"), lambda m, a: f"{_sentence(m[1])} is a {a}."),
+}
+
+
+def answer_sentence(question: SQAQuestion) -> str:
+    """The full answer sentence of a question, built from its canonical answer by the kind's template."""
+    if question.kind not in _TEMPLATES:
+        raise ConfigError(f"no answer template for question kind {question.kind!r} ({question.id})")
+    pattern, make = _TEMPLATES[question.kind]
+    match = pattern.fullmatch(question.question)
+    if match is None:
+        raise ConfigError(f"question {question.id!r} does not fit the {question.kind} template: {question.question!r}")
+    return make(match, question.answers[0])
+
+
+def drug_questions(seed: int = 0) -> list[SQAQuestion]:
+    """"What kind of thing is X?" for the generic drug names of the drug dictionary (seeded order)."""
+    from speechbraid.corpora.medical import drug_names
+
+    out = [SQAQuestion("", "drug", f"What kind of thing is {name}?", DRUG_ANSWERS)
+           for name in drug_names() if name.islower()]
+    random.Random(f"{seed}:spoken-qa:drug").shuffle(out)
+    return out
+
+
+def make_qa_candidates(n: int, seed: int = 0) -> list[SpokenQA]:
+    """``n`` candidate pairs (no audio yet), ids ``sqa-NNNNN``, each with its answer sentence and split."""
+    n_drug = round(n * DRUG_SHARE)
+    drugs = drug_questions(seed)
+    if len(drugs) < n_drug:
+        raise ConfigError(f"only {len(drugs)} drug questions can be made; {n_drug} asked")
+    questions = make_sqa_questions(n - n_drug, seed=seed) + drugs[:n_drug]
+    random.Random(f"{seed}:spoken-qa:order").shuffle(questions)
+    return [SpokenQA(f"sqa-{i:05d}", q.kind, split_of(q.question), q.question, q.answers, answer_sentence(q))
+            for i, q in enumerate(questions)]
+
+
+def split_of(question: str, test_fraction: float = 0.2) -> str:
+    """``train`` or ``test`` from a hash of the normalised question: the same question never lands in both."""
+    digest = hashlib.blake2b(normalize_for_wer(question).encode(), digest_size=8).digest()
+    return "test" if int.from_bytes(digest, "little") / 2**64 < test_fraction else "train"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files
+
+
+def _to_json(pair: SpokenQA, base: Path) -> dict[str, Any]:
+    obj = asdict(pair)
+    for key in ("question_audio", "answer_audio"):
+        if obj[key] is not None:
+            path = Path(obj[key])
+            obj[key] = str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
+    obj["answers"] = list(pair.answers)
+    obj["units"] = list(pair.units) if pair.units is not None else None
+    return obj
+
+
+def write_spoken_qa(pairs: Sequence[SpokenQA], path: str | Path) -> Path:
+    """Write pairs as JSONL (atomically); audio inside the file's folder is stored relative to it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    base = path.parent.resolve()
+    atomic_write_text(path, "".join(json.dumps(_to_json(p, base), ensure_ascii=False) + "\n" for p in pairs))
+    return path
+
+
+def load_spoken_qa(path: str | Path) -> list[SpokenQA]:
+    """Read a file written by :func:`write_spoken_qa`; relative audio paths resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("spoken QA file not found", path)
+    out = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                for key in ("question_audio", "answer_audio"):
+                    if obj.get(key) and not Path(obj[key]).is_absolute():
+                        obj[key] = str(path.parent / obj[key])
+                obj["answers"] = tuple(obj["answers"])
+                obj["units"] = tuple(obj["units"]) if obj.get("units") is not None else None
+                pair = SpokenQA(**obj)
+                if not pair.answers or not pair.answer_text.strip():
+                    raise ValueError("needs answers and an answer sentence")
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"bad spoken QA record: {exc}", path, number) from None
+            out.append(pair)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The build
+
+
+def build_spoken_qa(out_dir: str | Path, n: int, units_model: Any | None, judge: str | Path | Judge, *,
+                    seed: int = 0, max_wer: float = MAX_ANSWER_WER, engine: str = "espeak",
+                    voices: Sequence[str] | None = None, jobs: int | None = 1, device: str | None = None,
+                    progress: bool = True) -> dict[str, Any]:
+    """Build (or resume) the curated spoken QA set of ``n`` candidate pairs under ``out_dir`` (module docstring).
+
+    ``units_model``: a :class:`UnitTokenizer` or its directory (None: no units yet). ``judge``: a Whisper
+    model name/directory or an object with ``transcribe`` (:class:`Judge`). Returns the summary also
+    written to ``summary.json``: candidates, kept, ``kept_fraction``, the dropped pairs, per-split counts.
+    """
+    from speechbraid.evaluation.asr_metrics import wer
+    from speechbraid.synth import synthesize_corpus
+
+    if n < 2:
+        raise ConfigError(f"spoken QA needs at least 2 candidate pairs, got {n}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    candidates = make_qa_candidates(n, seed)
+    write_spoken_qa(candidates, out / "candidates.jsonl")
+
+    records = [Utterance(id=f"{p.id}-{role}", text=text, domain="spoken_qa")
+               for p in candidates for role, text in (("q", p.question), ("a", p.answer_text))]
+    spoken = {r.id: r for r in synthesize_corpus(records, out / SPEECH_DIR, engine, seed=seed, jobs=jobs,
+                                                 voices=voices, progress=progress)}
+    pairs = [replace(p, question_audio=spoken[f"{p.id}-q"].audio, question_duration=spoken[f"{p.id}-q"].duration,
+                     answer_audio=spoken[f"{p.id}-a"].audio, answer_duration=spoken[f"{p.id}-a"].duration)
+             for p in candidates]
+
+    heard = _judge_answers(pairs, out / "judge.jsonl", judge, device, progress)
+    judged = [replace(p, judge_text=heard[p.id], judge_wer=wer([p.answer_text], [spell_numbers(heard[p.id])]).rate)
+              for p in pairs]
+    kept = [p for p in judged if p.judge_wer is not None and p.judge_wer <= max_wer]
+    dropped = [p for p in judged if p not in kept]
+    if not kept:
+        raise InputError(f"the judge rejected every synthesised answer (WER > {max_wer:.0%}); see judge.jsonl",
+                         out / "judge.jsonl")
+    units_stats = None
+    if units_model is not None:
+        kept, units_stats = _with_units(kept, units_model, out, progress)
+    counts = {}
+    for split in SPLITS:
+        chosen = [p for p in kept if p.split == split]
+        write_spoken_qa(chosen, out / f"{split}.jsonl")
+        counts[split] = len(chosen)
+    summary = {
+        "candidates": len(candidates), "kept": len(kept), "kept_fraction": round(len(kept) / len(candidates), 4),
+        "max_wer": max_wer, "splits": counts, "units": units_stats,
+        "kinds": {k: sum(p.kind == k for p in kept) for k in sorted({p.kind for p in candidates})},
+        "dropped": [{"id": p.id, "answer": p.answer_text, "heard": p.judge_text, "wer": round(p.judge_wer or 0, 4)}
+                    for p in dropped],
+    }
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _judge_answers(pairs: Sequence[SpokenQA], log: Path, judge: str | Path | Judge, device: str | None,
+                   progress: bool) -> dict[str, str]:
+    """Judge transcripts of every answer's audio; appended to ``log`` per batch, so a re-run resumes."""
+    heard: dict[str, str] = {}
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True) if log.is_file() else []
+    for number, line in enumerate(lines, start=1):
+        try:
+            obj = json.loads(line)
+            heard[obj["id"]] = obj["text"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            if number < len(lines):
+                raise InputError("corrupt judge log line; delete the file to judge again", log, number) from None
+            # the last line was cut short by an interruption: drop it, that answer is judged again
+            atomic_write_text(log, "".join(lines[:-1]))
+    todo = [p for p in pairs if p.id not in heard]
+    if not todo:
+        return heard
+    if isinstance(judge, str | Path):
+        from speechbraid.models.judge import WhisperJudge
+
+        judge = WhisperJudge(judge, device)
+    bar = tqdm(total=len(pairs), initial=len(pairs) - len(todo), desc="judge answers", unit="utt",
+               disable=not progress)
+    with log.open("a", encoding="utf-8") as handle:
+        def on_batch(indices: list[int], texts: list[str]) -> None:
+            for i, text in zip(indices, texts, strict=True):
+                heard[todo[i].id] = text
+                handle.write(json.dumps({"id": todo[i].id, "text": text}, ensure_ascii=False) + "\n")
+            handle.flush()
+            bar.update(len(indices))
+
+        judge.transcribe([p.answer_audio for p in todo if p.answer_audio], on_batch=on_batch)
+    bar.close()
+    return heard
+
+
+def _with_units(pairs: Sequence[SpokenQA], units_model: Any, out: Path,
+                progress: bool) -> tuple[list[SpokenQA], dict[str, Any]]:
+    from speechbraid.data.manifest import read_manifest, write_manifest
+    from speechbraid.units.tokenizer import UnitTokenizer, tokenize_manifest, unit_stats
+
+    tokenizer = units_model if isinstance(units_model, UnitTokenizer) else UnitTokenizer.load(units_model)
+    config = tokenizer.config
+    tag = f"{config.encoder}-{config.n_units}-{config.rate_hz:g}hz"
+    source, target = out / "answers.jsonl", out / f"answers.units-{tag}.jsonl"
+    if not target.is_file() or [r.id for r in read_manifest(target)] != [p.id for p in pairs]:
+        target.unlink(missing_ok=True)
+        write_manifest([Utterance(id=p.id, text=p.answer_text, audio=p.answer_audio, duration=p.answer_duration)
+                        for p in pairs], source)
+        tokenize_manifest(source, target, tokenizer, progress=progress)
+    units = {r.id: r.units for r in read_manifest(target)}
+    missing = [p.id for p in pairs if units.get(p.id) is None]
+    if missing:
+        raise InputError(f"{len(missing)} kept pair(s) have no units (e.g. {missing[0]!r}); delete the file "
+                         "to tokenize again", target)
+    with_units = [replace(p, units=tuple(units[p.id])) for p in pairs]
+    return with_units, {"tokenizer": tag, **unit_stats([p.units for p in with_units], config.n_units)}

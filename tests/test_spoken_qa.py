@@ -1,0 +1,111 @@
+"""Curated spoken QA: answer-sentence templates, disjoint splits, the judge filter, resume and units."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from speechbraid.corpora.questions import SQAQuestion
+from speechbraid.corpora.spoken_qa import (
+    answer_sentence,
+    build_spoken_qa,
+    load_spoken_qa,
+    make_qa_candidates,
+    spell_numbers,
+    split_of,
+    write_spoken_qa,
+)
+from speechbraid.data.audio import audio_info
+from speechbraid.errors import ConfigError, InputError
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng")
+
+
+class EchoJudge:
+    """Hears every answer exactly (digits for numbers, as Whisper writes them) except the ids in ``mangle``."""
+
+    def __init__(self, answers: dict[str, str], mangle: frozenset[str] = frozenset()) -> None:
+        self.answers, self.mangle, self.calls = answers, mangle, 0
+
+    def transcribe(self, wav_paths, batch_size=8, on_batch=None):
+        self.calls += 1
+        texts = []
+        for path in wav_paths:
+            pair_id = Path(path).stem.rsplit("-", 1)[0]
+            texts.append("completely different words" if pair_id in self.mangle else
+                         self.answers[pair_id].replace("fourteen", "14"))
+        for start in range(0, len(texts), batch_size):
+            if on_batch is not None:
+                indices = list(range(start, min(start + batch_size, len(texts))))
+                on_batch(indices, [texts[i] for i in indices])
+        return texts
+
+
+@pytest.mark.parametrize(("kind", "question", "answer", "sentence"), [
+    ("antonym", "What is the opposite of hot?", "cold", "The opposite of hot is cold."),
+    ("hypernym", "What is a dog a kind of?", "animal", "A dog is a kind of animal."),
+    ("arithmetic", "What is two plus three?", "five", "Two plus three is five."),
+    ("calendar", "What day comes after Monday?", "Tuesday", "The day after Monday is Tuesday."),
+    ("drug", "What kind of thing is aspirin?", "medicine", "Aspirin is a medicine."),
+])
+def test_answer_sentences(kind, question, answer, sentence):
+    assert answer_sentence(SQAQuestion("q", kind, question, (answer,))) == sentence
+
+
+def test_answer_sentence_refuses_unknown_shapes():
+    with pytest.raises(ConfigError, match="template"):
+        answer_sentence(SQAQuestion("q", "antonym", "Name the opposite of hot.", ("cold",)))
+    with pytest.raises(ConfigError, match="no answer template"):
+        answer_sentence(SQAQuestion("q", "trivia", "Who?", ("me",)))
+
+
+def test_candidates_have_disjoint_splits_and_every_kind():
+    pairs = make_qa_candidates(300)
+    assert {p.kind for p in pairs} == {"antonym", "hypernym", "arithmetic", "calendar", "drug"}
+    train = {p.question for p in pairs if p.split == "train"}
+    test = {p.question for p in pairs if p.split == "test"}
+    assert train and test and not train & test
+    assert split_of("What is the opposite of HOT?") == split_of("what is the opposite of hot")
+    assert all(p.answer_text.endswith(".") for p in pairs)
+    assert spell_numbers("10 plus 4 is 14.") == "ten plus four is fourteen."
+
+
+def test_build_drops_exactly_the_pair_the_judge_mishears_and_resumes(tmp_path):
+    from speechbraid.units.tokenizer import UnitTokenizerConfig, train_tokenizer
+
+    n = 6
+    candidates = make_qa_candidates(n)
+    answers = {p.id: p.answer_text for p in candidates}
+    victim = candidates[2].id
+    judge = EchoJudge(answers, frozenset({victim}))
+    out = tmp_path / "qa"
+    summary = build_spoken_qa(out, n, None, judge, progress=False)
+    assert summary["candidates"] == n and summary["kept"] == n - 1
+    assert summary["kept_fraction"] == pytest.approx((n - 1) / n, abs=1e-4)
+    assert [d["id"] for d in summary["dropped"]] == [victim]
+    kept = load_spoken_qa(out / "train.jsonl") + load_spoken_qa(out / "test.jsonl")
+    assert sorted(p.id for p in kept) == sorted(a for a in answers if a != victim)
+    for pair in kept:
+        assert audio_info(pair.question_audio)[1] == pytest.approx(pair.question_duration, abs=1e-3)
+        assert pair.judge_wer == 0.0 and pair.units is None  # digits heard for "fourteen" still count as right
+    # resume: everything judged already, the judge is not asked again; units are added to the same pairs
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"id": p.id, "text": p.answer_text, "audio": p.answer_audio}) + "\n"
+                                for p in kept))
+    tokenizer = train_tokenizer(manifest, UnitTokenizerConfig(encoder="fbank", n_units=8), progress=False)
+    again = build_spoken_qa(out, n, tokenizer, judge, progress=False)
+    assert judge.calls == 1 and again["kept"] == n - 1 and again["units"]["tokens"] > 0
+    with_units = load_spoken_qa(out / "train.jsonl") + load_spoken_qa(out / "test.jsonl")
+    for pair in with_units:
+        assert abs(len(pair.units) - pair.answer_duration * 25) <= 1
+
+
+def test_load_reports_file_and_line(tmp_path):
+    path = write_spoken_qa(make_qa_candidates(3), tmp_path / "qa.jsonl")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], lines[1].replace('"answers": [', '"answers": 5, "x": ['), lines[2]]) + "\n")
+    with pytest.raises(InputError, match=r"qa\.jsonl:2"):
+        load_spoken_qa(path)
