@@ -28,9 +28,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jstip.add_argument("--lm", type=Path, help="a trained text LM directory (default: pretrain one into OUT/lm)")
     jstip.set_defaults(func=run)
 
+    from speechbraid.experiments.esi import PATTERN_NAMES
+    from speechbraid.experiments.esi import PRESETS as ESI_PRESETS
+
+    esi = studies.add_parser(
+        "esi", help="ESI: interleaved vs early-stop interleaved vs parallel joint speech-text decoding",
+        description="Build curated spoken QA (espeak voices, judge-ASR filter), train a unit tokenizer and vocoder, "
+        "train one model per generation pattern (same LM, units, data and steps; parallel with a speech head) "
+        "and score text-out and speech-out accuracy, alignment WER, decoding steps, sequence length and decoding "
+        "time; writes results.json, table.md and table.png.",
+    )
+    esi.add_argument("--preset", choices=sorted(ESI_PRESETS), default="small",
+                     help="small: 2-core CPU study; tiny: smoke test")
+    esi.add_argument("--patterns", nargs="+", choices=PATTERN_NAMES, default=list(PATTERN_NAMES))
+    esi.add_argument("--out", type=Path, default=Path("runs/esi"))
+    esi.add_argument("--corpus", type=Path, default=Path("data/default"))
+    esi.add_argument("--lm", type=Path, help="a trained text LM directory (default: pretrain one into OUT/lm)")
+    esi.add_argument("--judge", default="whisper-base", help="Whisper judge model name or directory")
+    esi.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    esi.set_defaults(func=run_esi)
+
 
 def run(args: argparse.Namespace) -> int:
     from speechbraid.experiments.jstip import run_jstip_study
 
     run_jstip_study(args.out, args.corpus, preset=args.preset, lm_dir=args.lm, rows=args.rows)
+    return 0
+
+
+def run_esi(args: argparse.Namespace) -> int:
+    from speechbraid.experiments.esi import run_esi_study
+
+    run_esi_study(args.out, args.corpus, preset=args.preset, lm_dir=args.lm, judge=args.judge,
+                  patterns=args.patterns, device=args.device)
     return 0

@@ -1,0 +1,134 @@
+"""ESI study pieces: generation braids from a QA pair per pattern, the generation source in the trainer's mix,
+and ``experiment esi --preset tiny`` end to end (fake judge, real espeak, LM, units, vocoder and training)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechbraid.batching.collate import IGNORE_INDEX
+from speechbraid.braid.spans import ParallelSpan, SpecialSpan, SpeechSpan, TextSpan
+from speechbraid.braid.vocab import VocabLayout
+from speechbraid.cli.main import main
+from speechbraid.corpora.spoken_qa import SpokenQA, make_qa_candidates, write_spoken_qa
+from speechbraid.errors import InputError
+from speechbraid.experiments.esi import (
+    GenerationSource,
+    GenerationSourceConfig,
+    qa_generation_braid,
+    run_esi_study,
+)
+from speechbraid.inference.patterns import teacher_forced_lengths
+from speechbraid.patterns import get_pattern, response_steps
+
+
+class WordTokenizer:
+    """One id per distinct word (no model files needed): enough to lay braids out."""
+
+    bos_id, eos_id = 1, 2
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def encode(self, text: str) -> list[int]:
+        return [self.ids.setdefault(w, 3 + len(self.ids)) for w in text.split()]
+
+    def decode(self, ids: list[int]) -> str:
+        words = {v: k for k, v in self.ids.items()}
+        return " ".join(words[i] for i in ids)
+
+
+PAIR = SpokenQA("sqa-1", "antonym", "train", "What is the opposite of hot?", ("cold",), "The opposite of hot is cold.",
+                question_audio="/q.wav", question_duration=1.2, units=tuple(range(20)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["interleaved", "esi", "parallel"])
+@pytest.mark.parametrize("modality", ["text", "speech"])
+def test_generation_braid_from_a_qa_pair(name, modality):
+    tok = WordTokenizer()
+    braid = qa_generation_braid(PAIR, name, modality, tok)
+    resp = next(i for i, s in enumerate(braid.spans) if isinstance(s, SpecialSpan) and s.token == "<|resp|>")
+    assert not any(s.loss for s in braid.spans[:resp])  # the prompt is never a target
+    assert any(isinstance(s, SpeechSpan) for s in braid.spans[:resp]) == (modality == "speech")
+    assert braid.audio == ("/q.wav" if modality == "speech" else None)
+    answer = tok.encode(" " + PAIR.answer_text)
+    assert response_steps(braid) == teacher_forced_lengths(get_pattern(name), [(answer, PAIR.units)])[0]
+    tail = braid.spans[resp + 1:]
+    if name == "parallel":
+        assert len(tail) == 1 and isinstance(tail[0], ParallelSpan)
+        assert [t for t in tail[0].text if isinstance(t, int)] == answer
+    else:
+        texts = [t for s in tail if isinstance(s, TextSpan) for t in s.tokens]
+        assert texts == answer
+        assert any(isinstance(s, SpecialSpan) and s.token == "<|S|>" for s in tail) == (name == "esi")
+    # ESI needs fewer steps than plain interleaved here: 6 text tokens against 20 units pad the plain pattern
+    if name == "esi":
+        assert response_steps(braid) < response_steps(qa_generation_braid(PAIR, "interleaved", modality, tok))
+
+
+def test_generation_source_alternates_prompts_and_checks_units(tmp_path):
+    path = write_spoken_qa([PAIR], tmp_path / "qa.jsonl")
+    vocab = VocabLayout(text_size=100, num_units=20)
+    source = GenerationSource(GenerationSourceConfig(str(path), "esi"), WordTokenizer(), vocab, 12.5)
+    flats = [source.example(0, epoch) for epoch in (0, 1)]
+    assert sorted(f.num_frames > 0 for f in flats) == [False, True]  # one text prompt, one speech prompt
+    for flat in flats:
+        targets = [label for label in flat.labels if label != IGNORE_INDEX]
+        assert vocab.special_id("<|S|>") in targets and vocab.special_id("<|eos_speech|>") in targets
+    with pytest.raises(InputError, match="units outside"):
+        GenerationSource(GenerationSourceConfig(str(path), "esi"), WordTokenizer(), VocabLayout(100, 10), 12.5)
+
+
+class AnswerJudge:
+    """Hears synthesised answers perfectly, one of them wrongly; generated speech as a fixed phrase."""
+
+    def __init__(self, n: int) -> None:
+        self.answers = {p.id: p.answer_text for p in make_qa_candidates(n)}
+        self.victim = sorted(self.answers)[1]
+
+    def transcribe(self, wav_paths, batch_size=8, on_batch=None):
+        texts = []
+        for path in wav_paths:
+            pair_id = Path(path).stem.rsplit("-", 1)[0]
+            known = Path(path).stem.endswith("-a") and pair_id != self.victim
+            texts.append(self.answers[pair_id] if known else "the opposite")
+        if on_batch is not None:
+            on_batch(list(range(len(texts))), texts)
+        return texts
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng")
+def test_experiment_esi_tiny_end_to_end(tmp_path):
+    out, corpus = tmp_path / "esi", tmp_path / "corpus"
+    result = run_esi_study(out, corpus, preset="tiny", judge=AnswerJudge(10), progress=False)
+    assert result["spoken_qa"]["kept"] == 9 and len(result["spoken_qa"]["dropped"]) == 1
+    assert set(result["table"]) == {f"{p} ({m} prompt)" for p in ("interleaved", "esi", "parallel")
+                                    for m in ("text", "speech")}
+    tf = result["teacher_forced"]
+    assert tf["esi_over_interleaved"] < 1  # answers have more units than text tokens: ESI skips the pads
+    esi = result["table"]["esi (text prompt)"]
+    assert "steps_mean_vs_interleaved" in esi and esi["decode_wall_s"] > 0
+    evaluated = json.loads((out / "runs" / "parallel" / "eval_speech.json").read_text())
+    assert evaluated["n"] == len(evaluated["items"]) > 0
+    assert all(Path(item["wav"]).is_file() for item in evaluated["items"])
+    assert "| esi (text prompt) |" in (out / "table.md").read_text()
+    assert (out / "table.png").stat().st_size > 0
+    # a re-run resumes: nothing is retrained
+    logs = {p: p.read_text() for p in out.rglob("train_log.jsonl")}
+    assert run_esi_study(out, corpus, preset="tiny", judge=AnswerJudge(10), progress=False)["table"] == result["table"]
+    assert {p: p.read_text() for p in out.rglob("train_log.jsonl")} == logs
+    # the CLI names the study and refuses unknown patterns
+    with pytest.raises(SystemExit):
+        main(["experiment", "esi", "--patterns", "nope"])
