@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITES = ("data", "train", "asr-decode", "jstip")
+SUITES = ("data", "train", "asr-decode", "jstip", "decode")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "matmul); asr-decode (greedy decoding with and without the KV cache, transcription real-time factor "
         "on CPU); jstip (word-level interleaving: single-pass encode+scatter against encoding every speech span "
         "separately - step time, peak memory, loss; word-il and segment-il training throughput against ASR-only; "
-        "braid building rate per layout). train, asr-decode and jstip use the default corpus when it exists "
+        "braid building rate per layout); decode (joint text-speech generation per pattern - interleaved, esi, "
+        "parallel - on one model and prompt set: decoding steps, sequence length, wall time, units/s, time to first "
+        "audio chunk, teacher-forced length ratios on reference answers, KV-cache speed-up, batched throughput; "
+        "--model or an untrained stand-in). train, asr-decode and jstip use the default corpus when it exists "
         "(else a tiny stand-in built for "
         "the run) and the registered 'default-lm' when there is one (else an untrained small Llama).",
     )
@@ -36,6 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="train, asr-decode, jstip: default corpus directory (default: %(default)s)")
     parser.add_argument("--device",
                         help="train, asr-decode, jstip: torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--model", type=Path,
+                        help="decode: a trained speech-LLM directory with units (default: an untrained stand-in)")
+    parser.add_argument("--patterns", default="interleaved,esi,parallel",
+                        help="decode: comma-separated generation patterns (default: %(default)s)")
+    parser.add_argument("--qa", type=Path,
+                        help="decode: spoken QA file with units for prompts and reference answers "
+                        "(default: candidate questions, answer lengths from espeak-ng)")
+    parser.add_argument("--max-steps", type=int, default=160,
+                        help="decode: decoding steps per response at most (default: %(default)s)")
     parser.set_defaults(func=run)
 
 
@@ -64,6 +76,12 @@ def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
         result = bench_jstip(args.corpus, steps=_steps(args, 2), device=args.device)
         return result, format_jstip(result)
+    if args.suite == "decode":
+        from speechbraid.benchmarks.decode import bench_decode, format_decode
+
+        result = bench_decode(args.model, [p for p in args.patterns.split(",") if p], qa=args.qa,
+                              max_steps=args.max_steps, corpus_dir=args.corpus, device=args.device)
+        return result, format_decode(result)
     from speechbraid.benchmarks.asr_decode import bench_asr_decode, format_asr_decode
 
     result = bench_asr_decode(args.corpus, device=args.device)
