@@ -128,3 +128,55 @@ def test_init_from_starts_a_run_from_saved_weights(tmp_path, tiny_llm_dir, noise
     other.init_from = second.init_from
     with pytest.raises(ConfigError, match="model config differs"):
         Trainer(other, tmp_path / "bad")
+
+
+def test_lora_trains_adapters_and_saves_a_merged_plain_hf_llm(tmp_path, tiny_llm_dir, noise_corpus):
+    from transformers import AutoModelForCausalLM
+
+    from speechbraid.models.build import LoraSettings
+
+    config = tiny_config(tiny_llm_dir, noise_corpus, steps=(1, 2))
+    config.model.lora = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    config.stages[1].trainable = [r"^adapter\.", r"^encoder\.", "lora_"]
+    train(config, tmp_path / "run", progress=False)
+    original = AutoModelForCausalLM.from_pretrained(tiny_llm_dir).state_dict()
+    model, _, saved_config = load_speech_llm(tmp_path / "run" / "model")
+    saved = model.llm.state_dict()
+    assert saved_config.lora is None and not any("lora_" in k for k in saved)
+    # frozen base weights are untouched; LoRA targets carry the merged low-rank update
+    assert all(torch.equal(saved[k], original[k]) for k in saved if ".mlp." in k or "k_proj" in k)
+    assert all(not torch.equal(saved[k], original[k]) for k in saved if "q_proj.weight" in k)
+
+
+def test_gradient_accumulation_draws_one_batch_per_micro_step(tmp_path, tiny_llm_dir, noise_corpus):
+    config = tiny_config(tiny_llm_dir, noise_corpus, steps=(1, 1))
+    config.grad_accum = 3
+    trainer = Trainer(config, tmp_path / "run")
+    drawn = []
+    original = trainer.batcher.next_batch
+    trainer.batcher.next_batch = lambda: drawn.append(1) or original()
+    trainer.fit(progress=False)
+    assert len(drawn) == 6  # 2 steps x 3 micro-batches
+    log = read_train_log(tmp_path / "run")
+    assert all(row["target_tokens"] > 0 for row in log)
+
+
+def test_encoder_cache_gives_the_encoders_own_outputs_while_frozen(tiny_llm_dir, noise_corpus):
+    from speechbraid.batching import collate
+    from speechbraid.models.build import set_trainable
+    from speechbraid.training.trainer import FeatureCache
+
+    trainer = Trainer(tiny_config(tiny_llm_dir, noise_corpus), "/nonexistent-run-dir")
+    model = trainer.model.eval()
+    set_trainable(model, [r"^adapter\."])
+    batch = collate(trainer.batcher.next_batch(), FeatureCache(model_feature_config(trainer)))
+    fresh = model.encode_speech(batch)
+    model.encoder_cache = {}
+    first = model.encode_speech(batch)  # fills the cache
+    assert set(model.encoder_cache) == set(batch.audio)
+    again = model.encode_speech(batch)  # served from the cache
+    assert torch.allclose(first, fresh, atol=1e-6) and torch.allclose(again, fresh, atol=1e-6)
+
+
+def model_feature_config(trainer):
+    return trainer.config.model.feature_config

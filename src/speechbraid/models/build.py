@@ -122,6 +122,11 @@ def set_trainable(model: torch.nn.Module, patterns: Sequence[str]) -> int:
 
 
 def save_speech_llm(model: SpeechLLM, tokenizer: Any, config: ModelConfig, out_dir: str | Path) -> Path:
+    """Write the model as a plain directory (layout in the module docstring).
+
+    LoRA adapters are merged into the LLM in place (peft's ``merge_and_unload``), so this is the final
+    export of a run; mid-run checkpoints go through ``training.checkpoint`` instead.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     llm = model.llm.merge_and_unload() if hasattr(model.llm, "merge_and_unload") else model.llm
