@@ -286,7 +286,10 @@ def _judge_answers(pairs: Sequence[SpokenQA], log: Path, judge: str | Path | Jud
             handle.flush()
             bar.update(len(indices))
 
-        judge.transcribe([p.answer_audio for p in todo if p.answer_audio], on_batch=on_batch)
+        texts = judge.transcribe([str(p.answer_audio) for p in todo], on_batch=on_batch)
+        missed = [i for i, p in enumerate(todo) if p.id not in heard]  # a judge that reports no batches
+        if missed:
+            on_batch(missed, [texts[i] for i in missed])
     bar.close()
     return heard
 

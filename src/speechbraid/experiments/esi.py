@@ -189,8 +189,9 @@ def run_esi_study(out_dir: str | Path = "runs/esi", corpus_dir: str | Path = "da
         done = run_dir / "metrics.json"
         if not done.is_file():
             print(f"\n== {name}", flush=True)
-            _train_pattern(name, run_dir, lm_dir, asr_manifest, qa / "train.jsonl", spec, progress)
-            metrics = _evaluate_pattern(name, run_dir, test, vocoder, judge, spec)
+            _train_pattern(name, run_dir, lm_dir, vocoder.config.n_units, asr_manifest, qa / "train.jsonl", spec,
+                           device, progress)
+            metrics = _evaluate_pattern(name, run_dir, test, vocoder, judge, spec, device)
             atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
         runs[name] = json.loads(done.read_text(encoding="utf-8"))
     lengths = _teacher_forced(test, lm_dir)
@@ -259,17 +260,16 @@ def _vocoder(qa: Path, units_dir: Path, out: Path, spec: EsiPreset, device: str 
     return train_vocoder(pairs, out, config, steps=spec.vocoder_steps, device=device, progress=progress)
 
 
-def _train_pattern(name: str, run_dir: Path, lm_dir: str | Path, asr_manifest: Path, qa_train: Path,
-                   spec: EsiPreset, progress: bool) -> None:
+def _train_pattern(name: str, run_dir: Path, lm_dir: str | Path, n_units: int, asr_manifest: Path, qa_train: Path,
+                   spec: EsiPreset, device: str | None, progress: bool) -> None:
     from speechbraid.config import load_config
     from speechbraid.configs import resolve_config
-    from speechbraid.units.tokenizer import UnitTokenizer
 
-    n_units = UnitTokenizer.load(run_dir.parent.parent / "units").config.n_units
     overrides = [f"model.llm={lm_dir}", f"model.num_units={n_units}",
                  f"model.speech_head={'true' if name == 'parallel' else 'false'}",
                  f"data.train=[{{manifest: '{asr_manifest}', layout: asr, weight: 0.5}}]", "seed=0",
-                 f"stages=[{{name: full, steps: {spec.steps}, lr: {spec.lr}, warmup: 0.05}}]", *spec.overrides]
+                 f"stages=[{{name: full, steps: {spec.steps}, lr: {spec.lr}, warmup: 0.05}}]", *spec.overrides,
+                 *([f"device={device}"] if device else [])]
     config = load_config(TrainConfig, resolve_config("asr_default"), overrides)
     generation = [GenerationSourceConfig(str(qa_train), name, "both", 1.0)]
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -278,12 +278,13 @@ def _train_pattern(name: str, run_dir: Path, lm_dir: str | Path, asr_manifest: P
 
 
 def _evaluate_pattern(name: str, run_dir: Path, test: Sequence[SpokenQA], vocoder: Any, judge: Judge,
-                      spec: EsiPreset) -> dict[str, Any]:
+                      spec: EsiPreset, device: str | None) -> dict[str, Any]:
     from speechbraid.evaluation.generation import generate_and_score
     from speechbraid.inference.patterns import PatternDecodeConfig
     from speechbraid.models.build import load_speech_llm
+    from speechbraid.training.runtime import pick_device
 
-    model, tokenizer, config = load_speech_llm(run_dir / "model")
+    model, tokenizer, config = load_speech_llm(run_dir / "model", pick_device(device))
     features = config.feature_config.extract_file
     metrics = {}
     for modality in spec.modalities:
