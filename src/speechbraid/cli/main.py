@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
     "align": ("align", "word alignments for data without them: train a CTC aligner, align a manifest, score"),
     "experiment": ("experiment", "run a study end to end: jstip (interleaved training), esi (text-speech decoding)"),
+    "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
     "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
     "generate": ("generate", "answer a question with text and speech under a generation pattern (esi, ...)"),
     "units": ("units", "discrete speech units: train a k-means tokenizer, tokenize manifests, units back to WAV"),
