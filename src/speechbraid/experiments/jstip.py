@@ -20,7 +20,7 @@ import json
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -181,18 +181,18 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
         manifests["tts"] = _tts_pairs(corpus, out / "tts", spec.n_tts, progress)
     questions = _questions(out / "questions", spec, progress) if spec.n_mc or spec.n_sqa else None
 
-    def config(stages: str, sources: Sequence[Source], seed: int, init_from: str | None) -> TrainConfig:
+    def config(stage: int, sources: Sequence[Source], seed: int, init_from: str | None) -> TrainConfig:
+        """asr_default with this row's data; only its stage ``stage`` (0 or 1), for the preset's steps."""
         listed = ", ".join(f"{{manifest: '{manifests[s.data]}', layout: {s.layout}, weight: {s.weight}, "
                            f"segment_by: '{s.segment_by}'}}" for s in sources)
-        overrides = [f"model.llm={lm_dir}", f"data.train=[{listed}]", f"seed={seed}", f"stages={stages}",
-                     *spec.overrides]
+        overrides = [f"model.llm={lm_dir}", f"data.train=[{listed}]", f"seed={seed}", *spec.overrides]
         cfg = load_config(TrainConfig, resolve_config("asr_default"), overrides)
+        cfg.stages = [replace(cfg.stages[stage], steps=(spec.stage1_steps, spec.stage2_steps)[stage])]
         cfg.init_from = init_from
         return cfg
 
     stage1 = out / "stage1"
-    train(config(f"[{{name: adapter, steps: {spec.stage1_steps}, lr: 1.0e-3, trainable: ['^adapter\\.']}}]",
-                 [ASR], 0, None), stage1, resume=True, progress=progress)
+    train(config(0, [ASR], 0, None), stage1, resume=True, progress=progress)
     test = corpus / "speech" / "test" / "manifest.jsonl"
     runs: dict[str, list[dict[str, Any]]] = {}
     for row in chosen:
@@ -201,9 +201,7 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
             done = run_dir / "metrics.json"
             if not done.is_file():
                 print(f"\n== {row} (seed {seed})", flush=True)
-                stage2 = f"[{{name: full, steps: {spec.stage2_steps}, lr: 5.0e-4, warmup: 0.05}}]"
-                train(config(stage2, ROWS[row], seed, str(stage1 / "model")), run_dir, resume=True,
-                      progress=progress)
+                train(config(1, ROWS[row], seed, str(stage1 / "model")), run_dir, resume=True, progress=progress)
                 metrics = _evaluate(run_dir / "model", test, spec, questions, run_dir, progress)
                 atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
             runs.setdefault(row, []).append(json.loads(done.read_text(encoding="utf-8")))
