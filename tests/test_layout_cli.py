@@ -219,3 +219,30 @@ def test_unresolvable_tokenizer_says_how_to_get_one(manifest: Path, tmp_path: Pa
     (tmp_path / "empty").mkdir()
     assert main(["layout", "--manifest", str(manifest), "--format", "asr", "--tokenizer", str(tmp_path / "empty")]) == 2
     assert "holds no usable Hugging Face tokenizer" in capsys.readouterr().err
+
+
+def test_generation_braids_render_including_parallel_streams():
+    from speechbraid.braid import TextSpan
+    from speechbraid.layouts.render import BraidView, braid_json, format_braid
+    from speechbraid.patterns import build_generation_braid, get_pattern
+
+    class Tok:
+        eos_id = bos_id = 1
+
+        def encode(self, text):
+            return [ord(c) for c in text]
+
+        def decode(self, ids):
+            return "".join(chr(i) for i in ids if i > 1)
+
+        def __len__(self):
+            return 256
+
+    view = BraidView.for_tokenizer(Tok())
+    for name in ("esi", "parallel"):
+        braid = build_generation_braid(get_pattern(name), [TextSpan((72, 105), False, "Hi")], [79, 75], [3, 4, 5])
+        spans = braid_json(braid, view)["spans"]
+        assert spans[-1]["loss"] is True
+        assert format_braid(braid, view)
+    parallel = braid_json(build_generation_braid(get_pattern("parallel"), [], [79], [3]), view)["spans"][-1]
+    assert parallel["modality"] == "parallel" and parallel["speech"] == ["<|spad|>", 3, "<|eos_speech|>"]

@@ -117,8 +117,11 @@ def describe(braid: Braid, view: BraidView) -> list[Piece]:
             pieces.append(Piece("units", f"[U {len(span.units)} units]", span.loss, len(span.units),
                                 {"modality": "units", "units": list(span.units), "loss": span.loss},
                                 (f"U x{len(span.units)}",)))
-        else:
-            raise TypeError(f"cannot show {type(span).__name__} spans yet")
+        else:  # ParallelSpan: text and speech streams, one position per step
+            steps = len(span.text)
+            pieces.append(Piece("units", f"[P {steps} steps text|speech]", span.loss, steps,
+                                {"modality": "parallel", "text": list(span.text), "speech": list(span.speech),
+                                 "loss": span.loss}, (f"P x{steps}",)))
     return pieces
 
 

@@ -22,6 +22,7 @@ REGISTRY_FILE = "models.json"
 # name cannot be resolved so the user knows what to run.
 HOW_TO_GET: dict[str, str] = {
     "whisper-base": "speechbraid import-whisper",
+    "default-lm": "speechbraid pretrain-lm --text FILE...",
 }
 
 
