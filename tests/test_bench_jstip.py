@@ -147,13 +147,17 @@ def test_bench_jstip_structure(corpus_dir, tiny_llm_dir):
     assert feed["per-span"]["items"] > feed["single"]["items"]  # several spans per audio
     assert all(0 < f["fill"] <= 1 for f in feed.values())
     losses = trick["losses"]
-    assert [len(v) for v in losses["per_batch"].values()] == [1, 1]  # the batch whose memory is measured
     assert losses["single"] > 0 and losses["per_span"] > 0
+    assert losses["relative_difference"] == pytest.approx(losses["per_span"] / losses["single"] - 1)
+    gflop = trick["forward_gflop"]
+    assert gflop["single"] > 0 and trick["flop_ratio"] == pytest.approx(gflop["per-span"] / gflop["single"])
 
     assert [row["step"] for row in result["throughput"]] == list(THROUGHPUT_LAYOUTS)
     asr = result["throughput"][0]
     assert asr["positions_per_s_vs_asr"] == asr["audio_s_per_s_vs_asr"] == 1.0
     by_step = {row["step"]: row for row in result["throughput"]}
+    assert asr["flop_per_position_vs_asr"] == 1.0
+    assert by_step["word-il"]["forward_gflop_first_batch"] == gflop["single"]  # the same batch and assembly
     word_il = by_step["word-il"]
     for key in ("positions_per_s", "audio_s_per_s"):  # paired ratios: median of the per-batch rate ratios
         ratios = [(w[key.split("_per_")[0]] / w["wall"]) / (a[key.split("_per_")[0]] / a["wall"])

@@ -48,6 +48,7 @@ from speechbraid.training.trainer import DataConfig, FeatureCache
 
 THROUGHPUT_TARGET = 0.9  # interleaved positions/s at least this fraction of ASR-only's
 THROUGHPUT_LAYOUTS = ("asr", "word-il", "segment-il")  # the first is the reference
+PAIR = ("single", "per-span")  # the two assemblies of word-il speech
 # Timed steps of one batch index: (name, layout, assembly). "single" is the model as it is.
 STEPS = (("asr", "asr", "single"), ("word-il", "word-il", "single"),
          ("word-il per-span", "word-il", "per-span"), ("segment-il", "segment-il", "single"))
@@ -256,18 +257,18 @@ def paired_ratio(row: dict[str, Any], reference: dict[str, Any], amount: str | N
     return [median(ratios), min(ratios), max(ratios)]
 
 
-def compare_losses(model: SpeechLLM, batches: Sequence[BraidBatch], device: torch.device) -> dict[str, Any]:
-    """Loss of both assemblies on the same batches and weights (eval mode: no dropout)."""
+def forward_figures(model: SpeechLLM, batch: BraidBatch, name: str, device: torch.device) -> dict[str, float]:
+    """Loss and forward FLOPs (``FlopCounterMode``: matmuls, convolutions, attention) of one batch under
+    assembly ``name``, in eval mode (no dropout). FLOPs do not depend on machine load, so their ratios
+    back up the wall-time ratios of a shared machine."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     model.eval()
-    losses: dict[str, list[float]] = {"single": [], "per-span": []}
-    with torch.no_grad(), autocast(device, autocast_dtype(device)):
-        for batch in batches:
-            for name in losses:
-                losses[name].append(float(text_loss(model, assembly(model, name)(batch.to(device)))))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter, autocast(device, autocast_dtype(device)):
+        loss = float(text_loss(model, assembly(model, name)(batch.to(device))))
     model.train()
-    single, per_span = (sum(v) / len(v) for v in losses.values())
-    return {"single": single, "per_span": per_span, "relative_difference": per_span / single - 1.0,
-            "per_batch": losses}
+    return {"loss": loss, "forward_gflop": counter.get_total_flops() / 1e9}
 
 
 def measure_layout_building(records: Sequence[Utterance], tokenizer: TextTokenizer, model: SpeechLLM,
@@ -326,11 +327,14 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
         batches = {layout: draw_layout_batches(corpus.train, layout, tokenizer, model, features, rows, max_len,
                                                warmup + steps, seed) for layout in THROUGHPUT_LAYOUTS}
         word_il = batches["word-il"][warmup:]
-        losses = compare_losses(model, word_il[:1], dev)  # the batch whose memory is measured
+        # on the batch whose memory is measured (first measured batch of each layout)
+        forward = {how: forward_figures(model, word_il[0], how, dev) for how in PAIR}
+        forward |= {layout: forward_figures(model, batches[layout][warmup], "single", dev)
+                    for layout in THROUGHPUT_LAYOUTS if layout != "word-il"}
         timing = measure_steps(model, batches, warmup, dev)
         memory = {how: in_fresh_process(step_peak_memory, config, word_il[0], how, str(dev), seed)
-                  for how in ("single", "per-span")}
-    encoder_feed = {how: encoder_input(model, word_il[0], how) for how in ("single", "per-span")}
+                  for how in PAIR}
+    encoder_feed = {how: encoder_input(model, word_il[0], how) for how in PAIR}
 
     # ratios are medians of batch-by-batch ratios (each pair timed side by side); [median, min, max]
     single, per_span = timing["word-il"], timing["word-il per-span"]
@@ -339,7 +343,10 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
              "speed_ratio_cpu_time_range": speed_cpu[1:], "single_ms_per_step": single["ms_per_step"],
              "per_span_ms_per_step": per_span["ms_per_step"],
              "peak_step_mib": memory, "memory_ratio": memory["per-span"] / memory["single"],
-             "encoder_input": encoder_feed, "losses": losses}
+             "encoder_input": encoder_feed, "forward_gflop": {h: forward[h]["forward_gflop"] for h in PAIR},
+             "flop_ratio": forward["per-span"]["forward_gflop"] / forward["single"]["forward_gflop"],
+             "losses": {"single": forward["single"]["loss"], "per_span": forward["per-span"]["loss"],
+                        "relative_difference": forward["per-span"]["loss"] / forward["single"]["loss"] - 1.0}}
     reference = timing[THROUGHPUT_LAYOUTS[0]]
     throughput = []
     for layout in THROUGHPUT_LAYOUTS:
@@ -348,6 +355,11 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
                                    ("positions", "cpu", "positions_per_cpu_s")):
             ratio = paired_ratio(row, reference, amount, clock)
             row[f"{key}_vs_asr"], row[f"{key}_vs_asr_range"] = ratio[0], ratio[1:]
+        # forward work per position of the first measured batch, relative to ASR-only (load-independent)
+        flops = forward["single" if layout == "word-il" else layout]["forward_gflop"]
+        row["forward_gflop_first_batch"] = flops
+        row["flop_per_position_vs_asr"] = (flops / row["per_batch"][0]["positions"]) / (
+            forward[THROUGHPUT_LAYOUTS[0]]["forward_gflop"] / reference["per_batch"][0]["positions"])
         row["meets_target"] = row["positions_per_s_vs_asr"] >= THROUGHPUT_TARGET
         throughput.append(row)
     return {
@@ -380,7 +392,9 @@ def format_jstip(result: dict[str, Any]) -> str:
         f"x{trick['speed_ratio_range'][0]:.2f}-x{trick['speed_ratio_range'][1]:.2f}), "
         f"x{trick['speed_ratio_cpu_time']:.2f} CPU time; median step {trick['per_span_ms_per_step']:.0f} vs "
         f"{trick['single_ms_per_step']:.0f} ms; peak step memory x{trick['memory_ratio']:.2f} "
-        f"({result['memory_measure']}, first measured batch)\n"
+        f"({result['memory_measure']}, first measured batch); forward GFLOP on that batch "
+        f"{trick['forward_gflop']['per-span']:.1f} vs {trick['forward_gflop']['single']:.1f} "
+        f"(x{trick['flop_ratio']:.2f})\n"
         f"loss (same batch and weights, eval mode): single-pass {losses['single']:.4f}, per-span "
         f"{losses['per_span']:.4f} ({100 * losses['relative_difference']:+.2f}%). Per-span encoding loses the "
         "context across spans; with the freshly initialised encoder and adapter used here the losses can only "
@@ -389,8 +403,11 @@ def format_jstip(result: dict[str, Any]) -> str:
         "non-padding; *_vs_asr = median of batch-by-batch ratios)\n"
         + format_table(result["throughput"], ["step", "examples", "speech_share", "audio_s", "ms_per_step",
                                               "positions_per_s", "audio_s_per_s", "positions_per_s_vs_asr",
-                                              "audio_s_per_s_vs_asr", "positions_per_cpu_s_vs_asr", "meets_target"])
-        + f"\ntarget: positions/s >= {result['throughput_target']:.1f}x ASR-only (wall time)",
+                                              "audio_s_per_s_vs_asr", "positions_per_cpu_s_vs_asr",
+                                              "flop_per_position_vs_asr", "meets_target"])
+        + f"\ntarget: positions/s >= {result['throughput_target']:.1f}x ASR-only (wall time); "
+        "flop_per_position_vs_asr: forward FLOPs per position of the first measured batch (load-independent; "
+        "> 1 means more work per position than ASR-only)",
         "3. Layout building (braids from records; with_flatten adds the flattening to positions)\n"
         + format_table(result["layout_building"], ["layout", "utterances", "utterances_per_s",
                                                    "utterances_per_cpu_s", "with_flatten_per_s"]),
