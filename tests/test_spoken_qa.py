@@ -32,6 +32,7 @@ class EchoJudge:
 
     def transcribe(self, wav_paths, batch_size=8, on_batch=None):
         self.calls += 1
+        self.last = [Path(path).stem.rsplit("-", 1)[0] for path in wav_paths]
         texts = []
         for path in wav_paths:
             pair_id = Path(path).stem.rsplit("-", 1)[0]
@@ -101,6 +102,13 @@ def test_build_drops_exactly_the_pair_the_judge_mishears_and_resumes(tmp_path):
     with_units = load_spoken_qa(out / "train.jsonl") + load_spoken_qa(out / "test.jsonl")
     for pair in with_units:
         assert abs(len(pair.units) - pair.answer_duration * 25) <= 1
+    # a logged transcript of ANOTHER answer sentence under the same id (other n or seed) is not reused
+    log = out / "judge.jsonl"
+    lines = log.read_text().splitlines()
+    stale = json.loads(lines[0]) | {"answer": "Something else entirely."}
+    log.write_text("\n".join([json.dumps(stale), *lines[1:]]) + "\n")
+    build_spoken_qa(out, n, tokenizer, judge, progress=False)
+    assert judge.calls == 2 and judge.last == [stale["id"]]
 
 
 def test_load_reports_file_and_line(tmp_path):

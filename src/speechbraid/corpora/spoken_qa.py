@@ -3,7 +3,8 @@
 Steps (each resumable; a re-run skips what is on disk):
 
 1. QA pairs: short-answer questions from :func:`make_sqa_questions` (WordNet antonyms and hypernyms,
-   arithmetic, calendar) plus drug questions from the drug dictionary ("What kind of thing is aspirin?").
+   arithmetic, calendar; :data:`QA_MIX`) plus drug questions from the drug dictionary
+   ("What kind of thing is aspirin?").
    Each short answer is rewritten into a full answer sentence by a per-kind template
    ("The opposite of hot is cold."); the sentence is what the model must say.
 2. Splits: train/test by a hash of the normalised question text, so no question is in both.
@@ -40,7 +41,9 @@ from speechbraid.evaluation.normalize import normalize_for_wer
 from speechbraid.training.checkpoint import atomic_write_text
 
 MAX_ANSWER_WER = 0.2
-DRUG_SHARE = 0.2  # of the candidates: drug-dictionary questions; the rest follow questions.SQA_MIX
+DRUG_SHARE = 0.2  # of the candidates: drug-dictionary questions; the rest follow QA_MIX
+# questions.SQA_MIX with fewer calendar questions: there are only 38 of them, and a few hundred pairs are needed
+QA_MIX = {"antonym": 0.3, "hypernym": 0.35, "arithmetic": 0.3, "calendar": 0.05}
 DRUG_ANSWERS = ("medicine", "drug", "medication")
 SPEECH_DIR = "speech"
 SPLITS = ("train", "test")
@@ -134,7 +137,7 @@ def make_qa_candidates(n: int, seed: int = 0) -> list[SpokenQA]:
     drugs = drug_questions(seed)
     if len(drugs) < n_drug:
         raise ConfigError(f"only {len(drugs)} drug questions can be made; {n_drug} asked")
-    questions = make_sqa_questions(n - n_drug, seed=seed) + drugs[:n_drug]
+    questions = make_sqa_questions(n - n_drug, seed=seed, mix=QA_MIX) + drugs[:n_drug]
     random.Random(f"{seed}:spoken-qa:order").shuffle(questions)
     return [SpokenQA(f"sqa-{i:05d}", q.kind, split_of(q.question), q.question, q.answers, answer_sentence(q))
             for i, q in enumerate(questions)]
@@ -259,11 +262,13 @@ def _judge_answers(pairs: Sequence[SpokenQA], log: Path, judge: str | Path | Jud
                    progress: bool) -> dict[str, str]:
     """Judge transcripts of every answer's audio; appended to ``log`` per batch, so a re-run resumes."""
     heard: dict[str, str] = {}
+    answers = {p.id: p.answer_text for p in pairs}
     lines = log.read_text(encoding="utf-8").splitlines(keepends=True) if log.is_file() else []
     for number, line in enumerate(lines, start=1):
         try:
             obj = json.loads(line)
-            heard[obj["id"]] = obj["text"]
+            if answers.get(obj["id"]) == obj["answer"]:  # another n or seed gives ids other sentences
+                heard[obj["id"]] = obj["text"]
         except (json.JSONDecodeError, KeyError, TypeError):
             if number < len(lines):
                 raise InputError("corrupt judge log line; delete the file to judge again", log, number) from None
@@ -282,7 +287,8 @@ def _judge_answers(pairs: Sequence[SpokenQA], log: Path, judge: str | Path | Jud
         def on_batch(indices: list[int], texts: list[str]) -> None:
             for i, text in zip(indices, texts, strict=True):
                 heard[todo[i].id] = text
-                handle.write(json.dumps({"id": todo[i].id, "text": text}, ensure_ascii=False) + "\n")
+                handle.write(json.dumps({"id": todo[i].id, "answer": todo[i].answer_text, "text": text},
+                                        ensure_ascii=False) + "\n")
             handle.flush()
             bar.update(len(indices))
 
@@ -303,7 +309,8 @@ def _with_units(pairs: Sequence[SpokenQA], units_model: Any, out: Path,
     config = tokenizer.config
     tag = f"{config.encoder}-{config.n_units}-{config.rate_hz:g}hz"
     source, target = out / "answers.jsonl", out / f"answers.units-{tag}.jsonl"
-    if not target.is_file() or [r.id for r in read_manifest(target)] != [p.id for p in pairs]:
+    wanted = [(p.id, p.answer_text) for p in pairs]
+    if not target.is_file() or [(r.id, r.text) for r in read_manifest(target)] != wanted:
         target.unlink(missing_ok=True)
         write_manifest([Utterance(id=p.id, text=p.answer_text, audio=p.answer_audio, duration=p.answer_duration)
                         for p in pairs], source)
