@@ -75,15 +75,15 @@ def test_max_duration_splits_at_largest_internal_gap() -> None:
     spec = words_at([
         ("a", 0.0, 1.0), ("b", 1.05, 2.0), ("c", 2.1, 3.0), ("d", 3.15, 4.0), ("e", 4.05, 5.0),
     ])
-    assert texts(segment_words(spec, max_duration=None)) == ["a b c d e"]
-    segments = segment_words(spec, max_duration=3.5)
+    assert texts(segment_words(spec, gap=0.2, max_duration=None)) == ["a b c d e"]
+    segments = segment_words(spec, gap=0.2, max_duration=3.5)
     assert texts(segments) == ["a b c", "d e"]
     assert all(s.duration <= 3.5 for s in segments)
 
 
 def test_max_duration_recurses_and_keeps_time_order() -> None:
     spec = words_at([(f"w{i}", i * 1.0, i * 1.0 + 0.9) for i in range(8)])  # equal 0.1 s gaps
-    segments = segment_words(spec, max_duration=2.0)
+    segments = segment_words(spec, gap=0.2, max_duration=2.0)
     assert all(s.duration <= 2.0 for s in segments)
     assert [w for s in segments for w in s.words] == spec  # nothing lost, nothing reordered
     # equal gaps: the cut goes nearest the middle, so parts are balanced (2 words each)

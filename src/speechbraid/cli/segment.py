@@ -13,7 +13,7 @@ from typing import IO, Any
 from tqdm import tqdm
 
 from speechbraid.data.manifest import iter_manifest
-from speechbraid.data.segment import SEGMENT_MODES, SegmentStats, segment_words
+from speechbraid.data.segment import DEFAULT_GAP, SEGMENT_MODES, SegmentStats, segment_words
 from speechbraid.errors import ConfigError, ManifestError
 
 
@@ -32,7 +32,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("manifest", metavar="MANIFEST", help="JSONL manifest with word alignments")
     parser.add_argument("--by", choices=(*SEGMENT_MODES, "both"), default="both",
                         help="where segments break; 'both' compares the two modes")
-    parser.add_argument("--gap", type=float, default=0.2, help="silence in seconds that ends a segment")
+    parser.add_argument("--gap", type=float, default=DEFAULT_GAP,
+                        help="silence in seconds that ends a segment (default: %(default)s)")
     parser.add_argument("--max-duration", type=float, default=10.0,
                         help="longest segment in seconds (longer ones split at the largest gap); 0 = no limit")
     parser.add_argument("--max-words", type=int, default=0, help="most words per segment; 0 = no limit")

@@ -28,6 +28,11 @@ _CLOSERS = "\"')]}»”’"
 _GAP_EPS = 1e-6
 _TIE_EPS = 1e-4  # manifest time resolution: gaps closer than this are the same gap
 
+# Silence (seconds) that ends a segment by default. espeak-ng pauses ~0.15 s at commas and clause ends and
+# leaves no gap between words inside a clause, so 0.1 s finds every pause it makes; natural read speech
+# (MFA alignments) pauses similarly or longer at phrase breaks.
+DEFAULT_GAP = 0.1
+
 # Fixed histogram edges so the two modes (and different corpora) are comparable bin by bin.
 WORD_BINS: tuple[float, ...] = (1, 2, 3, 4, 6, 8, 11, 16, 21, 31, 51, float("inf"))
 SECOND_BINS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, float("inf"))
@@ -69,7 +74,7 @@ def segment_words(
     words: Sequence[WordAlignment],
     *,
     by: SegmentBy = "silence",
-    gap: float = 0.2,
+    gap: float = DEFAULT_GAP,
     max_duration: float | None = 10.0,
     max_words: int | None = None,
 ) -> list[Segment]:

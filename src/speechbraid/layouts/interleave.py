@@ -28,7 +28,7 @@ from typing import Literal
 
 from speechbraid.braid.spans import Braid, Span, SpecialSpan, SpeechSpan, TextSpan
 from speechbraid.data.records import Utterance, WordAlignment
-from speechbraid.data.segment import SegmentBy, segment_words
+from speechbraid.data.segment import DEFAULT_GAP, SegmentBy, segment_words
 from speechbraid.layouts.tokenizer import TextTokenizer
 
 Variant = Literal["speech-first", "text-first"]
@@ -44,7 +44,7 @@ class InterleaveLayout:
     end: str | None = None  # special token closing the sequence
     eos: bool = True  # end the last text unit with the LLM's EOS (with loss)
     segment_by: SegmentBy = "silence"
-    gap: float = 0.2  # seconds of silence that end a segment
+    gap: float = DEFAULT_GAP  # seconds of silence that end a segment
     max_segment_duration: float | None = 10.0
 
 
