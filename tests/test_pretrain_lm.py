@@ -17,8 +17,9 @@ from speechbraid.cli.main import main
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.models.registry import resolve_model
 from speechbraid.models.text_lm import save_tokenizer, train_bpe_tokenizer
-from speechbraid.training.pretrain_lm import batch_indices, pack_blocks, pretrain_lm
+from speechbraid.training.pretrain_lm import pack_blocks, pretrain_lm
 from speechbraid.training.runlog import read_train_log
+from speechbraid.training.runtime import batch_indices
 
 SENTENCES = [
     "The patient was given 50 mg of Aspirin, twice a day.",

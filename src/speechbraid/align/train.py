@@ -9,7 +9,6 @@ so a resumed run sees exactly the batches an uninterrupted one would.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -25,10 +24,9 @@ from speechbraid.data.features import pad_features
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.models.encoders import ConformerConfig
-from speechbraid.training.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
-from speechbraid.training.pretrain_lm import batch_indices
-from speechbraid.training.runlog import LOG_FILE, read_train_log, truncate_log
-from speechbraid.training.runtime import pick_device, rng_state, seed_everything, set_rng_state
+from speechbraid.training.checkpoint import atomic_write_text, latest_checkpoint, restore_or_reset, save_checkpoint
+from speechbraid.training.runlog import LOG_FILE, read_train_log
+from speechbraid.training.runtime import batch_indices, pick_device, rng_state, seed_everything
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run.json"
@@ -123,17 +121,9 @@ def train_ctc_aligner(
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, steps))
     start, train_seconds = 0, 0.0
-    state = load_checkpoint(latest, model) if latest is not None else None
+    state = restore_or_reset(ckpt_root, log_path, model, optimizer, scheduler, latest)
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         start, train_seconds = int(state["step"]), float(state["train_seconds"])
-        truncate_log(log_path, start)
-    else:
-        log_path.unlink(missing_ok=True)
-        if ckpt_root.exists():
-            shutil.rmtree(ckpt_root)
     model.to(dev).train()
     buckets = _length_buckets(examples, batch_size)
     ctc = torch.nn.CTCLoss(blank=BLANK_ID, reduction="mean", zero_infinity=True)

@@ -16,16 +16,15 @@ from typing import Any
 
 import torch
 
-from speechbraid.benchmarks.common import DEFAULT_CORPUS, bench_corpus, bench_llm, format_table, timed
+from speechbraid.benchmarks.common import DEFAULT_CORPUS, bench_setup, format_table, timed
 from speechbraid.data.features import FeatureConfig
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.inference.decode import DecodeConfig, asr_prompt, generate, measure_decode_speed
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
-from speechbraid.models.build import ModelConfig, build_speech_llm
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import SpeechLLM
-from speechbraid.training.runtime import autocast, autocast_dtype, pick_device, seed_everything
+from speechbraid.training.runtime import autocast, autocast_dtype, pick_device
 from speechbraid.training.trainer import FeatureCache
 
 
@@ -72,12 +71,9 @@ def bench_asr_decode(corpus_dir: str | Path = DEFAULT_CORPUS, *, utterances: int
         raise ValueError("need utterances >= 1 and max_new_tokens >= 1")
     dev = pick_device(device)
     with tempfile.TemporaryDirectory(prefix="speechbraid-bench-") as tmp:
-        corpus = bench_corpus(corpus_dir, tmp)
-        llm_dir, llm_note = (Path(llm), str(llm)) if llm is not None else bench_llm(tmp, corpus.text_dir)
-        seed_everything(seed)
-        config = ModelConfig(llm=str(llm_dir), conformer=conformer or ConformerConfig())
-        model, tokenizer = build_speech_llm(config)
-        model.eval()
+        setup = bench_setup(corpus_dir, tmp, llm=llm, conformer=conformer, device=dev, seed=seed)
+        corpus, config, model, tokenizer, llm_note = (setup.corpus, setup.config, setup.model.eval(), setup.tokenizer,
+                                                      setup.llm_note)
         records = [r for r in read_manifest(corpus.test) if r.audio and r.duration][:utterances]
         if not records:
             raise ValueError(f"{corpus.test} holds no utterance with audio")

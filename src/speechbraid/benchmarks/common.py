@@ -160,3 +160,29 @@ def bench_llm(work_dir: str | Path, text_dir: str | Path) -> tuple[Path, str]:
     save_tokenizer(tokenizer, out)
     return out, (f"stand-in: untrained 'small' Llama (hidden 256, 4 layers), BPE vocab {len(tokenizer)} "
                  f"({DEFAULT_LM!r} not registered)")
+
+
+@dataclass
+class BenchSetup:
+    """What every model benchmark starts from: the corpus, a speech LLM around the LLM, and notes."""
+
+    corpus: BenchCorpus
+    config: Any  # ModelConfig
+    model: Any  # SpeechLLM, on the device
+    tokenizer: Any  # the HF tokenizer
+    llm_note: str
+
+
+def bench_setup(corpus_dir: str | Path, work_dir: str | Path, *, llm: str | Path | None, conformer: Any,
+                device: Any, seed: int) -> BenchSetup:
+    """:func:`bench_corpus`, :func:`bench_llm` (unless ``llm`` is given) and a seeded speech LLM on ``device``."""
+    from speechbraid.models.build import ModelConfig, build_speech_llm
+    from speechbraid.models.encoders import ConformerConfig
+    from speechbraid.training.runtime import seed_everything
+
+    corpus = bench_corpus(corpus_dir, work_dir)
+    llm_dir, llm_note = (Path(llm), str(llm)) if llm is not None else bench_llm(work_dir, corpus.text_dir)
+    seed_everything(seed)
+    config = ModelConfig(llm=str(llm_dir), conformer=conformer or ConformerConfig())
+    model, tokenizer = build_speech_llm(config)
+    return BenchSetup(corpus, config, model.to(device), tokenizer, llm_note)

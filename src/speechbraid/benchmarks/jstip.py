@@ -27,8 +27,7 @@ from speechbraid.batching.collate import IGNORE_INDEX, BraidBatch, collate, flat
 from speechbraid.benchmarks.common import (
     DEFAULT_CORPUS,
     Timing,
-    bench_corpus,
-    bench_llm,
+    bench_setup,
     format_table,
     in_fresh_process,
     median,
@@ -313,13 +312,9 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
     rows, max_len = rows or defaults.rows, max_len or defaults.max_len
     dev = pick_device(device)
     with tempfile.TemporaryDirectory(prefix="speechbraid-bench-") as tmp:
-        corpus = bench_corpus(corpus_dir, tmp)
-        llm_dir, llm_note = (Path(llm), str(llm)) if llm is not None else bench_llm(tmp, corpus.text_dir)
-        seed_everything(seed)
-        config = ModelConfig(llm=str(llm_dir), conformer=conformer or ConformerConfig())
-        model, hf_tokenizer = build_speech_llm(config)
-        model.to(dev)
-        tokenizer = HFTextTokenizer(hf_tokenizer)
+        setup = bench_setup(corpus_dir, tmp, llm=llm, conformer=conformer, device=dev, seed=seed)
+        corpus, config, model, llm_note = setup.corpus, setup.config, setup.model, setup.llm_note
+        tokenizer = HFTextTokenizer(setup.tokenizer)
         records = list(read_manifest(corpus.train))[:layout_utterances]
         layouts = measure_layout_building(records, tokenizer, model)
 

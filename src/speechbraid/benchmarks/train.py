@@ -19,18 +19,17 @@ from speechbraid.benchmarks.common import (
     DEFAULT_CORPUS,
     BenchCorpus,
     Timing,
-    bench_corpus,
-    bench_llm,
+    bench_setup,
     format_table,
     median,
     timed,
 )
 from speechbraid.layouts.tokenizer import HFTextTokenizer
-from speechbraid.models.build import ModelConfig, build_speech_llm, set_trainable
+from speechbraid.models.build import set_trainable
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
-from speechbraid.training.runtime import autocast, autocast_dtype, pick_device, seed_everything
+from speechbraid.training.runtime import autocast, autocast_dtype, pick_device
 from speechbraid.training.trainer import DataConfig, FeatureCache
 
 ASSEMBLY_TARGET = 0.10  # acceptable extra time of the speech step (encoder outputs cached) over the bare LLM
@@ -251,12 +250,9 @@ def bench_train(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 5, warm
     rows, max_len = rows or defaults.rows, max_len or defaults.max_len
     dev = pick_device(device)
     with tempfile.TemporaryDirectory(prefix="speechbraid-bench-") as tmp:
-        corpus = bench_corpus(corpus_dir, tmp)
-        llm_dir, llm_note = (Path(llm), str(llm)) if llm is not None else bench_llm(tmp, corpus.text_dir)
-        seed_everything(seed)
-        config = ModelConfig(llm=str(llm_dir), conformer=conformer or ConformerConfig())
-        model, tokenizer = build_speech_llm(config)
-        model.to(dev)
+        setup = bench_setup(corpus_dir, tmp, llm=llm, conformer=conformer, device=dev, seed=seed)
+        corpus, config, model, tokenizer, llm_note = (setup.corpus, setup.config, setup.model, setup.tokenizer,
+                                                      setup.llm_note)
         sources = mix_sources(corpus, tokenizer, model)
         packing = measure_packing(sources, rows, max_len, packing_batches, seed)
         features = FeatureCache(config.feature_config)

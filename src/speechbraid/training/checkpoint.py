@@ -77,3 +77,23 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
         return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError, EOFError) as exc:
         raise CheckpointError(f"cannot load trainer state: {exc}", path / STATE_FILE) from None
+
+
+def restore_or_reset(root: Path, log_path: Path, model: nn.Module, optimizer: Any, scheduler: Any,
+                     latest: Path | None) -> dict[str, Any] | None:
+    """Continue from ``latest`` (weights, optimizer, scheduler, RNG; log lines past it dropped) and return
+    its state; without one, start afresh: old checkpoints and log of the run directory are removed."""
+    from speechbraid.training.runlog import truncate_log
+    from speechbraid.training.runtime import set_rng_state
+
+    if latest is None:
+        log_path.unlink(missing_ok=True)
+        if root.exists():
+            shutil.rmtree(root)
+        return None
+    state = load_checkpoint(latest, model)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    truncate_log(log_path, int(state["step"]))
+    return state

@@ -45,9 +45,9 @@ from speechbraid.models.text_lm import (
     save_tokenizer,
     train_bpe_tokenizer,
 )
-from speechbraid.training.checkpoint import atomic_write_text, latest_checkpoint, load_checkpoint, save_checkpoint
-from speechbraid.training.runlog import LOG_FILE, read_train_log, truncate_log
-from speechbraid.training.runtime import autocast, autocast_dtype, pick_device, rng_state, set_rng_state
+from speechbraid.training.checkpoint import atomic_write_text, latest_checkpoint, restore_or_reset, save_checkpoint
+from speechbraid.training.runlog import LOG_FILE, read_train_log
+from speechbraid.training.runtime import autocast, autocast_dtype, batch_indices, pick_device, rng_state
 
 RUN_FILE = "pretrain_run.json"
 METRICS_FILE = "metrics.json"
@@ -110,19 +110,6 @@ def pack_blocks(tokenizer: PreTrainedTokenizerFast, lines: list[str], seq_len: i
     n_blocks = math.ceil(len(stream) / seq_len)
     stream.extend([tokenizer.pad_token_id] * (n_blocks * seq_len - len(stream)))
     return torch.tensor(stream, dtype=torch.long).view(n_blocks, seq_len)
-
-
-def batch_indices(step: int, batch_size: int, n_blocks: int, seed: int) -> list[int]:
-    """Block indices of optimiser step ``step``: consecutive slices of per-epoch seeded permutations."""
-    perms: dict[int, list[int]] = {}
-    out: list[int] = []
-    for sample in range(step * batch_size, (step + 1) * batch_size):
-        epoch, pos = divmod(sample, n_blocks)
-        if epoch not in perms:
-            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            perms[epoch] = torch.randperm(n_blocks, generator=gen).tolist()
-        out.append(perms[epoch][pos])
-    return out
 
 
 def _inputs(blocks: torch.Tensor, pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -268,17 +255,9 @@ def pretrain_lm(
     log_path = out / LOG_FILE
     start, train_seconds = 0, 0.0
     latest = latest_checkpoint(ckpt_root) if resume else None
-    state = load_checkpoint(latest, model) if latest is not None else None
+    state = restore_or_reset(ckpt_root, log_path, model, optimizer, scheduler, latest)
     if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
         start, train_seconds = int(state["step"]), float(state["train_seconds"])
-        truncate_log(log_path, start)
-    else:
-        log_path.unlink(missing_ok=True)
-        if ckpt_root.exists():
-            shutil.rmtree(ckpt_root)
     model.to(device)
     model.train()
 

@@ -53,3 +53,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def batch_indices(step: int, batch_size: int, n_blocks: int, seed: int) -> list[int]:
+    """Block indices of optimiser step ``step``: consecutive slices of per-epoch seeded permutations."""
+    perms: dict[int, list[int]] = {}
+    out: list[int] = []
+    for sample in range(step * batch_size, (step + 1) * batch_size):
+        epoch, pos = divmod(sample, n_blocks)
+        if epoch not in perms:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            perms[epoch] = torch.randperm(n_blocks, generator=gen).tolist()
+        out.append(perms[epoch][pos])
+    return out
