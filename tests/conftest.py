@@ -49,3 +49,22 @@ def noise_corpus(tmp_path_factory) -> Path:
                       "duration": duration, "words": align, "domain": "general"})
     (out / "manifest.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     return out / "manifest.jsonl"
+
+
+@pytest.fixture(scope="session")
+def whisper_home(tmp_path_factory) -> Path:
+    """A SPEECHBRAID_HOME holding whisper-base, imported from its PyPI wheels once per test session."""
+    from speechbraid.models.whisper_import import import_whisper
+
+    home = tmp_path_factory.mktemp("whisper_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEECHBRAID_HOME", str(home))
+        import_whisper()
+    return home
+
+
+@pytest.fixture
+def home(whisper_home, monkeypatch) -> Path:
+    """Point SPEECHBRAID_HOME at the session's whisper-base import for one test."""
+    monkeypatch.setenv("SPEECHBRAID_HOME", str(whisper_home))
+    return whisper_home

@@ -13,18 +13,8 @@ import pytest
 from speechbraid.cli.main import main
 from speechbraid.errors import ConfigError
 from speechbraid.inference.transcribe import WhisperTranscriber, collect_inputs, load_transcriber
-from speechbraid.models.whisper_import import import_whisper
 
 SENTENCE = "The bank opened a savings account for my brother."
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("speechbraid_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEECHBRAID_HOME", str(home))
-        import_whisper()
-        yield home
 
 
 def _words(text: str) -> list[str]:

@@ -11,7 +11,6 @@ import torch
 
 from speechbraid.data.audio import audio_info
 from speechbraid.errors import InputError
-from speechbraid.models.whisper_import import import_whisper
 from speechbraid.units.quality import resynthesis_report
 from speechbraid.units.tokenizer import UnitTokenizerConfig, train_tokenizer
 from speechbraid.units.vocoder import UnitToMel, UnitVocoder, VocoderConfig
@@ -26,15 +25,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("speechbraid_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEECHBRAID_HOME", str(home))
-        import_whisper()
-        yield home
 
 
 def test_resynthesis_report(home, tmp_path):

@@ -13,19 +13,9 @@ from safetensors.torch import load_file
 from speechbraid.data.audio import audio_info, load_audio
 from speechbraid.errors import ConfigError
 from speechbraid.models.registry import resolve_model
-from speechbraid.models.whisper_import import import_whisper
 from speechbraid.units.tokenizer import FeatureSource, UnitTokenizer, UnitTokenizerConfig
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng")
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("speechbraid_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEECHBRAID_HOME", str(home))
-        import_whisper()
-        yield home
 
 
 @pytest.fixture(scope="module")

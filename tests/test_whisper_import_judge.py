@@ -10,17 +10,7 @@ import jiwer
 import pytest
 
 from speechbraid.models.judge import transcribe_with_whisper
-from speechbraid.models.whisper_import import import_whisper
 from speechbraid.training.runtime import pick_device
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("speechbraid_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEECHBRAID_HOME", str(home))
-        import_whisper()
-        yield home
 
 
 def _normalise(text: str) -> str:
