@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo",
         description="The main job, end to end on the embedded default: build the default corpus (offline text "
         "sources + espeak-ng synthesis, held-out test entities), pretrain the default text LM, train an "
-        "ASR-only speech LLM and an ASR + interleaved (JSTIP) one from a shared stage 1, transcribe the "
+        "ASR speech LLM, continue it ASR-only and ASR + interleaved (JSTIP) for the same steps, transcribe the "
         "held-out test set and print WER/TER/EER per domain and the comparison table. "
         "Re-running resumes: finished steps are skipped, interrupted ones continue.",
     )

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     studies = parser.add_subparsers(dest="study", metavar="STUDY", required=True)
     jstip = studies.add_parser(
         "jstip", help="JSTIP: ASR-only vs joint vs interleaved training, domain text / TTS, IL ablation",
-        description="Train every row (same model, steps and seeds) from one shared stage 1 and score WER, "
+        description="Train every row (same model, steps and seeds) from one shared ASR warm-up and score WER, "
         "EER per domain on held-out entities, T2T/S2T multiple-choice accuracy and gap, and zero-shot "
         "spoken QA; writes results.json, table.md and table.png. Rows: " + "; ".join(ROWS) + ".",
     )

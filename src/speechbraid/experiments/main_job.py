@@ -1,8 +1,8 @@
 """The main job on the embedded default: corpus -> text prior -> ASR speech LLMs -> held-out scores.
 
-It is the JSTIP study's ``quick`` preset: one shared stage 1 (adapter only, ASR data), then stage 2 for
-an ASR-only model and for ASR + interleaved sequences, same steps and seed, both scored on the held-out
-test set. Every step resumes: re-running the command skips finished steps and continues an
+It is the JSTIP study's ``quick`` preset: one shared ASR warm-up (Conformer + adapter with the LM frozen,
+then everything), continued for the same steps and seed ASR-only and with ASR + interleaved sequences;
+both are scored on the held-out test set. Every step resumes: re-running the command skips finished steps and continues an
 interrupted one (corpus synthesis per utterance, LM and ASR training from their last checkpoint,
 transcription from its partial hypotheses file).
 """
