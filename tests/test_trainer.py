@@ -180,3 +180,13 @@ def test_encoder_cache_gives_the_encoders_own_outputs_while_frozen(tiny_llm_dir,
 
 def model_feature_config(trainer):
     return trainer.config.model.feature_config
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_llm_dir, noise_corpus):
+    config = tiny_config(tiny_llm_dir, noise_corpus, steps=(1, 1))
+    train(config, tmp_path / "run", progress=False, stop_after=1)
+    changed = tiny_config(tiny_llm_dir, noise_corpus, steps=(1, 5))
+    with pytest.raises(ConfigError, match="cannot resume with other settings .*stages"):
+        train(changed, tmp_path / "run", progress=False, resume=True)
+    train(config, tmp_path / "run", progress=False, resume=True)  # the same settings resume
+    assert len(read_train_log(tmp_path / "run")) == 2

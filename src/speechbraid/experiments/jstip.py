@@ -252,7 +252,7 @@ def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[st
 
     transcriber = load_transcriber(model_dir)
     if spec.test_limit is not None:
-        test = _head(test, spec.test_limit, run_dir / "test_subset.jsonl")
+        test = _spread(test, spec.test_limit, run_dir / "test_subset.jsonl")
     asr = evaluate_model(transcriber, test, hyps_out=run_dir / "test_hyps.jsonl", progress=progress)
     atomic_write_text(run_dir / "test_eval.json", json.dumps(asr, indent=2) + "\n")
     gap = sqa = None
@@ -265,8 +265,11 @@ def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[st
     return _metrics(asr, gap, sqa)
 
 
-def _head(manifest: Path, n: int, out: Path) -> Path:
+def _spread(manifest: Path, n: int, out: Path) -> Path:
+    """``n`` records evenly spaced through the manifest (its splits are ordered by domain: every domain stays)."""
     from speechbraid.data.manifest import read_manifest, write_manifest
 
-    write_manifest([r for _, r in zip(range(n), read_manifest(manifest), strict=False)], out)
+    total = sum(1 for _ in read_manifest(manifest))
+    keep = {i * total // n for i in range(min(n, total))}
+    write_manifest([r for i, r in enumerate(read_manifest(manifest)) if i in keep], out)
     return out

@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+import yaml
 from tqdm import tqdm
 
 from speechbraid.batching.collate import collate
-from speechbraid.config import save_config
+from speechbraid.config import save_config, to_dict
 from speechbraid.data.features import FeatureConfig
 from speechbraid.errors import ConfigError
 from speechbraid.layouts.tokenizer import HFTextTokenizer
@@ -174,11 +175,13 @@ class Trainer:
         """Train to the end (or ``stop_after`` global steps, checkpointed as an interruption would be);
         the finished model is saved to ``out_dir/model``. Returns the last step's metrics."""
         config, out, model = self.config, self.out, self.model
+        step, state = 0, None
+        latest = ckpt.latest_checkpoint(out / "checkpoints") if resume else None
+        if latest is not None:
+            _check_same_run(out / "config.yaml", config)
         if self.main:
             out.mkdir(parents=True, exist_ok=True)
             save_config(config, out / "config.yaml")
-        step, state = 0, None
-        latest = ckpt.latest_checkpoint(out / "checkpoints") if resume else None
         if latest is not None:
             state = ckpt.load_checkpoint(latest, model)
             step = int(state["step"])
@@ -266,6 +269,18 @@ class Trainer:
         return {"loss": loss_sum / config.grad_accum, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
                 "target_tokens": tokens, "fill": filled / max(positions, 1), "audio_seconds": audio_s,
                 "tokens_per_s": positions / seconds}
+
+
+def _check_same_run(saved_path: Path, config: TrainConfig) -> None:
+    """Resuming with other settings would silently mix two runs: refuse, naming the differing options."""
+    if not saved_path.is_file():
+        return
+    saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+    current = to_dict(config)
+    differing = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
+    if differing:
+        raise ConfigError(f"{saved_path}: cannot resume with other settings (differing: {', '.join(differing)}); "
+                          "use the same config or another --out")
 
 
 def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
