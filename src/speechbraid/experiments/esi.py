@@ -31,6 +31,7 @@ from speechbraid.braid.vocab import VocabLayout
 from speechbraid.corpora.spoken_qa import Judge, SpokenQA, load_spoken_qa
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.evaluation.generation import generation_prompt
+from speechbraid.experiments.common import corpus_and_text_prior
 from speechbraid.layouts.tokenizer import TextTokenizer
 from speechbraid.patterns import build_generation_braid, get_pattern
 from speechbraid.training.checkpoint import atomic_write_text
@@ -152,9 +153,7 @@ def run_esi_study(out_dir: str | Path = "runs/esi", corpus_dir: str | Path = "da
                   patterns: Sequence[str] = PATTERN_NAMES, device: str | None = None,
                   progress: bool = True) -> dict[str, Any]:
     """Run (or resume) the study; writes ``results.json``, ``table.md`` and ``table.png`` under ``out_dir``."""
-    from speechbraid.corpora import build_default_corpus
     from speechbraid.corpora.spoken_qa import build_spoken_qa
-    from speechbraid.training.pretrain_lm import pretrain_lm
 
     if preset not in PRESETS:
         raise ConfigError(f"unknown study preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -165,11 +164,8 @@ def run_esi_study(out_dir: str | Path = "runs/esi", corpus_dir: str | Path = "da
     out, corpus = Path(out_dir), Path(corpus_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    build_default_corpus(corpus, size=spec.corpus_size, progress=progress)
-    if lm_dir is None:
-        lm_dir = out / "lm"
-        pretrain_lm([corpus / "text" / "general_lm.txt", corpus / "text" / "domain.txt"], lm_dir,
-                    preset=spec.lm_preset, steps=spec.lm_steps, resume=True, progress=progress)
+    lm_dir = corpus_and_text_prior(out, corpus, corpus_size=spec.corpus_size, lm_preset=spec.lm_preset,
+                                   lm_steps=spec.lm_steps, lm_dir=lm_dir, progress=progress)
     if isinstance(judge, str | Path):
         judge = _LazyJudge(judge, device)
     qa = out / "qa"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from speechbraid.errors import ConfigError
+from speechbraid.experiments.common import corpus_and_text_prior
 from speechbraid.training.checkpoint import atomic_write_text
 
 
@@ -161,8 +162,6 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
     """Run (or resume) the study; writes ``results.json``, ``table.md`` and ``table.png`` under ``out_dir``."""
     from speechbraid.config import load_config
     from speechbraid.configs import resolve_config
-    from speechbraid.corpora import build_default_corpus
-    from speechbraid.training.pretrain_lm import pretrain_lm
     from speechbraid.training.trainer import TrainConfig, train
 
     if preset not in PRESETS:
@@ -175,11 +174,8 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
     out, corpus = Path(out_dir), Path(corpus_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    build_default_corpus(corpus, size=spec.corpus_size, progress=progress)
-    if lm_dir is None:
-        lm_dir = out / "lm"
-        pretrain_lm([corpus / "text" / "general_lm.txt", corpus / "text" / "domain.txt"], lm_dir,
-                    preset=spec.lm_preset, steps=spec.lm_steps, resume=True, progress=progress)
+    lm_dir = corpus_and_text_prior(out, corpus, corpus_size=spec.corpus_size, lm_preset=spec.lm_preset,
+                                   lm_steps=spec.lm_steps, lm_dir=lm_dir, progress=progress)
     manifests = {"asr": corpus / "speech" / "train" / "manifest.jsonl", "domain": corpus / "text" / "domain.jsonl"}
     if any(s.data == "tts" for r in chosen for s in ROWS[r]):
         manifests["tts"] = _tts_pairs(corpus, out / "tts", spec.n_tts, progress)
