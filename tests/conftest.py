@@ -68,3 +68,14 @@ def home(whisper_home, monkeypatch) -> Path:
     """Point SPEECHBRAID_HOME at the session's whisper-base import for one test."""
     monkeypatch.setenv("SPEECHBRAID_HOME", str(whisper_home))
     return whisper_home
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits, which make a busy shared CPU ~100x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

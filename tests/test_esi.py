@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from speechbraid.batching.collate import IGNORE_INDEX
 from speechbraid.braid.spans import ParallelSpan, SpecialSpan, SpeechSpan, TextSpan
@@ -46,12 +45,7 @@ PAIR = SpokenQA("sqa-1", "antonym", "train", "What is the opposite of hot?", ("c
                 question_audio="/q.wav", question_duration=1.2, units=tuple(range(20)))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", ["interleaved", "esi", "parallel"])

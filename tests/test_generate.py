@@ -26,12 +26,7 @@ QUESTIONS = [SQAQuestion("q0", "antonym", "What is the opposite of hot?", ("cold
              SQAQuestion("q2", "calendar", "What day comes after Monday?", ("Tuesday",))]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class ScriptedJudge:

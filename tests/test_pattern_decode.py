@@ -36,13 +36,7 @@ PATTERNS = [PLAIN, ESI, PARALLEL]
 PROMPTS = [Braid((TextSpan(tuple(range(1, 1 + n)), False),), id=f"p{n}") for n in (3, 9, 5)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models decode one position at a time: on a shared CPU, extra threads only contend (~30x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @functools.cache

@@ -29,13 +29,7 @@ SENTENCES = ["Take aspirin twice daily.", "The bank opened a savings account.",
              "Rest well and drink water.", "Transfer fifty dollars today."]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits, which make a busy shared CPU ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from speechbraid.cli.main import main
 from speechbraid.data.audio import audio_info, write_wav
 from speechbraid.data.manifest import read_manifest
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits, which make a busy shared CPU ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

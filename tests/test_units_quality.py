@@ -15,16 +15,8 @@ from speechbraid.units.quality import resynthesis_report
 from speechbraid.units.tokenizer import UnitTokenizerConfig, train_tokenizer
 from speechbraid.units.vocoder import UnitToMel, UnitVocoder, VocoderConfig
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One thread avoids OpenMP spin-waits, which make a busy shared CPU many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 def test_resynthesis_report(home, tmp_path):

@@ -23,13 +23,7 @@ from speechbraid.units.vocoder import (
 TINY = {"n_units": 12, "d_model": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits, which make a busy shared CPU ~100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _chirp(seconds: float = 1.0) -> np.ndarray:
