@@ -12,6 +12,7 @@ from speechbraid.corpora import CorpusSummary, build_default_corpus, check_held_
 from speechbraid.corpora.banking import BANKING_FRAMES, banking_fillers, brand_stems, institution_stems
 from speechbraid.corpora.clean import clean_sentence, dedupe, split_sentences
 from speechbraid.corpora.medical import MEDICAL_FRAMES, drug_names, medical_fillers
+from speechbraid.corpora.splits import HELD_OUT_TYPES
 from speechbraid.corpora.templates import fill
 from speechbraid.data.manifest import read_manifest
 
@@ -90,15 +91,26 @@ def test_tiny_build_holds_out_dev_and_test_entities(tiny_text: Path) -> None:
             assert record.audio is None
             for e in record.entities:
                 assert record.text[e.start : e.end] == e.text
-    # The check really looks: planting a test drug into the domain text is reported.
+    # The domain text carries names of the test pool (the adaptation vocabulary the speech pairs lack);
+    # check_held_out above already showed it holds no dev entity.
+    def names(split: str) -> set[str]:
+        return {e.text for r in read_manifest(tiny_text / "text" / f"{split}.jsonl") for e in r.entities
+                if e.type in HELD_OUT_TYPES}
+
+    assert names("domain") - names("train")
+    # The check really looks: a test drug planted in the speech transcripts or the LM text, or a dev drug
+    # planted in the domain text, is reported.
     drug = next(e.text for r in test for e in r.entities if e.type == "drug")
-    planted = tiny_text.parent / "planted"
-    (planted / "text").mkdir(parents=True)
-    for path in (tiny_text / "text").iterdir():
-        (planted / "text" / path.name).write_text(path.read_text())
-    with (planted / "text" / "domain.txt").open("a") as handle:
-        handle.write(f"Take {drug} twice daily.\n")
-    assert [leak.entity for leak in check_held_out(planted)] == [drug]
+    dev_drug = next(e.text for r in read_manifest(tiny_text / "text" / "dev.jsonl") for e in r.entities
+                    if e.type == "drug")
+    for file, name in (("train.txt", drug), ("general_lm.txt", drug), ("domain.txt", dev_drug)):
+        planted = tiny_text.parent / f"planted-{file}"
+        (planted / "text").mkdir(parents=True)
+        for path in (tiny_text / "text").iterdir():
+            (planted / "text" / path.name).write_text(path.read_text())
+        with (planted / "text" / file).open("a") as handle:
+            handle.write(f"Take {name} twice daily.\n")
+        assert [leak.entity for leak in check_held_out(planted)] == [name]
 
 
 def test_general_lm_text_disjoint_from_speech_sentences(tiny_text: Path) -> None:
@@ -122,6 +134,12 @@ def test_rebuild_with_other_parameters_is_refused(tiny_text: Path) -> None:
 
     with pytest.raises(ConfigError, match="size=tiny seed=3"):
         build_default_corpus(tiny_text, size="tiny", seed=9, synth=False, progress=False)
+    # a corpus written by an older format (no "format" in its marker) is refused too, not silently reused
+    old = tiny_text.parent / "old-format"
+    (old / "text").mkdir(parents=True)
+    (old / "text" / "done.json").write_text('{"size": "tiny", "seed": 3}\n')
+    with pytest.raises(ConfigError, match="format=1"):
+        build_default_corpus(old, size="tiny", seed=3, synth=False, progress=False)
 
 
 def test_tiny_build_end_to_end_with_synthesis_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""ESI study pieces: generation braids from a QA pair per pattern, the generation source in the trainer's mix,
+"""ESI study pieces: generation braids from a QA pair per pattern, generation layouts as training sources,
 and ``experiment esi --preset tiny`` end to end (fake judge, real espeak, LM, units, vocoder and training)."""
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from speechbraid.braid.vocab import VocabLayout
 from speechbraid.cli.main import main
 from speechbraid.corpora.spoken_qa import SpokenQA, make_qa_candidates, write_spoken_qa
 from speechbraid.errors import InputError
-from speechbraid.experiments.esi import (
-    GenerationSource,
-    GenerationSourceConfig,
-    qa_generation_braid,
-    run_esi_study,
-)
+from speechbraid.experiments.esi import run_esi_study
 from speechbraid.inference.patterns import teacher_forced_lengths
+from speechbraid.layouts.generation import qa_generation_braid
 from speechbraid.patterns import get_pattern, response_steps
+from speechbraid.training.data import BraidSource, SourceConfig
 
 
 class WordTokenizer:
@@ -72,17 +69,25 @@ def test_generation_braid_from_a_qa_pair(name, modality):
         assert response_steps(braid) < response_steps(qa_generation_braid(PAIR, "interleaved", modality, tok))
 
 
-def test_generation_source_alternates_prompts_and_checks_units(tmp_path):
+def test_generation_layout_source_alternates_prompts_and_checks_its_pairs(tmp_path):
     path = write_spoken_qa([PAIR], tmp_path / "qa.jsonl")
     vocab = VocabLayout(text_size=100, num_units=20)
-    source = GenerationSource(GenerationSourceConfig(str(path), "esi"), WordTokenizer(), vocab, 12.5)
+    source = BraidSource(SourceConfig(str(path), "gen-esi"), WordTokenizer(), vocab, 12.5)
     flats = [source.example(0, epoch) for epoch in (0, 1)]
     assert sorted(f.num_frames > 0 for f in flats) == [False, True]  # one text prompt, one speech prompt
     for flat in flats:
         targets = [label for label in flat.labels if label != IGNORE_INDEX]
         assert vocab.special_id("<|S|>") in targets and vocab.special_id("<|eos_speech|>") in targets
-    with pytest.raises(InputError, match="units outside"):
-        GenerationSource(GenerationSourceConfig(str(path), "esi"), WordTokenizer(), VocabLayout(100, 10), 12.5)
+    text_only = BraidSource(SourceConfig(str(path), "gen-esi", variant="text"), WordTokenizer(), vocab, 12.5)
+    assert all(text_only.example(0, epoch).num_frames == 0 for epoch in (0, 1))
+    with pytest.raises(InputError, match=r"(?s)qa.jsonl.*qa.jsonl:1: \[sqa-1\] unit 19 outside the model's 10 units"):
+        BraidSource(SourceConfig(str(path), "gen-esi"), WordTokenizer(), VocabLayout(100, 10), 12.5)
+    silent = write_spoken_qa([SpokenQA(**{**vars(PAIR), "question_audio": None})], tmp_path / "silent.jsonl")
+    with pytest.raises(InputError, match="no question audio for a speech prompt"):
+        BraidSource(SourceConfig(str(silent), "gen-esi"), WordTokenizer(), vocab, 12.5)
+    BraidSource(SourceConfig(str(silent), "gen-esi", variant="text"), WordTokenizer(), vocab, 12.5)  # text prompts only
+    with pytest.raises(ValueError, match="unknown variant 'speech-first' for layout 'gen-esi'"):
+        SourceConfig(str(path), "gen-esi", variant="speech-first")
 
 
 class AnswerJudge:

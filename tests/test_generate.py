@@ -59,8 +59,7 @@ def tiny_models(tmp_path_factory, tiny_llm_dir):
     answers have noise audio and made-up units; and a tiny untrained vocoder."""
     from speechbraid.config import load_config
     from speechbraid.configs import resolve_config
-    from speechbraid.experiments.esi import GenerationSourceConfig, GenerationTrainer
-    from speechbraid.training.trainer import TrainConfig
+    from speechbraid.training.trainer import TrainConfig, train
 
     root = tmp_path_factory.mktemp("gen")
     rng = np.random.default_rng(0)
@@ -78,11 +77,12 @@ def tiny_models(tmp_path_factory, tiny_llm_dir):
     for name in ("esi", "parallel"):
         overrides = [f"model.llm={tiny_llm_dir}", f"model.num_units={N_UNITS}",
                      f"model.speech_head={'true' if name == 'parallel' else 'false'}",
-                     f"data.train=[{{manifest: '{root / 'asr.jsonl'}', layout: asr}}]",
+                     f"data.train=[{{manifest: '{root / 'asr.jsonl'}', layout: asr}}, "
+                     f"{{manifest: '{qa}', layout: gen-{name}}}]",
                      "stages=[{name: full, steps: 3, lr: 1.0e-3}]", "tensorboard=false", "data.rows=2",
                      "model.conformer={d_model: 32, n_layers: 1, n_heads: 2}"]
-        config = load_config(TrainConfig, resolve_config("asr_default"), overrides)
-        GenerationTrainer(config, root / name, [GenerationSourceConfig(str(qa), name)]).fit(progress=False)
+        config = load_config(TrainConfig, resolve_config("asr_conformer"), overrides)
+        train(config, root / name, progress=False)
         models[name] = root / name / "model"
     torch.manual_seed(0)
     vocoder_dir = UnitVocoder(UnitToMel(VocoderConfig(n_units=N_UNITS, d_model=16)), gl_iters=4).save(root / "voc")

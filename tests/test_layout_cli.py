@@ -16,7 +16,7 @@ from speechbraid.cli.layout import braids_to_show
 from speechbraid.cli.main import main
 from speechbraid.data.audio import write_wav
 from speechbraid.data.manifest import read_manifest
-from speechbraid.layouts.registry import LAYOUT_NAMES
+from speechbraid.layouts.registry import UTTERANCE_LAYOUTS
 from speechbraid.layouts.tokenizer import HFTextTokenizer
 
 
@@ -92,7 +92,7 @@ def test_word_il_both_variants_spans_frames_and_last_text(manifest: Path, tiny_l
 
 
 @pytest.mark.parametrize("variant", ["speech-first", "text-first"])
-@pytest.mark.parametrize("layout", LAYOUT_NAMES)
+@pytest.mark.parametrize("layout", UTTERANCE_LAYOUTS)
 def test_json_for_every_layout_matches_the_builder(layout: str, variant: str, manifest: Path, tiny_llm_dir: Path,
                                                     tok, capsys) -> None:
     lines = layout_json(capsys, "--manifest", str(manifest), "--format", layout, "--variant", variant,

@@ -178,6 +178,30 @@ def test_encoder_cache_gives_the_encoders_own_outputs_while_frozen(tiny_llm_dir,
     assert torch.allclose(first, fresh, atol=1e-6) and torch.allclose(again, fresh, atol=1e-6)
 
 
+def test_runs_from_the_same_frozen_encoder_share_one_cache_and_training_it_detaches(tiny_llm_dir, noise_corpus):
+    from speechbraid.batching import collate
+    from speechbraid.models.build import set_trainable
+    from speechbraid.training.trainer import FeatureCache
+
+    first = Trainer(tiny_config(tiny_llm_dir, noise_corpus), "/nonexistent-run-dir")
+    second = Trainer(tiny_config(tiny_llm_dir, noise_corpus), "/nonexistent-run-dir")  # same seed: same weights
+    assert first.model.encoder_cache is second.model.encoder_cache
+    other = tiny_config(tiny_llm_dir, noise_corpus)
+    other.seed = 1
+    assert Trainer(other, "/nonexistent-run-dir").model.encoder_cache is not first.model.encoder_cache
+
+    model = first.model.eval()
+    set_trainable(model, [r"^adapter\."])
+    batch = collate(first.batcher.next_batch(), FeatureCache(model_feature_config(first)))
+    model.encode_speech(batch)
+    shared = second.model.encoder_cache
+    assert set(shared) >= set(batch.audio)  # filled by the first run, visible to the second
+    set_trainable(model, [".*"])  # the encoder now trains: its cache no longer describes its weights
+    model.encode_speech(batch)
+    assert model.encoder_cache is not shared and not model.encoder_cache
+    assert set(shared) >= set(batch.audio)  # the other run's table is left intact
+
+
 def model_feature_config(trainer):
     return trainer.config.model.feature_config
 

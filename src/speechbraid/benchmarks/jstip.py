@@ -36,7 +36,7 @@ from speechbraid.benchmarks.common import (
 )
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import Utterance
-from speechbraid.layouts.registry import LAYOUT_NAMES, build_braid, needs_alignment
+from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, build_braid, needs_alignment
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
 from speechbraid.models.build import ModelConfig, build_speech_llm, set_trainable
 from speechbraid.models.encoders import ConformerConfig
@@ -271,7 +271,7 @@ def forward_figures(model: SpeechLLM, batch: BraidBatch, name: str, device: torc
 
 
 def measure_layout_building(records: Sequence[Utterance], tokenizer: TextTokenizer, model: SpeechLLM,
-                            layouts: Sequence[str] = LAYOUT_NAMES, repeats: int = 3) -> list[dict[str, Any]]:
+                            layouts: Sequence[str] = UTTERANCE_LAYOUTS, repeats: int = 3) -> list[dict[str, Any]]:
     """Utterances/s of building each layout's braids over ``records``, and of building + flattening them
     to positions (what the training sampler does per example): median of ``repeats`` passes, layouts
     interleaved pass by pass, after one untimed pass (tokenizer and allocator warm-up)."""

@@ -15,7 +15,7 @@ from speechbraid.data.records import Utterance
 from speechbraid.data.segment import SEGMENT_MODES
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.layouts.interleave import VARIANTS
-from speechbraid.layouts.registry import LAYOUT_NAMES, VARIANT_CHOICES, build_braid, needs_alignment, needs_audio
+from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, VARIANT_CHOICES, build_braid, needs_alignment, needs_audio
 from speechbraid.layouts.render import (
     DEFAULT_FRAME_RATE,
     BraidView,
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--manifest", required=True, metavar="MANIFEST", help="JSONL manifest")
-    parser.add_argument("--format", required=True, choices=LAYOUT_NAMES, help="layout to build")
+    parser.add_argument("--format", required=True, choices=UTTERANCE_LAYOUTS, help="layout to build")
     parser.add_argument("--variant", choices=VARIANT_CHOICES, default="speech-first",
                         help="interleaved layouts: which alternation (A1 T2 ... or T1 A2 ...); 'both' shows both")
     parser.add_argument("--segment-by", choices=SEGMENT_MODES, default="silence",

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "any option can be overridden as key.sub=value. Re-run with --resume to continue a killed run "
         "exactly where it stopped. Multi-process: torchrun --nproc-per-node N -m speechbraid train ...",
     )
-    parser.add_argument("--config", help="YAML config file, or a packaged config name: asr_default, jstip_gpu")
+    parser.add_argument("--config", help="YAML config file, or a packaged config name: "
+                        "asr_default (whisper-base encoder), asr_conformer, jstip_gpu")
     parser.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs, final model)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.rows=4")

@@ -5,7 +5,9 @@ Layout under ``out_dir``::
     text/train.jsonl|.txt     transcripts of the speech training split (general + medical + banking)
     text/dev.jsonl|.txt       transcripts of the dev split (own held-out entities)
     text/test.jsonl|.txt      transcripts of the test split (own held-out entities)
-    text/domain.jsonl|.txt    text-only domain corpus (medical + banking, training entities only)
+    text/domain.jsonl|.txt    text-only domain corpus (medical + banking): half its sentences use training
+                              entities, half the TEST entities -- the domain text without audio that JSTIP
+                              adapts with brings the vocabulary the speech training pairs lack (METHODS.md s.1)
     text/general_lm.jsonl|.txt  general text for LM pretraining (no sentence shared with speech splits)
     text/done.json            marks the text stage finished (size, seed)
     speech/<split>/manifest.jsonl  synthesised audio with word alignments (from speechbraid.synth)
@@ -40,6 +42,9 @@ from speechbraid.errors import ConfigError, InputError
 SPEECH_SPLITS = ("train", "dev", "test")
 DOMAINS = ("general", "medical", "banking")
 TEXT_CORPORA = ("train", "dev", "test", "domain", "general_lm")
+# Bumped whenever the same size and seed would give other text; a corpus built by an older version is refused
+# rather than silently mixed with the new one (2: the domain text holds the test entities).
+CORPUS_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -143,13 +148,14 @@ def write_text_corpora(out: Path, *, size: str, seed: int, progress: bool = True
     """The text stage: every text manifest and plain-text corpus; skipped when already done."""
     text_dir = out / "text"
     marker = text_dir / "done.json"
-    wanted = {"size": size, "seed": seed}
+    wanted = {"size": size, "seed": seed, "format": CORPUS_FORMAT}
     if marker.is_file():
         done = json.loads(marker.read_text(encoding="utf-8"))
         if done != wanted:
             raise ConfigError(
-                f"{out} already holds a corpus built with size={done.get('size')} seed={done.get('seed')}; "
-                f"use another output directory for size={size} seed={seed}"
+                f"{out} already holds a corpus built with size={done.get('size')} seed={done.get('seed')} "
+                f"format={done.get('format', 1)}; use another output directory (or delete it) for size={size} "
+                f"seed={seed} format={CORPUS_FORMAT}"
             )
         return
     corpora = make_text_corpora(size=size, seed=seed, progress=progress)
@@ -199,7 +205,9 @@ def make_text_corpora(*, size: str, seed: int, progress: bool = False) -> dict[s
             sents = _generate(frames, fillers_for(split), spec.speech[split], rng, seen)
             corpora[split] += [_record(f"{split}-{domain}-{i:06d}", f.text, f.entities, domain, f"{domain}-frames")
                                for i, f in enumerate(sents)]
-        sents = _generate(frames, fillers_for("train"), spec.domain_text, rng, seen)
+        half = spec.domain_text // 2
+        sents = (_generate(frames, fillers_for("train"), spec.domain_text - half, rng, seen)
+                 + _generate(frames, fillers_for("test"), half, rng, seen))
         corpora["domain"] += [_record(f"domain-{domain}-{i:06d}", f.text, f.entities, domain, f"{domain}-frames")
                               for i, f in enumerate(sents)]
         steps.update()

@@ -12,8 +12,7 @@ units are vocoded while decoding goes on (:class:`VocoderStream`) and the WAV is
 - wall seconds of decoding (vocoder time inside the streaming callback subtracted), and the time from the
   start of a batch to each response's first audio chunk (vocoder included: what a listener waits).
 
-Prompt (no loss anywhere): ``<BOS>Question: [QUESTION]\\nAnswer:`` with the question as text or as a
-speech span over its audio; the decoder appends ``<|resp|>``.
+Prompts are ``layouts.generation.generation_prompt`` (the layout training uses); the decoder appends ``<|resp|>``.
 """
 
 from __future__ import annotations
@@ -31,19 +30,13 @@ from speechbraid.corpora.questions import SQAQuestion
 from speechbraid.corpora.spoken_qa import Judge, spell_numbers
 from speechbraid.data.audio import write_wav
 from speechbraid.evaluation.asr_metrics import wer
-from speechbraid.evaluation.modality_gap import Modality, as_text_tokenizer, question_braid
+from speechbraid.evaluation.modality_gap import as_text_tokenizer
 from speechbraid.evaluation.sqa import answer_matches
-from speechbraid.layouts.tokenizer import TextTokenizer
+from speechbraid.layouts.generation import generation_prompt
+from speechbraid.layouts.question import Modality
 
-PROMPT_BEFORE = "Question:"
-PROMPT_AFTER = "\nAnswer:"
 SAMPLE_RATE = 16000
 EMPTY_AUDIO_S = 0.1  # a response without units is written as this much silence (the judge hears nothing)
-
-
-def generation_prompt(question: SQAQuestion, modality: Modality, tokenizer: TextTokenizer) -> Braid:
-    """The prompt braid of one question (module docstring); used for training and decoding alike."""
-    return question_braid(question, modality, tokenizer, PROMPT_BEFORE, PROMPT_AFTER, layout="gen-prompt")
 
 
 def score_generations(questions: Sequence[SQAQuestion], texts: Sequence[str],

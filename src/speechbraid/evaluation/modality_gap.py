@@ -36,18 +36,18 @@ batches; the LM computes logits only at each row's last prompt position.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from speechbraid.batching.collate import collate, flatten_braid
-from speechbraid.braid.spans import Braid, SpeechSpan, TextSpan
+from speechbraid.braid.spans import Braid
 from speechbraid.corpora.questions import LETTERS, MCQuestion, Question
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.layouts.question import Modality, question_braid
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
 from speechbraid.models.speech_llm import SpeechLLM
 
-Modality = Literal["text", "speech"]
 Features = Callable[[str], torch.Tensor]
 
 MC_HEADER = "The following are multiple choice questions (with answers).\n\n"
@@ -56,32 +56,6 @@ MC_HEADER = "The following are multiple choice questions (with answers).\n\n"
 def as_text_tokenizer(tokenizer: Any) -> TextTokenizer:
     """Accept either speechbraid's :class:`TextTokenizer` or the HF tokenizer ``load_speech_llm`` returns."""
     return tokenizer if hasattr(tokenizer, "eos_id") else HFTextTokenizer(tokenizer)
-
-
-def question_span(question: Question, modality: Modality, tokenizer: TextTokenizer) -> TextSpan | SpeechSpan:
-    """The question as text (``" " + question``) or as a speech span over its whole audio."""
-    if modality == "text":
-        text = " " + question.question
-        return TextSpan(tuple(tokenizer.encode(text)), False, text)
-    if modality != "speech":
-        raise ConfigError(f"modality must be 'text' or 'speech', got {modality!r}")
-    if question.audio is None or question.duration is None:
-        raise InputError(f"question '{question.id}' has no audio; build the set with synth=True for speech")
-    return SpeechSpan(0.0, question.duration)
-
-
-def question_braid(question: Question, modality: Modality, tokenizer: TextTokenizer, before: str, after: str,
-                   after_tokens: Sequence[int] = (), layout: str = "") -> Braid:
-    """``<BOS> before [QUESTION] after`` with no loss anywhere; ``after_tokens`` are appended to ``after``'s tokens."""
-    spans = (
-        TextSpan((tokenizer.bos_id,), False),
-        TextSpan(tuple(tokenizer.encode(before)), False, before),
-        question_span(question, modality, tokenizer),
-        TextSpan((*tokenizer.encode(after), *after_tokens), False, after),
-    )
-    speech = modality == "speech"
-    return Braid(spans, id=question.id, audio=question.audio if speech else None,
-                 duration=question.duration if speech else None, layout=f"{layout}:{modality}")
 
 
 def letter_tokens(tokenizer: TextTokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:

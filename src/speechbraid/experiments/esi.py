@@ -7,9 +7,8 @@ QA audio (questions and answers) so the encoder learns to hear the spoken prompt
 second (speech) head. Each model then answers the held-out questions; generated speech is vocoded while
 decoding streams and judged by the Whisper judge (``evaluation.generation``).
 
-Generation examples enter the trainer through :class:`GenerationSource` (the ``BraidSource`` interface:
-``config.weight/name``, ``frame_rate``, ``len``, ``example(index, epoch)``) and :class:`GenerationTrainer`,
-which adds them to the trainer's mix.
+Generation examples are ordinary training sources: layout ``gen-<pattern>`` over the spoken QA file
+(``layouts.registry``), so ``speechbraid train`` trains the same models from a config.
 
 Outputs under ``out_dir``: ``lm/``, ``qa/``, ``units/``, ``vocoder/``, ``runs/<pattern>/`` (model, eval
 WAVs, ``metrics.json``), ``results.json``, ``table.md`` and ``table.png``. Every step resumes.
@@ -25,96 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from speechbraid.batching.collate import FlatBraid, flatten_braid
-from speechbraid.braid.spans import Braid
-from speechbraid.braid.vocab import VocabLayout
 from speechbraid.corpora.spoken_qa import Judge, SpokenQA, load_spoken_qa
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.evaluation.generation import generation_prompt
 from speechbraid.experiments.common import corpus_and_text_prior
-from speechbraid.layouts.tokenizer import TextTokenizer
-from speechbraid.patterns import build_generation_braid, get_pattern
+from speechbraid.patterns import get_pattern
 from speechbraid.training.checkpoint import atomic_write_text
-from speechbraid.training.data import _stable_int
-from speechbraid.training.trainer import TrainConfig, Trainer
+from speechbraid.training.trainer import TrainConfig, train
 
 PATTERN_NAMES = ("interleaved", "esi", "parallel")
 PromptKind = Literal["text", "speech", "both"]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Generation training data
-
-
-def qa_generation_braid(pair: SpokenQA, pattern_name: str, modality: Literal["text", "speech"],
-                        tokenizer: TextTokenizer) -> Braid:
-    """Prompt (question as text or speech, no loss) + ``<|resp|>`` + answer text and units laid out by the pattern."""
-    if pair.units is None:
-        raise InputError(f"spoken QA pair {pair.id!r} has no answer units; build the set with a unit tokenizer")
-    prompt = generation_prompt(pair.as_question(), modality, tokenizer)
-    answer = tokenizer.encode(" " + pair.answer_text)
-    return build_generation_braid(get_pattern(pattern_name), prompt.spans, answer, pair.units,
-                                  id=f"{pair.id}:{modality}", audio=prompt.audio, duration=prompt.duration)
-
-
-@dataclass(frozen=True)
-class GenerationSourceConfig:
-    manifest: str  # a spoken QA file (corpora.spoken_qa.write_spoken_qa)
-    pattern: str
-    prompt: PromptKind = "both"  # both: text and speech prompts alternate per pair and epoch
-    weight: float = 1.0
-
-    @property
-    def name(self) -> str:
-        return f"gen:{self.pattern}:{self.prompt}:{self.manifest}"
-
-
-class GenerationSource:
-    """Spoken QA pairs as generation braids, with the interface ``training.data.MixSampler`` draws from."""
-
-    def __init__(self, config: GenerationSourceConfig, tokenizer: TextTokenizer, vocab: VocabLayout,
-                 frame_rate: float) -> None:
-        if config.weight <= 0:
-            raise ConfigError(f"source weight must be > 0, got {config.weight}")
-        get_pattern(config.pattern)  # unknown names fail here, not at the first batch
-        self.config = config
-        self.tokenizer = tokenizer
-        self.vocab = vocab
-        self.frame_rate = frame_rate
-        self.records = load_spoken_qa(config.manifest)
-        if not self.records:
-            raise InputError("no spoken QA pairs to train on", config.manifest)
-        for pair in self.records:
-            if pair.units is None or max(pair.units) >= vocab.num_units:
-                raise InputError(f"pair {pair.id!r}: no units, or units outside the model's {vocab.num_units}",
-                                 config.manifest)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def example(self, index: int, epoch: int) -> FlatBraid:
-        pair = self.records[index]
-        modality = self.config.prompt
-        if modality == "both":
-            modality = ("text", "speech")[(_stable_int(pair.id) + epoch) % 2]
-        braid = qa_generation_braid(pair, self.config.pattern, modality, self.tokenizer)
-        return flatten_braid(braid, self.vocab, self.frame_rate)
-
-
-class GenerationTrainer(Trainer):
-    """The speech-LLM trainer with generation sources added to the configured mix (same sampler, packer,
-    checkpoints and resume: the batcher's state covers every source)."""
-
-    def __init__(self, config: TrainConfig, out_dir: str | Path, generation: Sequence[GenerationSourceConfig]) -> None:
-        from speechbraid.layouts.tokenizer import HFTextTokenizer
-        from speechbraid.training.data import MixSampler, PackedBatcher
-
-        super().__init__(config, out_dir)
-        tokenizer = HFTextTokenizer(self.tokenizer)
-        extra = [GenerationSource(g, tokenizer, self.model.vocab, self.model.frame_rate) for g in generation]
-        sources = [*self.batcher.sampler.sources, *extra]
-        self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows,  # type: ignore[arg-type]
-                                     config.data.max_len, config.data.max_audio_seconds)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -263,14 +181,12 @@ def _train_pattern(name: str, run_dir: Path, lm_dir: str | Path, n_units: int, a
 
     overrides = [f"model.llm={lm_dir}", f"model.num_units={n_units}",
                  f"model.speech_head={'true' if name == 'parallel' else 'false'}",
-                 f"data.train=[{{manifest: '{asr_manifest}', layout: asr, weight: 0.5}}]", "seed=0",
+                 f"data.train=[{{manifest: '{asr_manifest}', layout: asr, weight: 0.5}}, "
+                 f"{{manifest: '{qa_train}', layout: gen-{name}, variant: both, weight: 1.0}}]", "seed=0",
                  f"stages=[{{name: full, steps: {spec.steps}, lr: {spec.lr}, warmup: 0.05}}]", *spec.overrides,
                  *([f"device={device}"] if device else [])]
-    config = load_config(TrainConfig, resolve_config("asr_default"), overrides)
-    generation = [GenerationSourceConfig(str(qa_train), name, "both", 1.0)]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "generation_sources.json", json.dumps([vars(g) for g in generation], indent=2) + "\n")
-    GenerationTrainer(config, run_dir, generation).fit(resume=True, progress=progress)
+    config = load_config(TrainConfig, resolve_config("asr_conformer"), overrides)
+    train(config, run_dir, resume=True, progress=progress)
 
 
 def _evaluate_pattern(name: str, run_dir: Path, test: Sequence[SpokenQA], vocoder: Any, judge: Judge,

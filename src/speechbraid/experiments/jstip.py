@@ -1,8 +1,9 @@
 """The JSTIP study (METHODS.md section 1, the structure of the paper's Tables I and III) at small scale.
 
-Every row starts from one shared ASR warm-up on the ASR pairs (``asr_default``'s stage 1 — Conformer and
-adapter with the text LM frozen — then ``shared_steps`` of its stage 2, everything trained), then trains
-``row_steps`` more stage-2 steps on its own data mix, once per seed, and is scored on the held-out test
+Every row starts from one shared ASR warm-up on the ASR pairs (the preset's config — ``asr_default``: the
+pretrained whisper-base encoder, frozen; stage 1 the adapter with the text LM frozen, then ``shared_steps`` of
+stage 2, adapter + LM), then trains ``row_steps`` more stage-2 steps on its own data mix, once per seed,
+and is scored on the held-out test
 set (entities never seen in training), on multiple-choice questions asked as text and as speech
 (modality gap) and on zero-shot spoken QA. The shared warm-up is a concession to a 2-core CPU: training
 every row from scratch to a usable ASR model would take hours; rows then measure the effect of each data
@@ -10,7 +11,8 @@ mix during continued training, with ``asr-only`` (more ASR steps) as the control
 
 Data names in the rows:
 - ``asr``: the default corpus's speech-text training pairs;
-- ``domain``: the text-only domain corpus (disjoint from the test sentences and entities);
+- ``domain``: the text-only domain corpus: other sentences than the test set, half of them naming test-pool
+  entities (the domain vocabulary the speech pairs lack, as in the paper); the text prior never reads it;
 - ``tts``: domain sentences synthesised into speech-text pairs for the study (TTS pairs); used with the
   ``text`` layout they are "TTS transcripts", with an interleaved layout "TTS-interleave".
 "+il" adds interleaved sequences (mixed word/segment level, silence+punctuation segments) built from
@@ -67,9 +69,9 @@ class StudyPreset:
     corpus_size: str
     lm_preset: str
     lm_steps: int | None
-    stage1_steps: int  # shared: Conformer + adapter, LLM frozen
-    shared_steps: int  # shared: everything, ASR data only
-    row_steps: int  # per row and seed: everything, the row's data mix
+    stage1_steps: int  # shared: the config's first stage (adapter, LLM frozen)
+    shared_steps: int  # shared: the config's second stage, ASR data only
+    row_steps: int  # per row and seed: the second stage again, on the row's data mix
     rows: tuple[str, ...]
     seeds: tuple[int, ...]
     n_tts: int  # domain sentences synthesised as TTS pairs
@@ -77,17 +79,19 @@ class StudyPreset:
     n_sqa: int
     test_limit: int | None  # test utterances scored per run (None: all)
     overrides: tuple[str, ...] = ()
+    config: str = "asr_default"  # packaged training config the rows start from
 
 
 _TINY_MODEL = ("model.conformer={d_model: 32, n_layers: 1, n_heads: 2}", "data.rows=2", "data.max_len=256",
                "tensorboard=false")
 PRESETS: dict[str, StudyPreset] = {
-    "small": StudyPreset("small", "small", None, 100, 200, 40, tuple(ROWS), (0, 1), 600, 40, 30, 90),
+    "small": StudyPreset("small", "small", None, 100, 400, 60, tuple(ROWS), (0, 1), 600, 40, 30, 90),
     "tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il", "asr+tts-pairs +il"), (0, 1), 4, 4, 3, 6,
-                        _TINY_MODEL),
+                        _TINY_MODEL, "asr_conformer"),
     # the main job's quick comparison (`speechbraid demo`): ASR-only vs +interleave, one seed
-    "quick": StudyPreset("small", "small", None, 100, 200, 100, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150),
-    "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None, _TINY_MODEL),
+    "quick": StudyPreset("small", "small", None, 100, 400, 100, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150),
+    "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None, _TINY_MODEL,
+                              "asr_conformer"),
 }
 
 
@@ -182,11 +186,11 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
     questions = _questions(out / "questions", spec, progress) if spec.n_mc or spec.n_sqa else None
 
     def config(steps: Sequence[int], sources: Sequence[Source], seed: int, init_from: str | None) -> TrainConfig:
-        """asr_default with this data; its stages cut to ``steps`` each (a stage with 0 steps is left out)."""
+        """The preset's config with this data; its stages cut to ``steps`` each (a stage with 0 steps is left out)."""
         listed = ", ".join(f"{{manifest: '{manifests[s.data]}', layout: {s.layout}, weight: {s.weight}, "
                            f"segment_by: '{s.segment_by}'}}" for s in sources)
         overrides = [f"model.llm={lm_dir}", f"data.train=[{listed}]", f"seed={seed}", *spec.overrides]
-        cfg = load_config(TrainConfig, resolve_config("asr_default"), overrides)
+        cfg = load_config(TrainConfig, resolve_config(spec.config), overrides)
         cfg.stages = [replace(stage, steps=n) for stage, n in zip(cfg.stages, steps, strict=True) if n > 0]
         cfg.init_from = init_from
         return cfg

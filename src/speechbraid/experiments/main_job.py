@@ -1,9 +1,9 @@
 """The main job on the embedded default: corpus -> text prior -> ASR speech LLMs -> held-out scores.
 
-It is the JSTIP study's ``quick`` preset: one shared ASR warm-up (Conformer + adapter with the LM frozen,
-then everything), continued for the same steps and seed ASR-only and with ASR + interleaved sequences;
-both are scored on the held-out test set. Every step resumes: re-running the command skips finished steps
-and continues an interrupted one (corpus synthesis per utterance, LM and ASR training from their last
+It is the JSTIP study's ``quick`` preset: one shared ASR warm-up (frozen whisper-base encoder; the adapter with
+the LM frozen, then adapter + LM), continued for the same steps and seed ASR-only and with ASR + interleaved
+sequences; both are scored on the held-out test set. Every step resumes: re-running the command skips finished
+steps and continues an interrupted one (corpus synthesis per utterance, LM and ASR training from their last
 checkpoint, transcription from its partial hypotheses file).
 """
 

@@ -70,7 +70,18 @@ class ModelConfig:
 def _encoder(config: ModelConfig) -> torch.nn.Module:
     if config.encoder == "conformer":
         return ConformerEncoder(config.conformer)
-    return WhisperSpeechEncoder(resolve_model(config.whisper))
+    return WhisperSpeechEncoder(_whisper_dir(config.whisper))
+
+
+def _whisper_dir(name: str) -> Path:
+    """A Whisper directory; whisper-base is converted from its installed wheels on first use (offline, seconds),
+    so a fresh machine trains the default config without a separate import step."""
+    from speechbraid.models.registry import list_models
+    from speechbraid.models.whisper_import import MODEL_NAME, import_whisper
+
+    if name == MODEL_NAME and MODEL_NAME not in list_models():
+        return import_whisper()
+    return resolve_model(name)
 
 
 def build_speech_llm(config: ModelConfig) -> tuple[SpeechLLM, Any]:

@@ -91,7 +91,13 @@ class SpeechLLM(nn.Module):
 
     def _encode(self, batch: BraidBatch) -> tuple[torch.Tensor, torch.Tensor]:
         frozen = not any(p.requires_grad for p in self.encoder.parameters())
-        if self.encoder_cache is None or not frozen:
+        if self.encoder_cache is None:
+            return self.encoder(batch.features, batch.feature_lengths)
+        if not frozen:
+            # The weights are changing: what is cached belongs to older weights. A fresh private table (not a
+            # cleared one): the old one may be shared with other runs that start from those older weights.
+            if self.encoder_cache:
+                self.encoder_cache = {}
             return self.encoder(batch.features, batch.feature_lengths)
         missing = [i for i, path in enumerate(batch.audio) if path not in self.encoder_cache]
         if missing:

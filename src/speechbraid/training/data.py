@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,8 +18,18 @@ from speechbraid.braid.vocab import VocabLayout
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError
-from speechbraid.layouts.registry import LAYOUT_NAMES, build_braid, needs_alignment, needs_audio
+from speechbraid.layouts.registry import (
+    LAYOUT_NAMES,
+    build_braid,
+    is_generation,
+    needs_alignment,
+    needs_audio,
+    variant_choices,
+)
 from speechbraid.layouts.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:
+    from speechbraid.corpora.spoken_qa import SpokenQA
 
 
 @dataclass
@@ -27,13 +37,18 @@ class SourceConfig:
     manifest: str
     layout: str = "asr"  # one of speechbraid.layouts.registry.LAYOUT_NAMES
     weight: float = 1.0  # share of target tokens this source contributes to the mix
-    variant: str = "both"  # interleaved layouts: speech-first, text-first, or both (alternating)
+    # interleaved layouts: speech-first, text-first or both (alternating); generation layouts (gen-<pattern>,
+    # manifest = a spoken QA file): the prompt's modality, text, speech or both
+    variant: str = "both"
     segment_by: str = "silence"  # segment-il / mixed-il: silence or silence+punct
     name: str = ""
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUT_NAMES:
             raise ValueError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUT_NAMES)}")
+        if self.variant not in variant_choices(self.layout):
+            raise ValueError(f"unknown variant {self.variant!r} for layout {self.layout!r}; choose one of "
+                             f"{', '.join(variant_choices(self.layout))}")
         if self.weight <= 0:
             raise ValueError(f"source weight must be > 0, got {self.weight}")
         self.name = self.name or f"{self.layout}:{self.manifest}"
@@ -56,8 +71,9 @@ class BraidSource:
         if not self.records:
             raise InputError("no records to train on", config.manifest)
 
-    @staticmethod
-    def _load(config: SourceConfig) -> list[Utterance]:
+    def _load(self, config: SourceConfig) -> list[Utterance] | list[SpokenQA]:
+        if is_generation(config.layout):
+            return self._load_spoken_qa(config)
         records, problems = [], []
         for item in iter_manifest(config.manifest):
             rec = item.record
@@ -74,6 +90,24 @@ class BraidSource:
             raise InputError(
                 f"{len(problems)} record(s) cannot be used with layout {config.layout!r}:\n  {shown}\n"
                 "run `speechbraid validate --policy skip` (or `speechbraid align`) first", config.manifest)
+        return records
+
+    def _load_spoken_qa(self, config: SourceConfig) -> list[SpokenQA]:
+        from speechbraid.corpora.spoken_qa import load_spoken_qa
+
+        records, problems = load_spoken_qa(config.manifest), []
+        for number, pair in enumerate(records, start=1):
+            where = f"{config.manifest}:{number}: [{pair.id}]"
+            if pair.units is None or not pair.units:
+                problems.append(f"{where} no answer units")
+            elif max(pair.units) >= self.vocab.num_units:
+                problems.append(f"{where} unit {max(pair.units)} outside the model's {self.vocab.num_units} units")
+            elif config.variant != "text" and pair.question_audio is None:
+                problems.append(f"{where} no question audio for a speech prompt (use variant: text)")
+        if problems:
+            shown = "\n  ".join(problems[:5])
+            raise InputError(f"{len(problems)} pair(s) cannot be used with layout {config.layout!r}:\n  {shown}",
+                             config.manifest)
         return records
 
     def __len__(self) -> int:

@@ -12,6 +12,7 @@ the same deterministic batch sequence and trains on its own share (batch ``k`` g
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -81,6 +82,20 @@ class TrainConfig:
     cache_encoder: bool = True  # reuse encoder outputs while the encoder is frozen
     tensorboard: bool = True
     init_from: str | None = None  # a saved speech LLM whose weights start this run (e.g. a shared stage 1)
+
+
+# Encoder outputs per audio path, one table per encoder weights: runs in one process that start from the same
+# frozen encoder (the JSTIP study's rows) encode each audio once between them.
+_ENCODER_CACHES: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def shared_encoder_cache(encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The process-wide output cache for an encoder with exactly these weights (hashed)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    return _ENCODER_CACHES.setdefault(digest.hexdigest(), {})
 
 
 class FeatureCache:
@@ -166,8 +181,8 @@ class Trainer:
         self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows, config.data.max_len,
                                      config.data.max_audio_seconds)
         self.features = FeatureCache(config.model.feature_config)
-        if config.cache_encoder:
-            self.model.encoder_cache = {}
+        if config.cache_encoder and self.model.encoder is not None:
+            self.model.encoder_cache = shared_encoder_cache(self.model.encoder)
         self.amp = autocast_dtype(self.device, config.precision)
         self.total_steps = sum(s.steps for s in config.stages)
 
