@@ -172,6 +172,11 @@ def test_bench_jstip_structure(corpus_dir, tiny_llm_dir):
     # braids of word-il are shorter than ASR ones (half the words are text), so a batch holds more utterances
     assert by_step["word-il"]["examples"] > by_step["asr"]["examples"]
 
+    frozen = {row["step"]: row for row in result["throughput_frozen_encoder"]}
+    assert list(frozen) == list(THROUGHPUT_LAYOUTS) and frozen["asr"]["positions_per_s_vs_asr"] == 1.0
+    assert all(row["batches"] == steps and row["positions_per_s"] > 0 for row in frozen.values())
+    assert "word-il per-span" not in frozen  # per-span encoding cannot use the whole-audio cache
+
     layouts = {row["layout"]: row for row in result["layout_building"]}
     assert set(layouts) == {"asr", "text", "word-il", "segment-il", "mixed-il"}
     assert all(row["utterances"] == 4 and row["utterances_per_s"] > 0 for row in layouts.values())

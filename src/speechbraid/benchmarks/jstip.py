@@ -6,7 +6,8 @@ interleaved training throughput against ASR-only, and layout building throughput
    every speech span's own feature slice as a separate (padded) encoder batch item and places the frames
    at the span's positions. Same batches, same weights: step time, peak step memory and loss of the two.
 2. Training steps with the encoder trained (stage 2) on word-il and segment-il batches against ASR-only
-   batches drawn from the same manifest in the same seeded order: positions/s and audio-seconds/s.
+   batches drawn from the same manifest in the same seeded order: positions/s and audio-seconds/s; then
+   the same with the encoder frozen and its outputs cached, as the default config trains.
 3. Braid building rate (utterances/s) of every registered layout.
 
 Timed rows are interleaved batch by batch, so shared-machine load hits all of them alike.
@@ -166,14 +167,18 @@ def encoder_input(model: SpeechLLM, batch: BraidBatch, name: str) -> dict[str, A
 # --- training steps -------------------------------------------------------------------------------------
 
 class _Trainer:
-    """Stage-2 steps (every parameter trained) with either assembly, on one model and optimizer."""
+    """Stage-2 steps with either assembly, on one model and optimizer: every parameter trained, or (``frozen``)
+    the encoder frozen with its outputs cached, as the default config trains (``configs/asr_default.yaml``)."""
 
-    def __init__(self, model: SpeechLLM, device: torch.device) -> None:
+    def __init__(self, model: SpeechLLM, device: torch.device, frozen: bool = False) -> None:
         self.model = model
         self.device = device
         self.amp = autocast_dtype(device)
-        set_trainable(model, [".*"])
+        set_trainable(model, [r"^adapter\.", r"^llm\."] if frozen else [".*"])
         model.train()
+        model.encoder_cache = {} if frozen else None
+        if frozen:
+            model.encoder.eval()
         # lr is irrelevant to speed; a small one keeps the weights (and so the kernels' inputs) sane
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
@@ -216,20 +221,29 @@ def _examples_with_speech(batch: BraidBatch) -> int:
 
 
 def measure_steps(model: SpeechLLM, batches: dict[str, list[BraidBatch]], warmup: int,
-                  device: torch.device) -> dict[str, Any]:
+                  device: torch.device, *, frozen: bool = False) -> dict[str, Any]:
     """Timed stage-2 steps of every row of :data:`STEPS`, interleaved batch by batch (order reversed every
     other batch); the first ``warmup`` batch indices run but are not counted. Each row keeps its per-batch
-    readings, so ratios between rows can be taken batch by batch (:func:`paired_ratio`)."""
-    trainer = _Trainer(model, device)
-    times: dict[str, list[Timing]] = {name: [] for name, _, _ in STEPS}
+    readings, so ratios between rows can be taken batch by batch (:func:`paired_ratio`). ``frozen``: the
+    encoder frozen and its outputs cached beforehand (steady state of a frozen-encoder run), single-pass rows
+    only (per-span encoding cannot reuse whole-audio outputs)."""
+    trainer = _Trainer(model, device, frozen)
+    steps = [row for row in STEPS if not frozen or row[2] == "single"]
+    if frozen:
+        with torch.no_grad():
+            for layout_batches in batches.values():
+                for batch in layout_batches:
+                    if bool(batch.speech_mask.any()):
+                        model.encode_speech(batch.to(device))
+    times: dict[str, list[Timing]] = {name: [] for name, _, _ in steps}
     for i in range(len(batches[THROUGHPUT_LAYOUTS[0]])):
-        for name, layout, how in STEPS if i % 2 == 0 else reversed(STEPS):
+        for name, layout, how in steps if i % 2 == 0 else reversed(steps):
             batch = batches[layout][i].to(device)
             t = timed(lambda b=batch, h=how: trainer.step(b, h), device)
             if i >= warmup:
                 times[name].append(t)
     rows = {}
-    for name, layout, how in STEPS:
+    for name, layout, how in steps:
         counted = batches[layout][warmup:]
         per_batch = [{"wall": t.wall, "cpu": t.cpu, "positions": int((b.example_ids > 0).sum()),
                       "audio_s": float(b.audio_frames.sum()) / model.frame_rate}
@@ -327,6 +341,7 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
         forward |= {layout: forward_figures(model, batches[layout][warmup], "single", dev)
                     for layout in THROUGHPUT_LAYOUTS if layout != "word-il"}
         timing = measure_steps(model, batches, warmup, dev)
+        frozen_timing = measure_steps(model, batches, warmup, dev, frozen=True)
         memory = {how: in_fresh_process(step_peak_memory, config, word_il[0], how, str(dev), seed)
                   for how in PAIR}
     encoder_feed = {how: encoder_input(model, word_il[0], how) for how in PAIR}
@@ -342,6 +357,21 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
              "flop_ratio": forward["per-span"]["forward_gflop"] / forward["single"]["forward_gflop"],
              "losses": {"single": forward["single"]["loss"], "per_span": forward["per-span"]["loss"],
                         "relative_difference": forward["per-span"]["loss"] / forward["single"]["loss"] - 1.0}}
+    return {
+        "device": str(dev), "autocast": str(autocast_dtype(dev)).removeprefix("torch."),
+        "corpus": corpus.source, "llm": llm_note,
+        "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
+        "rows": rows, "max_len": max_len, "steps": steps, "warmup": warmup,
+        "memory_measure": "peak allocated (CUDA)" if dev.type == "cuda" else "resident-set high-water (fresh process)",
+        "single_pass_vs_per_span": trick, "throughput": throughput_rows(timing, forward),
+        "throughput_frozen_encoder": throughput_rows(frozen_timing, None), "throughput_target": THROUGHPUT_TARGET,
+        "layout_building": layouts,
+    }
+
+
+def throughput_rows(timing: dict[str, Any], forward: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Rows of :data:`THROUGHPUT_LAYOUTS` with their paired ratios to ASR-only and, given the forward figures
+    of the first measured batches, forward FLOPs per position relative to ASR-only (load-independent)."""
     reference = timing[THROUGHPUT_LAYOUTS[0]]
     throughput = []
     for layout in THROUGHPUT_LAYOUTS:
@@ -350,22 +380,14 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
                                    ("positions", "cpu", "positions_per_cpu_s")):
             ratio = paired_ratio(row, reference, amount, clock)
             row[f"{key}_vs_asr"], row[f"{key}_vs_asr_range"] = ratio[0], ratio[1:]
-        # forward work per position of the first measured batch, relative to ASR-only (load-independent)
-        flops = forward["single" if layout == "word-il" else layout]["forward_gflop"]
-        row["forward_gflop_first_batch"] = flops
-        row["flop_per_position_vs_asr"] = (flops / row["per_batch"][0]["positions"]) / (
-            forward[THROUGHPUT_LAYOUTS[0]]["forward_gflop"] / reference["per_batch"][0]["positions"])
+        if forward is not None:
+            flops = forward["single" if layout == "word-il" else layout]["forward_gflop"]
+            row["forward_gflop_first_batch"] = flops
+            row["flop_per_position_vs_asr"] = (flops / row["per_batch"][0]["positions"]) / (
+                forward[THROUGHPUT_LAYOUTS[0]]["forward_gflop"] / reference["per_batch"][0]["positions"])
         row["meets_target"] = row["positions_per_s_vs_asr"] >= THROUGHPUT_TARGET
         throughput.append(row)
-    return {
-        "device": str(dev), "autocast": str(autocast_dtype(dev)).removeprefix("torch."),
-        "corpus": corpus.source, "llm": llm_note,
-        "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
-        "rows": rows, "max_len": max_len, "steps": steps, "warmup": warmup,
-        "memory_measure": "peak allocated (CUDA)" if dev.type == "cuda" else "resident-set high-water (fresh process)",
-        "single_pass_vs_per_span": trick, "throughput": throughput, "throughput_target": THROUGHPUT_TARGET,
-        "layout_building": layouts,
-    }
+    return throughput
 
 
 def format_jstip(result: dict[str, Any]) -> str:
@@ -403,6 +425,10 @@ def format_jstip(result: dict[str, Any]) -> str:
         + f"\ntarget: positions/s >= {result['throughput_target']:.1f}x ASR-only (wall time); "
         "flop_per_position_vs_asr: forward FLOPs per position of the first measured batch (load-independent; "
         "> 1 means more work per position than ASR-only)",
+        "2b. The same with the encoder frozen and its outputs cached (how configs/asr_default.yaml trains)\n"
+        + format_table(result["throughput_frozen_encoder"], ["step", "examples", "ms_per_step", "positions_per_s",
+                                                             "positions_per_s_vs_asr", "audio_s_per_s_vs_asr",
+                                                             "positions_per_cpu_s_vs_asr", "meets_target"]),
         "3. Layout building (braids from records; with_flatten adds the flattening to positions)\n"
         + format_table(result["layout_building"], ["layout", "utterances", "utterances_per_s",
                                                    "utterances_per_cpu_s", "with_flatten_per_s"]),
