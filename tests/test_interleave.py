@@ -111,3 +111,36 @@ def test_errors_name_the_utterance():
         build_interleaved(UTT, WordTokenizer(), "bogus-il")
     with pytest.raises(ValueError, match="unknown variant"):
         build_interleaved(UTT, WordTokenizer(), "word-il", "both")
+
+
+LONG = Utterance(
+    id="long", text=" ".join(f"w{i}" for i in range(30)), audio="long.wav", sample_rate=16000, duration=9.5,
+    words=[W(f"w{i}", 0.3 * i, 0.3 * i + 0.25) for i in range(30)],
+)
+
+
+def test_random_il_runs_cover_every_word_in_order_and_follow_the_seed():
+    from speechbraid.layouts.interleave import INTERLEAVE_LAYOUTS, interleave_units
+
+    layout = INTERLEAVE_LAYOUTS["random-il"]
+    runs = {seed: interleave_units(LONG, layout, seed) for seed in range(4)}
+    for units in runs.values():
+        assert [w for unit in units for w in unit] == LONG.words  # nothing lost, nothing reordered
+        assert all(1 <= len(unit) <= layout.max_run_words for unit in units)
+    assert interleave_units(LONG, layout, 0) == runs[0]  # same seed, same boundaries
+    assert len({tuple(len(u) for u in units) for units in runs.values()}) > 1  # other seeds, other boundaries
+    lengths = {len(unit) for units in runs.values() for unit in units}
+    assert lengths == set(range(1, layout.max_run_words + 1))
+
+
+def test_random_il_is_laid_out_like_segment_il_and_ends_on_text():
+    braid = build_interleaved(LONG, WordTokenizer(), "random-il", "speech-first", seed=3)
+    kinds = shape(braid)
+    assert kinds[0] == "<|il|>" and kinds[-1] == "<|/il|>" and kinds[-2].startswith("T(")
+    body = [k for k in kinds[1:-1] if k != "<|N|>"]
+    assert all(a[0] != b[0] for a, b in zip(body, body[1:], strict=False))  # modalities alternate
+    assert kinds[1:-1].count("<|N|>") == len(body) - 1  # a marker at every modality change
+    assert braid.layout == "random-il:speech-first"
+    text = "".join(s.text for s in braid.spans if isinstance(s, TextSpan) and s.loss)
+    spoken = [s for s in braid.spans if isinstance(s, SpeechSpan)]
+    assert len(text.split()) + sum(round((s.end - s.start + 0.05) / 0.3) for s in spoken) == 30

@@ -59,6 +59,8 @@ ROWS: dict[str, tuple[Source, ...]] = {
     "asr+segment-il(silence)": (ASR, Source("asr", "segment-il", 0.5, "silence")),
     "asr+segment-il(silence+punct)": (ASR, Source("asr", "segment-il", 0.5, "silence+punct")),
     "asr+mixed-il(silence+punct)": (ASR, IL_ASR),
+    # an extra, not the paper's: SpiritLM-style random word boundaries
+    "asr+random-il (extra)": (ASR, Source("asr", "random-il", 0.5)),
 }
 TABLE_I = tuple(list(ROWS)[:8])
 TABLE_III = ("asr-only", *list(ROWS)[8:])

@@ -13,6 +13,8 @@ alternate, starting with speech (A1,T2,A3,...) or text (T1,A2,T3,...). Rules, in
    shorter than a frame still gets one frame.
 5. ``word-il`` uses no markers between modalities; ``segment-il`` wraps the sequence as
    ``<|il|> A1 <|N|> T2 <|N|> A3 ... <|N|> Tn <|/il|>`` (the paper's ``<s> ... <N> ... </s>``).
+   ``random-il`` is an EXTRA, not the paper's method: SpiritLM-style runs of 1..``max_run_words`` words
+   with random boundaries (seeded by the utterance id and the sampler's choice), laid out like segment-il.
    Without a begin marker the braid opens with the LLM's BOS (no loss), so a text-first braid's first
    token is predicted from something; word-il ends with EOS (with loss), like the ASR layout.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from random import Random
 from typing import Literal
 
 from speechbraid.braid.spans import Braid, Span, SpecialSpan, SpeechSpan, TextSpan
@@ -38,7 +41,7 @@ VARIANTS: tuple[Variant, ...] = ("speech-first", "text-first")
 @dataclass(frozen=True)
 class InterleaveLayout:
     name: str
-    unit: Literal["word", "segment"]
+    unit: Literal["word", "segment", "random"]
     begin: str | None = None  # special token opening the sequence
     switch: str | None = None  # special token at every modality change
     end: str | None = None  # special token closing the sequence
@@ -46,22 +49,33 @@ class InterleaveLayout:
     segment_by: SegmentBy = "silence"
     gap: float = DEFAULT_GAP  # seconds of silence that end a segment
     max_segment_duration: float | None = 10.0
+    max_run_words: int = 4  # random-il: longest run of words in one unit
 
 
 INTERLEAVE_LAYOUTS: dict[str, InterleaveLayout] = {
     "word-il": InterleaveLayout("word-il", unit="word"),
     "segment-il": InterleaveLayout("segment-il", unit="segment", begin="<|il|>", switch="<|N|>", end="<|/il|>",
                                    eos=False),
+    "random-il": InterleaveLayout("random-il", unit="random", begin="<|il|>", switch="<|N|>", end="<|/il|>",
+                                  eos=False),
 }
 
 
-def interleave_units(record: Utterance, layout: InterleaveLayout) -> list[tuple[WordAlignment, ...]]:
-    """The units that alternate: one per word, or the segmenter's segments."""
+def interleave_units(record: Utterance, layout: InterleaveLayout, seed: int = 0) -> list[tuple[WordAlignment, ...]]:
+    """The units that alternate: one per word, the segmenter's segments, or random runs of words."""
     if not record.words:
         raise ValueError(f"utterance {record.id!r} has no word alignment; interleaved layouts need one "
                          "(run `speechbraid align` first)")
     if layout.unit == "word":
         return [(w,) for w in record.words]
+    if layout.unit == "random":
+        rng = Random(f"{record.id}:{seed}")
+        units, begin = [], 0
+        while begin < len(record.words):
+            end = begin + rng.randint(1, layout.max_run_words)
+            units.append(tuple(record.words[begin:end]))
+            begin = end
+        return units
     segments = segment_words(record.words, by=layout.segment_by, gap=layout.gap,
                              max_duration=layout.max_segment_duration)
     return [s.words for s in segments]
@@ -84,8 +98,10 @@ def build_interleaved(
     layout: InterleaveLayout | str = "word-il",
     variant: Variant = "speech-first",
     segment_by: SegmentBy | None = None,
+    seed: int = 0,
 ) -> Braid:
-    """Build one interleaved braid from a word-aligned utterance (see the module rules)."""
+    """Build one interleaved braid from a word-aligned utterance (see the module rules); ``seed`` picks
+    random-il's boundaries."""
     if isinstance(layout, str):
         if layout not in INTERLEAVE_LAYOUTS:
             raise ValueError(f"unknown interleaved layout {layout!r}; choose one of {', '.join(INTERLEAVE_LAYOUTS)}")
@@ -94,7 +110,7 @@ def build_interleaved(
         layout = replace(layout, segment_by=segment_by)
     if record.audio is None or record.duration is None:
         raise ValueError(f"utterance {record.id!r} has no audio; interleaved layouts need a speech-text pair")
-    units = interleave_units(record, layout)
+    units = interleave_units(record, layout, seed)
     groups = _merge_runs(units, assign_modalities(len(units), variant))
     spans: list[Span] = [SpecialSpan(layout.begin) if layout.begin else TextSpan((tokenizer.bos_id,), False)]
     for i, (modality, words) in enumerate(groups):

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from speechbraid.corpora.spoken_qa import SpokenQA
 
 GENERATION_LAYOUTS: dict[str, str] = {f"gen-{name}": name for name in PATTERNS}  # layout -> decoding pattern
-UTTERANCE_LAYOUTS: tuple[str, ...] = ("asr", "text", "word-il", "segment-il", "mixed-il")  # records: Utterance
+# records: Utterance; random-il is an extra (SpiritLM-style random boundaries), not the paper's JSTIP
+UTTERANCE_LAYOUTS: tuple[str, ...] = ("asr", "text", "word-il", "segment-il", "mixed-il", "random-il")
 LAYOUT_NAMES: tuple[str, ...] = (*UTTERANCE_LAYOUTS, *GENERATION_LAYOUTS)
 VARIANT_CHOICES: tuple[str, ...] = (*VARIANTS, "both")
 PROMPT_MODALITIES: tuple[str, ...] = ("text", "speech")
@@ -75,4 +76,5 @@ def build_braid(
     if layout == "mixed-il":
         layout = ("word-il", "segment-il")[(choice // 2) % 2]
     assert layout in INTERLEAVE_LAYOUTS
-    return build_interleaved(record, tokenizer, layout, chosen_variant, segment_by=segment_by)  # type: ignore[arg-type]
+    return build_interleaved(record, tokenizer, layout, chosen_variant,  # type: ignore[arg-type]
+                             segment_by=segment_by, seed=choice)
