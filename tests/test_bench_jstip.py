@@ -25,7 +25,7 @@ from speechbraid.cli.main import main
 from speechbraid.data.features import FeatureConfig
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import WordAlignment
-from speechbraid.layouts.registry import build_braid
+from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, build_braid
 from speechbraid.layouts.tokenizer import HFTextTokenizer
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.build import ModelConfig, build_speech_llm
@@ -178,7 +178,7 @@ def test_bench_jstip_structure(corpus_dir, tiny_llm_dir):
     assert "word-il per-span" not in frozen  # per-span encoding cannot use the whole-audio cache
 
     layouts = {row["layout"]: row for row in result["layout_building"]}
-    assert set(layouts) == {"asr", "text", "word-il", "segment-il", "mixed-il"}
+    assert set(layouts) == set(UTTERANCE_LAYOUTS)  # random-il included
     assert all(row["utterances"] == 4 and row["utterances_per_s"] > 0 for row in layouts.values())
     text = format_jstip(result)
     assert "per-span / single-pass" in text and "ASR-only" in text and "Layout building" in text

@@ -186,3 +186,42 @@ def bench_setup(corpus_dir: str | Path, work_dir: str | Path, *, llm: str | Path
     config = ModelConfig(llm=str(llm_dir), conformer=conformer or ConformerConfig())
     model, tokenizer = build_speech_llm(config)
     return BenchSetup(corpus, config, model.to(device), tokenizer, llm_note)
+
+
+class BenchStepper:
+    """Optimizer steps for timing: AdamW over a model whose trainable parameters follow a mode (regexes, as
+    the trainer's stages), under the device's autocast. The lr is irrelevant to speed; a small one keeps the
+    weights (and so the kernels' inputs) sane."""
+
+    def __init__(self, model: Any, device: Any) -> None:
+        import torch
+
+        from speechbraid.training.runtime import autocast_dtype
+
+        self.model = model
+        self.device = device
+        self.amp = autocast_dtype(device)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def set_trainable(self, patterns: Sequence[str]) -> None:
+        """Train what ``patterns`` match; a frozen encoder runs in eval mode, so cached outputs are what it
+        would compute (no dropout)."""
+        from speechbraid.models.build import set_trainable
+
+        set_trainable(self.model, patterns)
+        self.model.train()
+        if self.model.encoder is not None and not any(p.requires_grad for p in self.model.encoder.parameters()):
+            self.model.encoder.eval()
+
+    def autocast(self) -> Any:
+        from speechbraid.training.runtime import autocast
+
+        return autocast(self.device, self.amp)
+
+    def update(self, loss: Any) -> None:
+        import torch
+
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from speechbraid.batching.collate import IGNORE_INDEX, BraidBatch, collate, flatten_braid
 from speechbraid.benchmarks.common import (
     DEFAULT_CORPUS,
+    BenchStepper,
     Timing,
     bench_setup,
     format_table,
@@ -39,7 +40,7 @@ from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, build_braid, needs_alignment
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
-from speechbraid.models.build import ModelConfig, build_speech_llm, set_trainable
+from speechbraid.models.build import ModelConfig, build_speech_llm
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import PreparedInputs, SpeechLLM
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
@@ -166,29 +167,19 @@ def encoder_input(model: SpeechLLM, batch: BraidBatch, name: str) -> dict[str, A
 
 # --- training steps -------------------------------------------------------------------------------------
 
-class _Trainer:
+class _Trainer(BenchStepper):
     """Stage-2 steps with either assembly, on one model and optimizer: every parameter trained, or (``frozen``)
     the encoder frozen with its outputs cached, as the default config trains (``configs/asr_default.yaml``)."""
 
     def __init__(self, model: SpeechLLM, device: torch.device, frozen: bool = False) -> None:
-        self.model = model
-        self.device = device
-        self.amp = autocast_dtype(device)
-        set_trainable(model, [r"^adapter\.", r"^llm\."] if frozen else [".*"])
-        model.train()
+        super().__init__(model, device)
+        self.set_trainable([r"^adapter\.", r"^llm\."] if frozen else [".*"])
         model.encoder_cache = {} if frozen else None
-        if frozen:
-            model.encoder.eval()
-        # lr is irrelevant to speed; a small one keeps the weights (and so the kernels' inputs) sane
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
     def step(self, batch: BraidBatch, name: str) -> None:
-        with autocast(self.device, self.amp):
+        with self.autocast():
             loss = text_loss(self.model, assembly(self.model, name)(batch))
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.update(loss)
 
 
 def step_peak_memory(config: ModelConfig, batch: BraidBatch, name: str, device: str, seed: int) -> float:

@@ -18,6 +18,7 @@ from speechbraid.batching.collate import BraidBatch, FlatBraid, collate
 from speechbraid.benchmarks.common import (
     DEFAULT_CORPUS,
     BenchCorpus,
+    BenchStepper,
     Timing,
     bench_setup,
     format_table,
@@ -25,11 +26,10 @@ from speechbraid.benchmarks.common import (
     timed,
 )
 from speechbraid.layouts.tokenizer import HFTextTokenizer
-from speechbraid.models.build import set_trainable
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
-from speechbraid.training.runtime import autocast, autocast_dtype, pick_device
+from speechbraid.training.runtime import autocast_dtype, pick_device
 from speechbraid.training.trainer import DataConfig, FeatureCache
 
 ASSEMBLY_TARGET = 0.10  # acceptable extra time of the speech step (encoder outputs cached) over the bare LLM
@@ -85,44 +85,31 @@ def measure_packing(sources: Sequence[BraidSource], rows: int, max_len: int, bat
     }
 
 
-class _StepRunner:
+class _StepRunner(BenchStepper):
     """The three measured steps on one model and optimizer; each trains the parameters of its mode."""
 
     def __init__(self, model: SpeechLLM, features: Callable[[str], torch.Tensor], max_len: int,
                  device: torch.device) -> None:
-        self.model = model
+        super().__init__(model, device)
         self.features = features
         self.max_len = max_len
-        self.device = device
-        self.amp = autocast_dtype(device)
-        # lr is irrelevant to speed; a small one keeps the weights (and so the kernels' inputs) sane
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
     def set_mode(self, mode: str) -> None:
-        set_trainable(self.model, TRAINABLE[mode])
-        self.model.train()
-        if mode == "cached":
-            self.model.encoder.eval()  # frozen: cached outputs are what it would compute (no dropout)
+        self.set_trainable(TRAINABLE[mode])
 
     def speech_step(self, rows: list[list[FlatBraid]]) -> BraidBatch:
         """The trainer's step: collate (features from the cache), assemble, forward, backward, AdamW."""
         batch = collate(rows, self.features, max_len=self.max_len).to(self.device)
-        with autocast(self.device, self.amp):
+        with self.autocast():
             loss, _ = self.model(batch)
-        self._update(loss)
+        self.update(loss)
         return batch
 
     def bare_step(self, batch: BraidBatch) -> None:
         """The LLM alone on the batch's token ids (speech positions hold id 0), its own causal mask and loss."""
-        with autocast(self.device, self.amp):
+        with self.autocast():
             loss = self.model.llm(input_ids=batch.input_ids, labels=batch.input_ids, use_cache=False).loss
-        self._update(loss)
-
-    def _update(self, loss: torch.Tensor) -> None:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.update(loss)
 
 
 def draw_batches(sources: Sequence[BraidSource], rows: int, max_len: int, n: int,

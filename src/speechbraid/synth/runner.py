@@ -58,38 +58,15 @@ class SynthReport:
         return self.new_audio_seconds / self.cpu_seconds if self.cpu_seconds > 0 else float("nan")
 
 
-def synthesize_corpus(
-    records: Iterable[Utterance | ManifestLine],
-    out_dir: str | Path,
-    engine: str = "espeak",
-    *,
-    seed: int = 0,
-    jobs: int | None = None,
-    voices: Sequence[str] | None = None,
-    rate_range: tuple[int, int] | None = None,
-    pitch_range: tuple[int, int] | None = None,
-    noise_snr_db: float | None = None,
-    speed_perturb: Sequence[float] | None = None,
-    progress: bool = True,
-) -> list[Utterance]:
+def synthesize_corpus(records: Iterable[Utterance | ManifestLine], out_dir: str | Path, engine: str = "espeak",
+                      **settings: Any) -> list[Utterance]:
     """Synthesise text-only records into ``out_dir`` and return the speech-text records (input order).
 
-    Records may come as :class:`ManifestLine` so errors can name the input file and line. See
-    :func:`run_synthesis` for the statistics of the run.
+    Records may come as :class:`ManifestLine` so errors can name the input file and line. ``settings`` are
+    :func:`run_synthesis`'s keyword options (seed, jobs, voices, ranges, perturbation, progress), which also
+    reports the statistics of the run.
     """
-    return run_synthesis(
-        records,
-        out_dir,
-        engine,
-        seed=seed,
-        jobs=jobs,
-        voices=voices,
-        rate_range=rate_range,
-        pitch_range=pitch_range,
-        noise_snr_db=noise_snr_db,
-        speed_perturb=speed_perturb,
-        progress=progress,
-    ).records
+    return run_synthesis(records, out_dir, engine, **settings).records
 
 
 def run_synthesis(
