@@ -91,7 +91,7 @@ PRESETS: dict[str, StudyPreset] = {
     "tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il", "asr+tts-pairs +il"), (0, 1), 4, 4, 3, 6,
                         _TINY_MODEL, "asr_conformer"),
     # the main job's quick comparison (`speechbraid demo`): ASR-only vs +interleave, one seed
-    "quick": StudyPreset("small", "small", None, 100, 400, 100, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150),
+    "quick": StudyPreset("small", "small", None, 100, 200, 100, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150),
     "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None, _TINY_MODEL,
                               "asr_conformer"),
 }
