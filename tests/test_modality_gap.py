@@ -129,9 +129,21 @@ def test_batched_right_padded_logits_equal_the_last_position_of_a_lone_forward()
 def test_modality_gap_is_speech_minus_text():
     model = tiny_model(seed=1)
     result = modality_gap(model, ByteTokenizer(), QUESTIONS, shots=SHOTS, k_shot=1, features=fake_features)
-    assert set(result) == {"t2t", "s2t", "gap", "n", "k_shot"}
+    assert set(result) == {"t2t", "s2t", "gap", "n", "k_shot", "predictions", "majority_share"}
     assert result["gap"] == pytest.approx(result["s2t"] - result["t2t"])
     assert result["n"] == len(QUESTIONS) and 0 <= result["t2t"] <= 1 and 0 <= result["s2t"] <= 1
+    for modality, letters in result["predictions"].items():
+        assert len(letters) == len(QUESTIONS)
+        top = max(letters.count(x) for x in letters) / len(letters)
+        assert result["majority_share"][modality] == top
+
+
+def test_a_model_that_always_answers_one_letter_is_flagged():
+    model = tiny_model()
+    prefer_token(model, ord("B"))
+    result = modality_gap(model, ByteTokenizer(), QUESTIONS, shots=SHOTS, k_shot=1, features=fake_features)
+    assert result["predictions"] == {"text": ["B"] * len(QUESTIONS), "speech": ["B"] * len(QUESTIONS)}
+    assert result["majority_share"] == {"text": 1.0, "speech": 1.0} and result["gap"] == 0.0
 
 
 def test_bad_requests_are_clear_errors():

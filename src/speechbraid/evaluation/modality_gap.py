@@ -160,9 +160,14 @@ def mc_accuracy(model: SpeechLLM, tokenizer: Any, questions: Sequence[MCQuestion
 def modality_gap(model: SpeechLLM, tokenizer: Any, questions: Sequence[MCQuestion], *,
                  shots: Sequence[MCQuestion] = (), k_shot: int = 5, features: Features | None = None,
                  batch_size: int = 8) -> dict[str, Any]:
-    """``{"t2t", "s2t", "gap" = s2t - t2t, "n", "k_shot"}``: accuracies in [0, 1], same questions and shots."""
+    """``{"t2t", "s2t", "gap" = s2t - t2t, "n", "k_shot", "predictions", "majority_share"}``: accuracies in
+    [0, 1] on the same questions and shots; the chosen letters per modality, and per modality the share of
+    the most chosen letter (1.0: the model answers one letter whatever is asked - accuracy then says
+    nothing about the question, let alone its modality)."""
     common = {"shots": shots, "k_shot": k_shot, "features": features, "batch_size": batch_size}
     t2t = mc_accuracy(model, tokenizer, questions, modality="text", **common)
     s2t = mc_accuracy(model, tokenizer, questions, modality="speech", **common)
+    predictions = {"text": t2t["predictions"], "speech": s2t["predictions"]}
+    majority = {m: max(p.count(letter) for letter in set(p)) / len(p) for m, p in predictions.items()}
     return {"t2t": t2t["accuracy"], "s2t": s2t["accuracy"], "gap": s2t["accuracy"] - t2t["accuracy"],
-            "n": t2t["n"], "k_shot": k_shot}
+            "n": t2t["n"], "k_shot": k_shot, "predictions": predictions, "majority_share": majority}

@@ -60,7 +60,7 @@ class EsiPreset:
 _TINY_MODEL = ("model.conformer={d_model: 32, n_layers: 1, n_heads: 2}", "data.rows=2", "data.max_len=256",
                "tensorboard=false")
 PRESETS: dict[str, EsiPreset] = {
-    "small": EsiPreset("small", "small", None, 300, "whisper", 200, 1000, 128, 300, 1e-3, 24, 160, ("text", "speech"),
+    "small": EsiPreset("small", "small", None, 800, "whisper", 200, 1000, 128, 300, 1e-3, 24, 160, ("text", "speech"),
                        ("data.rows=8", "data.max_len=384", "tensorboard=false")),
     "tiny": EsiPreset("tiny", "tiny", 20, 10, "fbank", 12, 10, 16, 3, 1e-3, 3, 40, ("text", "speech"), _TINY_MODEL),
 }

@@ -104,11 +104,12 @@ def _metrics(asr: dict[str, Any], gap: dict[str, Any] | None, sqa: dict[str, Any
     for domain in ("medical", "banking"):
         out[f"eer_{domain}"] = by_domain.get(domain, {}).get("eer")
     out.update({"t2t": gap["t2t"] if gap else None, "s2t": gap["s2t"] if gap else None,
-                "gap": gap["gap"] if gap else None, "sqa": sqa["s2t"] if sqa else None})
+                "gap": gap["gap"] if gap else None, "sqa": sqa["s2t"] if sqa else None,
+                "mc_majority": max(gap["majority_share"].values()) if gap else None})
     return out
 
 
-COLUMNS = ("wer", "eer", "eer_medical", "eer_banking", "t2t", "s2t", "gap", "sqa")
+COLUMNS = ("wer", "eer", "eer_medical", "eer_banking", "t2t", "s2t", "gap", "sqa", "mc_majority")
 
 
 def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -129,8 +130,9 @@ def format_markdown(table: dict[str, dict[str, Any]], rows: Sequence[str]) -> st
             return "-"
         return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
 
-    header = "| row | seeds | WER % | EER % | EER medical % | EER banking % | T2T % | S2T % | gap (S2T-T2T) | SQA % |"
-    lines = [header, "|" + "---|" * 10]
+    header = ("| row | seeds | WER % | EER % | EER medical % | EER banking % | T2T % | S2T % | gap (S2T-T2T) | SQA % "
+              "| MC top-letter share % |")
+    lines = [header, "|" + "---|" * 11]
     for row in rows:
         if row in table:
             r = table[row]
@@ -154,7 +156,7 @@ def plot(table: dict[str, dict[str, Any]], rows: Sequence[str], path: Path) -> N
             ys = [i + 0.4 * k for i in range(len(shown))]
             ax.barh(ys, means, height=0.38, xerr=stds, label=column.replace("eer_", ""))
         ax.set_title(title)
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2)  # below: bars reach 100%
     axes[0].set_yticks(range(len(shown)), shown)
     axes[0].invert_yaxis()
     fig.tight_layout()
@@ -264,6 +266,8 @@ def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[st
             gap = modality_gap(model, tokenizer, questions["mc"], shots=questions["shots"], features=features)
         if spec.n_sqa:
             sqa = spoken_qa(model, tokenizer, questions["sqa"], features=features)
+        atomic_write_text(run_dir / "questions_eval.json", json.dumps({"modality_gap": gap, "sqa": sqa}, indent=2,
+                                                                       default=str) + "\n")
     return _metrics(asr, gap, sqa)
 
 
