@@ -10,6 +10,7 @@ import pytest
 
 from speechbraid.corpora.questions import SQAQuestion
 from speechbraid.corpora.spoken_qa import (
+    SpokenQA,
     answer_sentence,
     build_spoken_qa,
     load_spoken_qa,
@@ -117,3 +118,21 @@ def test_load_reports_file_and_line(tmp_path):
     path.write_text("\n".join([lines[0], lines[1].replace('"answers": [', '"answers": 5, "x": ['), lines[2]]) + "\n")
     with pytest.raises(InputError, match=r"qa\.jsonl:2"):
         load_spoken_qa(path)
+
+
+def test_audio_given_relative_to_the_working_directory_survives_a_round_trip(tmp_path, monkeypatch):
+    # regression: a study run with a relative --out stored cwd-relative audio paths, which loading re-rooted at
+    # the file's folder ("runs/esi/qa/runs/esi/qa/speech/wavs/...": audio file not found)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "qa" / "speech").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    pair = SpokenQA("sqa-1", "antonym", "train", "What is the opposite of hot?", ("cold",),
+                    "The opposite of hot is cold.", question_audio="runs/qa/speech/q.wav", question_duration=1.0,
+                    answer_audio="elsewhere/a.wav", answer_duration=1.0)
+    path = write_spoken_qa([pair], Path("runs/qa/train.jsonl"))
+    stored = json.loads(path.read_text())
+    assert stored["question_audio"] == "speech/q.wav"  # inside the folder: relative to it
+    assert stored["answer_audio"] == str(tmp_path / "elsewhere" / "a.wav")  # outside: absolute
+    [loaded] = load_spoken_qa(path)
+    assert Path(loaded.question_audio).resolve() == tmp_path / "runs" / "qa" / "speech" / "q.wav"
+    assert Path(loaded.answer_audio) == tmp_path / "elsewhere" / "a.wav"

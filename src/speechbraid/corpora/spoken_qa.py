@@ -157,7 +157,9 @@ def _to_json(pair: SpokenQA, base: Path) -> dict[str, Any]:
     obj = asdict(pair)
     for key in ("question_audio", "answer_audio"):
         if obj[key] is not None:
-            path = Path(obj[key])
+            # resolved first: a cwd-relative path is neither relative to the file's folder nor absolute, and
+            # would be re-rooted at the folder on loading (regression: "runs/x/qa/runs/x/qa/speech/...")
+            path = Path(obj[key]).resolve()
             obj[key] = str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
     obj["answers"] = list(pair.answers)
     obj["units"] = list(pair.units) if pair.units is not None else None
