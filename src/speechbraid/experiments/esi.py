@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from speechbraid.corpora.spoken_qa import Judge, SpokenQA, load_spoken_qa
 from speechbraid.errors import ConfigError, InputError
@@ -32,7 +32,6 @@ from speechbraid.training.checkpoint import atomic_write_text
 from speechbraid.training.trainer import TrainConfig, train
 
 PATTERN_NAMES = ("interleaved", "esi", "parallel")
-PromptKind = Literal["text", "speech", "both"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

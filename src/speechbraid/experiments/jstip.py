@@ -3,8 +3,8 @@
 Every row starts from one shared ASR warm-up on the ASR pairs (the preset's config — ``asr_default``: the
 pretrained whisper-base encoder, frozen; stage 1 the adapter with the text LM frozen, then ``shared_steps`` of
 stage 2, adapter + LM), then trains ``row_steps`` more stage-2 steps on its own data mix, once per seed,
-and is scored on the held-out test
-set (entities never seen in training), on multiple-choice questions asked as text and as speech
+and is scored on the held-out test set (entities never in the speech training pairs or the text prior; only
+the domain text names them), on multiple-choice questions asked as text and as speech
 (modality gap) and on zero-shot spoken QA. The shared warm-up is a concession to a 2-core CPU: training
 every row from scratch to a usable ASR model would take hours; rows then measure the effect of each data
 mix during continued training, with ``asr-only`` (more ASR steps) as the control.
