@@ -35,17 +35,17 @@ def test_training_runs_and_resumes_exactly(noise_corpus, tmp_path, monkeypatch):
 
     import speechbraid.align.train as train_module
 
-    real_save = train_module.save_checkpoint
+    real_save = train_module.save_loop_checkpoint
 
     def save_then_crash(root, step, *args, **kwargs):
         real_save(root, step, *args, **kwargs)
         if step == 2:
             raise KeyboardInterrupt  # killed right after the step-2 checkpoint
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(train_module, "save_loop_checkpoint", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         _train(noise_corpus, tmp_path / "split", 4)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(train_module, "save_loop_checkpoint", real_save)
     _train(noise_corpus, tmp_path / "split", 4, resume=True)
     full = load_file(str(tmp_path / "full" / "model.safetensors"))
     split = load_file(str(tmp_path / "split" / "model.safetensors"))

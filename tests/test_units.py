@@ -171,3 +171,16 @@ def test_conformer_units_come_from_a_saved_speech_llm(speech_manifest, tiny_llm_
     wav = speech_manifest.parent / "u3.wav"
     frames = source.frames(*load_audio(wav))
     assert frames.shape[1] == 32 and abs(frames.shape[0] - audio_info(wav)[1] * 12.5) <= 1
+
+
+def test_a_corrupt_speech_llm_config_is_named_not_a_traceback(tmp_path):
+    from speechbraid.errors import CheckpointError
+    from speechbraid.units.tokenizer import _conformer_encoder
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "speechbraid.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"corrupt speechbraid speech-LLM config") as err:
+        _conformer_encoder(str(tmp_path / "model"))
+    assert "speechbraid.json" in str(err.value)
+    with pytest.raises(CheckpointError, match="not a speechbraid speech-LLM directory"):
+        _conformer_encoder(str(tmp_path))

@@ -24,9 +24,14 @@ from speechbraid.data.features import pad_features
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.models.encoders import ConformerConfig
-from speechbraid.training.checkpoint import atomic_write_text, latest_checkpoint, restore_or_reset, save_checkpoint
+from speechbraid.training.checkpoint import (
+    atomic_write_text,
+    latest_checkpoint,
+    restore_or_reset,
+    save_loop_checkpoint,
+)
 from speechbraid.training.runlog import LOG_FILE, read_train_log
-from speechbraid.training.runtime import batch_indices, pick_device, rng_state, seed_everything
+from speechbraid.training.runtime import apply_gradients, batch_indices, pick_device, seed_everything
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run.json"
@@ -139,22 +144,16 @@ def train_ctc_aligner(
             loss = ctc(log_probs.transpose(0, 1), torch.cat(targets).to(dev), out_lengths,
                        torch.tensor([len(t) for t in targets], device=dev))
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = apply_gradients(model, optimizer, scheduler, MAX_GRAD_NORM)
             train_seconds += time.perf_counter() - began
             record = {"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                      "grad_norm": float(grad_norm), "train_seconds": round(train_seconds, 3)}
+                      "grad_norm": grad_norm, "train_seconds": round(train_seconds, 3)}
             log.write(json.dumps(record) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{record['loss']:.3f}")
             bar.update(1)
             if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-                save_checkpoint(ckpt_root, step + 1, model, {
-                    "step": step + 1, "train_seconds": train_seconds, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                })
+                save_loop_checkpoint(ckpt_root, step + 1, model, optimizer, scheduler, train_seconds)
     bar.close()
 
     tail = [r["loss"] for r in read_train_log(out)[-20:]]

@@ -219,9 +219,7 @@ class BenchStepper:
         return autocast(self.device, self.amp)
 
     def update(self, loss: Any) -> None:
-        import torch
+        from speechbraid.training.runtime import apply_gradients
 
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], 1.0)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        apply_gradients(self.model, self.optimizer, None, 1.0)

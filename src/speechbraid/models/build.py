@@ -29,6 +29,7 @@ from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
 from speechbraid.models.registry import resolve_model
 from speechbraid.models.speech_llm import SpeechLLM
+from speechbraid.training.checkpoint import read_model_config
 
 CONFIG_FILE = "speechbraid.json"
 SPEECH_FILE = "speech.safetensors"
@@ -162,15 +163,8 @@ def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_model(model_dir)
-    meta_path = path / CONFIG_FILE
-    if not meta_path.is_file():
-        raise CheckpointError(f"not a speechbraid model directory (no {CONFIG_FILE})", path)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        config = from_dict(ModelConfig, meta["model"], str(meta_path))
-        vocab = VocabLayout(**meta["vocab"])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"corrupt model config: {exc}", meta_path) from None
+    config, vocab = read_model_config(path, CONFIG_FILE, "speechbraid model", lambda meta: (
+        from_dict(ModelConfig, meta["model"], str(path / CONFIG_FILE)), VocabLayout(**meta["vocab"])))
     tokenizer = AutoTokenizer.from_pretrained(path / LLM_DIR)
     if tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[0]) != vocab.special_id(SPECIAL_TOKENS[0]):
         raise CheckpointError("tokenizer special tokens do not match the vocabulary layout", path / LLM_DIR)

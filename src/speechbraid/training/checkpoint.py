@@ -9,11 +9,13 @@ any moment leaves the previous checkpoint intact and ``latest`` always names a c
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -21,6 +23,8 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from speechbraid.errors import CheckpointError
+
+T = TypeVar("T")
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
@@ -79,6 +83,16 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
         raise CheckpointError(f"cannot load trainer state: {exc}", path / STATE_FILE) from None
 
 
+def save_loop_checkpoint(root: Path, step: int, model: nn.Module, optimizer: Any, scheduler: Any,
+                         train_seconds: float) -> Path:
+    """The checkpoint of a simple training loop: what :func:`restore_or_reset` continues from."""
+    from speechbraid.training.runtime import rng_state
+
+    return save_checkpoint(root, step, model, {"step": step, "train_seconds": train_seconds,
+                                               "optimizer": optimizer.state_dict(),
+                                               "scheduler": scheduler.state_dict(), "rng": rng_state()})
+
+
 def restore_or_reset(root: Path, log_path: Path, model: nn.Module, optimizer: Any, scheduler: Any,
                      latest: Path | None) -> dict[str, Any] | None:
     """Continue from ``latest`` (weights, optimizer, scheduler, RNG; log lines past it dropped) and return
@@ -97,3 +111,15 @@ def restore_or_reset(root: Path, log_path: Path, model: nn.Module, optimizer: An
     set_rng_state(state["rng"])
     truncate_log(log_path, int(state["step"]))
     return state
+
+
+def read_model_config(directory: Path, file: str, what: str, parse: Callable[[dict[str, Any]], T]) -> T:
+    """``parse`` applied to the JSON config ``file`` of a saved model directory; a missing file says the directory
+    is not a ``what`` directory, unreadable JSON or missing/unexpected fields name the file as corrupt."""
+    meta_path = directory / file
+    if not meta_path.is_file():
+        raise CheckpointError(f"not a {what} directory (no {file})", directory)
+    try:
+        return parse(json.loads(meta_path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"corrupt {what} config: {exc}", meta_path) from None

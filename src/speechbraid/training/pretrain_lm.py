@@ -45,9 +45,14 @@ from speechbraid.models.text_lm import (
     save_tokenizer,
     train_bpe_tokenizer,
 )
-from speechbraid.training.checkpoint import atomic_write_text, latest_checkpoint, restore_or_reset, save_checkpoint
+from speechbraid.training.checkpoint import (
+    atomic_write_text,
+    latest_checkpoint,
+    restore_or_reset,
+    save_loop_checkpoint,
+)
 from speechbraid.training.runlog import LOG_FILE, read_train_log
-from speechbraid.training.runtime import autocast, autocast_dtype, batch_indices, pick_device, rng_state
+from speechbraid.training.runtime import apply_gradients, autocast, autocast_dtype, batch_indices, pick_device
 
 RUN_FILE = "pretrain_run.json"
 METRICS_FILE = "metrics.json"
@@ -269,23 +274,17 @@ def pretrain_lm(
             with autocast(device, dtype):
                 loss = model(**batch).loss
             loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = apply_gradients(model, optimizer, scheduler, MAX_GRAD_NORM)
             train_seconds += time.perf_counter() - began
             record = {"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                      "grad_norm": float(grad_norm), "tokens": (step + 1) * tokens_per_step,
+                      "grad_norm": grad_norm, "tokens": (step + 1) * tokens_per_step,
                       "train_seconds": round(train_seconds, 3)}
             log.write(json.dumps(record) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
             bar.update(1)
             if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-                save_checkpoint(ckpt_root, step + 1, model, {
-                    "step": step + 1, "train_seconds": train_seconds, "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                })
+                save_loop_checkpoint(ckpt_root, step + 1, model, optimizer, scheduler, train_seconds)
 
     val_loss, val_tokens = evaluate_perplexity(model, val_blocks, pad_id, batch_size, device, dtype)
     log_records = read_train_log(out)

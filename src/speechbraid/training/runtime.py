@@ -66,3 +66,15 @@ def batch_indices(step: int, batch_size: int, n_blocks: int, seed: int) -> list[
             perms[epoch] = torch.randperm(n_blocks, generator=gen).tolist()
         out.append(perms[epoch][pos])
     return out
+
+
+def apply_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None,
+                    max_grad_norm: float) -> float:
+    """The end of every optimizer step: clip the trainable parameters' gradient norm, step the optimizer and
+    the schedule (if any), clear the gradients. Returns the gradient norm before clipping."""
+    grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(grad_norm)

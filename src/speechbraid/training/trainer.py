@@ -37,6 +37,7 @@ from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
 from speechbraid.training.runlog import LOG_FILE, truncate_log
 from speechbraid.training.runtime import (
+    apply_gradients,
     autocast,
     autocast_dtype,
     pick_device,
@@ -276,12 +277,9 @@ class Trainer:
             positions += batch.example_ids.numel()
             filled += int((batch.example_ids > 0).sum())
             audio_s += float(batch.audio_frames.sum()) / model.frame_rate
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], config.clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = apply_gradients(model, optimizer, scheduler, config.clip)
         seconds = time.perf_counter() - t0
-        return {"loss": loss_sum / config.grad_accum, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm),
+        return {"loss": loss_sum / config.grad_accum, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                 "target_tokens": tokens, "fill": filled / max(positions, 1), "audio_seconds": audio_s,
                 "tokens_per_s": positions / seconds}
 

@@ -42,6 +42,7 @@ from speechbraid.data.audio import load_audio
 from speechbraid.data.features import FEATURE_SAMPLE_RATE, FeatureConfig
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.training.checkpoint import read_model_config
 
 CENTROIDS_FILE = "centroids.safetensors"
 CONFIG_FILE = "unit_tokenizer.json"
@@ -190,19 +191,13 @@ class UnitTokenizer:
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device = "cpu") -> UnitTokenizer:
         path = Path(model_dir)
-        meta_path = path / CONFIG_FILE
-        if not meta_path.is_file():
-            raise CheckpointError(f"not a unit tokenizer directory (no {CONFIG_FILE})", path)
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            config = UnitTokenizerConfig(**meta["config"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"corrupt unit tokenizer config: {exc}", meta_path) from None
+        config, stats = read_model_config(path, CONFIG_FILE, "unit tokenizer",
+                                          lambda meta: (UnitTokenizerConfig(**meta["config"]), meta.get("stats")))
         try:
             centroids = load_file(str(path / CENTROIDS_FILE))["centroids"].numpy()
         except (OSError, KeyError, SafetensorError) as exc:
             raise CheckpointError(f"cannot read centroids: {exc}", path / CENTROIDS_FILE) from None
-        return cls(config, centroids, meta.get("stats"), device)
+        return cls(config, centroids, stats, device)
 
 
 def train_tokenizer(manifest: str | Path, config: UnitTokenizerConfig, device: str | torch.device = "cpu",
@@ -316,13 +311,10 @@ def _conformer_encoder(model_dir: str) -> torch.nn.Module:
     from speechbraid.models.registry import resolve_model
 
     path = resolve_model(model_dir)
-    meta_path = path / LLM_CONFIG
-    if not meta_path.is_file():
-        raise CheckpointError(f"not a speechbraid speech-LLM directory (no {LLM_CONFIG})", path)
-    model_cfg = json.loads(meta_path.read_text(encoding="utf-8"))["model"]
+    model_cfg = read_model_config(path, LLM_CONFIG, "speechbraid speech-LLM", lambda meta: meta["model"])
     if model_cfg.get("encoder") != "conformer":
         raise ConfigError(f"{path} has a {model_cfg.get('encoder')!r} encoder, not a conformer")
-    encoder = ConformerEncoder(from_dict(ConformerConfig, model_cfg["conformer"], str(meta_path)))
+    encoder = ConformerEncoder(from_dict(ConformerConfig, model_cfg["conformer"], str(path / LLM_CONFIG)))
     try:
         weights = load_file(str(path / SPEECH_FILE))
     except (OSError, SafetensorError) as exc:

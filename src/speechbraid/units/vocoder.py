@@ -42,6 +42,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.training.checkpoint import read_model_config
 
 SAMPLE_RATE = 16000
 HOP = 160  # 10 ms: 100 Hz mel frames
@@ -233,20 +234,14 @@ class UnitVocoder:
     @classmethod
     def load(cls, model_dir: str | Path) -> UnitVocoder:
         path = Path(model_dir)
-        meta_path = path / CONFIG_FILE
-        if not meta_path.is_file():
-            raise CheckpointError(f"not a unit vocoder directory (no {CONFIG_FILE})", path)
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            config = VocoderConfig(**meta["config"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise CheckpointError(f"corrupt vocoder config: {exc}", meta_path) from None
+        config, gl_iters = read_model_config(path, CONFIG_FILE, "unit vocoder",
+                                             lambda meta: (VocoderConfig(**meta["config"]), meta.get("gl_iters", 32)))
         model = UnitToMel(config)
         try:
             load_model(model, str(path / MODEL_FILE), strict=True)
         except (OSError, RuntimeError, SafetensorError) as exc:
             raise CheckpointError(f"cannot load vocoder weights: {exc}", path / MODEL_FILE) from None
-        return cls(model, meta.get("gl_iters", 32))
+        return cls(model, gl_iters)
 
 
 class UnitStream:
@@ -362,7 +357,7 @@ def train_vocoder(
     """
     from speechbraid.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
     from speechbraid.training.runlog import LOG_FILE, truncate_log
-    from speechbraid.training.runtime import pick_device, rng_state, seed_everything, set_rng_state
+    from speechbraid.training.runtime import apply_gradients, pick_device, rng_state, seed_everything, set_rng_state
 
     usable = [p for p in pairs if p.units.numel() > 0]
     if not usable:
@@ -406,11 +401,8 @@ def train_vocoder(
             pred = model(units.to(target))
             err = (pred - mel.to(target)).abs().mean(dim=-1)
             loss = (err * mask.to(target)).sum() / mask.sum().to(target)
-            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
+            apply_gradients(model, optimizer, scheduler, 1.0)
             step += 1
             log.write(json.dumps({"step": step, "loss": round(loss.item(), 5),
                                   "lr": scheduler.get_last_lr()[0],
