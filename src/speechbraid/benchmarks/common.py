@@ -174,8 +174,9 @@ class BenchSetup:
 
 
 def bench_setup(corpus_dir: str | Path, work_dir: str | Path, *, llm: str | Path | None, conformer: Any,
-                device: Any, seed: int) -> BenchSetup:
-    """:func:`bench_corpus`, :func:`bench_llm` (unless ``llm`` is given) and a seeded speech LLM on ``device``."""
+                device: Any, seed: int, **model_options: Any) -> BenchSetup:
+    """:func:`bench_corpus`, :func:`bench_llm` (unless ``llm`` is given) and a seeded speech LLM on ``device``;
+    ``model_options`` are further :class:`ModelConfig` fields (speech units, a speech head)."""
     from speechbraid.models.build import ModelConfig, build_speech_llm
     from speechbraid.models.encoders import ConformerConfig
     from speechbraid.training.runtime import seed_everything
@@ -183,7 +184,7 @@ def bench_setup(corpus_dir: str | Path, work_dir: str | Path, *, llm: str | Path
     corpus = bench_corpus(corpus_dir, work_dir)
     llm_dir, llm_note = (Path(llm), str(llm)) if llm is not None else bench_llm(work_dir, corpus.text_dir)
     seed_everything(seed)
-    config = ModelConfig(llm=str(llm_dir), conformer=conformer or ConformerConfig())
+    config = ModelConfig(llm=str(llm_dir), conformer=conformer or ConformerConfig(), **model_options)
     model, tokenizer = build_speech_llm(config)
     return BenchSetup(corpus, config, model.to(device), tokenizer, llm_note)
 

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from speechbraid.benchmarks.common import DEFAULT_CORPUS, bench_corpus, bench_llm, format_table, synchronize
+from speechbraid.benchmarks.common import DEFAULT_CORPUS, bench_setup, format_table, synchronize
 from speechbraid.errors import ConfigError
 
 STAND_IN_UNITS = 500
@@ -64,7 +64,7 @@ def bench_decode(model_dir: str | Path | None = None, patterns: Sequence[str] = 
         teacher_forced_lengths,
     )
     from speechbraid.layouts.tokenizer import HFTextTokenizer
-    from speechbraid.models.build import ModelConfig, build_speech_llm, load_speech_llm
+    from speechbraid.models.build import load_speech_llm
     from speechbraid.patterns import get_pattern
     from speechbraid.training.runtime import pick_device, seed_everything
 
@@ -81,11 +81,9 @@ def bench_decode(model_dir: str | Path | None = None, patterns: Sequence[str] = 
             model, hf_tokenizer, _ = load_speech_llm(model_dir, dev)
             model_note = f"trained model {model_dir}"
         else:
-            corpus = bench_corpus(corpus_dir, tmp)
-            llm_dir, llm_note = bench_llm(tmp, corpus.text_dir)
-            model, hf_tokenizer = build_speech_llm(ModelConfig(llm=str(llm_dir), num_units=STAND_IN_UNITS,
-                                                               speech_head=True))
-            model = model.to(dev).eval()
+            setup = bench_setup(corpus_dir, tmp, llm=None, conformer=None, device=dev, seed=seed,
+                                num_units=STAND_IN_UNITS, speech_head=True)
+            model, hf_tokenizer, llm_note = setup.model.eval(), setup.tokenizer, setup.llm_note
             model_note = (f"UNTRAINED stand-in ({llm_note} + {STAND_IN_UNITS} units + speech head): decoded lengths "
                           "follow max_steps, not the patterns; compare the teacher-forced lengths")
     tokenizer = HFTextTokenizer(hf_tokenizer)
