@@ -27,6 +27,7 @@ from speechbraid.data.features import FeatureConfig
 from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
+from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training.checkpoint import read_model_config
@@ -90,10 +91,10 @@ def build_speech_llm(config: ModelConfig) -> tuple[SpeechLLM, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     llm_dir = resolve_model(config.llm)
-    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, llm_dir, "tokenizer")
     text_size = len(tokenizer)
     _add_special_tokens(tokenizer)
-    llm = AutoModelForCausalLM.from_pretrained(llm_dir)
+    llm = load_pretrained(AutoModelForCausalLM.from_pretrained, llm_dir, "causal LM")
     vocab = VocabLayout(text_size=text_size, num_units=config.num_units)
     return _assemble(config, llm, vocab, _encoder(config)), tokenizer
 
@@ -165,10 +166,10 @@ def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -
     path = resolve_model(model_dir)
     config, vocab = read_model_config(path, CONFIG_FILE, "speechbraid model", lambda meta: (
         from_dict(ModelConfig, meta["model"], str(path / CONFIG_FILE)), VocabLayout(**meta["vocab"])))
-    tokenizer = AutoTokenizer.from_pretrained(path / LLM_DIR)
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, path / LLM_DIR, "tokenizer")
     if tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[0]) != vocab.special_id(SPECIAL_TOKENS[0]):
         raise CheckpointError("tokenizer special tokens do not match the vocabulary layout", path / LLM_DIR)
-    llm = AutoModelForCausalLM.from_pretrained(path / LLM_DIR)
+    llm = load_pretrained(AutoModelForCausalLM.from_pretrained, path / LLM_DIR, "causal LM")
     model = _assemble(config, llm, vocab, _encoder(config))
     try:
         speech = load_file(str(path / SPEECH_FILE))
