@@ -104,7 +104,9 @@ def test_ddp_with_two_gloo_processes_keeps_ranks_in_sync(tmp_path, tiny_llm_dir,
     script = tmp_path / "run_ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=os.path.dirname(__file__), llm=str(tiny_llm_dir),
                                         manifest=str(noise_corpus), out=str(out)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the checkout under test, not whatever an editable install points at (as pyproject's pytest pythonpath)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                              "--master-port", "29517", str(script)], env=env, capture_output=True, text=True,
                             timeout=300)

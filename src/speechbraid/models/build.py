@@ -27,6 +27,7 @@ from speechbraid.data.features import FeatureConfig
 from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
+from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
 from speechbraid.models.speech_llm import CTCBridge, SpeechLLM
 from speechbraid.training.checkpoint import read_model_config
@@ -105,21 +106,13 @@ def model_dir(name: str | Path) -> Path:
 
 
 def load_causal_lm(llm_dir: Path) -> tuple[Any, Any]:
-    """(causal LM, tokenizer) of an HF directory, with one error naming the directory for what cannot work:
-    no tokenizer, no causal-LM head, unreadable weights, a tokenizer larger than the model's embeddings."""
+    """(causal LM, tokenizer) of an HF directory, with one error naming the file for what cannot work: no
+    tokenizer, no causal-LM head, damaged weights, a tokenizer larger than the model's embeddings."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(llm_dir)
-    except (OSError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"cannot load the LLM's tokenizer: {exc}", llm_dir) from None
-    try:
-        llm = AutoModelForCausalLM.from_pretrained(llm_dir)
-    except ValueError as exc:
-        raise CheckpointError(f"not a causal LM with a language-model head (AutoModelForCausalLM refused it: "
-                              f"{str(exc).splitlines()[0]})", llm_dir) from None
-    except (OSError, RuntimeError, SafetensorError) as exc:
-        raise CheckpointError(f"cannot load the LLM weights: {str(exc).splitlines()[0]}", llm_dir) from None
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, llm_dir, "tokenizer")
+    llm = load_pretrained(AutoModelForCausalLM.from_pretrained, llm_dir, "causal LM (a model with a language-model "
+                          "head)")
     rows = llm.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise CheckpointError(f"the tokenizer ({len(tokenizer)} tokens) does not match the checkpoint "
