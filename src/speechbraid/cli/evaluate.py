@@ -9,7 +9,7 @@ from typing import Any
 
 from speechbraid.cli.transcribe import add_decoding_options
 from speechbraid.evaluation.asr_metrics import format_report
-from speechbraid.inference.transcribe import describe_skipped, evaluate_model
+from speechbraid.inference.transcribe import describe_skipped, evaluate_model, load_transcriber
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     skipped: list[str] = []
-    result = evaluate_model(args.model, args.manifest, batch_size=args.batch_size, beam_size=args.beam,
+    transcriber = load_transcriber(args.model, args.device, args.decoder)
+    result = evaluate_model(transcriber, args.manifest, batch_size=args.batch_size, beam_size=args.beam,
                             max_new_tokens=args.max_new_tokens, context=args.context, device=args.device,
                             hyps_out=args.out, skipped=skipped)
     if skipped:

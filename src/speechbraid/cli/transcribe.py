@@ -28,6 +28,9 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", metavar="TEXT",
                         help="text prompt placed before the speech, e.g. a domain hint (speech LLMs only)")
     parser.add_argument("--device", metavar="DEV", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--decoder", choices=("llm", "ctc"), default="llm",
+                        help="llm: the speech LLM decodes (default); ctc: the CTC bridge's greedy output alone, no LLM "
+                             "step (speech LLMs trained with model.ctc)")
 
 
 def register(subparsers: Any) -> None:
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     items = collect_inputs(args.inputs, skipped)  # every audio header is checked before the model loads
     if skipped:
         print(f"speechbraid transcribe: {describe_skipped(skipped)}", file=sys.stderr)
-    transcriber = load_transcriber(args.model, args.device)
+    transcriber = load_transcriber(args.model, args.device, args.decoder)
     options = dict(batch_size=args.batch_size, beam_size=args.beam, max_new_tokens=args.max_new_tokens,
                    context=args.context)
     if args.out:

@@ -275,12 +275,16 @@ def _cut_long_inputs(items: Sequence[AudioItem], max_seconds: float, scratch: Pa
     return pieces, owner, spans
 
 
+DECODERS = ("llm", "ctc")
+
+
 class SpeechLLMTranscriber(Transcriber):
-    """A speechbraid speech LLM decoding ``[context][speech][<|asr|>]`` prompts until the tokenizer's EOS."""
+    """A speechbraid speech LLM decoding ``[context][speech][<|asr|>]`` prompts until the tokenizer's EOS;
+    ``decoder="ctc"`` reads the CTC bridge's greedy output instead (no LLM step; models with ``model.ctc``)."""
 
     kind = "speech-llm"
 
-    def __init__(self, model_dir: Path, device: str | None = None) -> None:
+    def __init__(self, model_dir: Path, device: str | None = None, decoder: str = "llm") -> None:
         from speechbraid.layouts.tokenizer import HFTextTokenizer
         from speechbraid.models.build import load_speech_llm
         from speechbraid.training.runtime import pick_device
@@ -288,6 +292,11 @@ class SpeechLLMTranscriber(Transcriber):
         super().__init__(model_dir)
         self.device = pick_device(device)
         self.model, self.hf_tokenizer, self.config = load_speech_llm(model_dir, self.device)
+        if decoder not in DECODERS:
+            raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+        if decoder == "ctc" and self.model.ctc is None:
+            raise ConfigError(f"the model {model_dir} has no CTC bridge (model.ctc); use --decoder llm")
+        self.decoder = decoder
         self.tokenizer = HFTextTokenizer(self.hf_tokenizer)
         self.features = self.config.feature_config.extract_file
 
@@ -305,6 +314,13 @@ class SpeechLLMTranscriber(Transcriber):
         with tqdm(total=len(items), desc="transcribe", unit="utt", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
+                if self.decoder == "ctc":  # the CTC bridge alone: greedy, no LLM step
+                    classes = self.model.ctc_classes([str(items[i].path) for i in batch], self.features)
+                    for i, frame_classes in zip(batch, classes, strict=True):
+                        texts[i] = self.decode(self.model.ctc.tokens(frame_classes))
+                    on_batch(batch, [texts[i] for i in batch])
+                    bar.update(len(batch))
+                    continue
                 prompts = [asr_prompt(Utterance(items[i].id, "", audio=items[i].path, duration=items[i].duration),
                                       context, self.tokenizer) for i in batch]
                 for i, result in zip(batch, generate(self.model, prompts, self.features, config), strict=True):
@@ -371,7 +387,7 @@ class WhisperTranscriber(Transcriber):
         return float(CHUNK_SECONDS)  # Whisper's window; longer pieces would take its slower sequential path
 
 
-def load_transcriber(name_or_dir: str | Path, device: str | None = None) -> Transcriber:
+def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder: str = "llm") -> Transcriber:
     """Load a model for transcription, deciding its kind from the directory's contents.
 
     ``speechbraid.json`` -> speech LLM; a Hugging Face ``config.json`` with ``model_type`` ``whisper`` ->
@@ -388,7 +404,7 @@ def load_transcriber(name_or_dir: str | Path, device: str | None = None) -> Tran
         except RuntimeError as exc:
             raise ConfigError(f"invalid device {device!r}: {exc}") from None
     if (model_dir / SPEECH_LLM_FILE).is_file():
-        return SpeechLLMTranscriber(model_dir, device)
+        return SpeechLLMTranscriber(model_dir, device, decoder)
     hf_config = model_dir / "config.json"
     if hf_config.is_file():
         try:
@@ -396,6 +412,9 @@ def load_transcriber(name_or_dir: str | Path, device: str | None = None) -> Tran
         except (json.JSONDecodeError, AttributeError) as exc:
             raise CheckpointError(f"config.json is not a JSON object: {exc}", hf_config) from None
         if model_type == "whisper":
+            if decoder != "llm":
+                raise ConfigError(f"the Whisper model {model_dir} has its own decoder; --decoder {decoder} is for "
+                                  "speech LLMs with a CTC bridge")
             return WhisperTranscriber(model_dir, device)
         found = f"a Hugging Face config.json with model_type {model_type!r}"
     else:

@@ -7,11 +7,15 @@ from torch import nn
 
 
 class FrameStackAdapter(nn.Module):
-    def __init__(self, encoder_dim: int, llm_dim: int, stack: int = 1, hidden: int | None = None) -> None:
+    def __init__(self, encoder_dim: int, llm_dim: int, stack: int = 1, hidden: int | None = None,
+                 dropout: float = 0.0) -> None:
         super().__init__()
         self.stack = stack
         hidden = hidden or 2 * llm_dim
-        self.proj = nn.Sequential(nn.Linear(encoder_dim * stack, hidden), nn.GELU(), nn.Linear(hidden, llm_dim))
+        # Dropout matters on small corpora: a pretrained encoder's frames carry the whole utterance's context, so
+        # an undropped adapter learns the training sentences by heart instead of their sounds.
+        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder_dim * stack, hidden), nn.GELU(),
+                                  nn.Dropout(dropout), nn.Linear(hidden, llm_dim))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths + self.stack - 1, self.stack, rounding_mode="floor")

@@ -64,6 +64,7 @@ class ModelConfig:
     whisper: str = "whisper-base"  # directory or name, when encoder == "whisper"
     adapter_stack: int | None = None  # frames stacked by the adapter; default gives 80 ms frames
     adapter_hidden: int | None = None
+    adapter_dropout: float = 0.0
     num_units: int = 0  # discrete speech units appended to the vocabulary
     speech_head: bool = False  # a second output head for the speech stream (parallel generation pattern)
     stream_combine: Literal["sum", "mean"] = "sum"  # how parallel streams' input embeddings combine
@@ -111,8 +112,7 @@ def load_causal_lm(llm_dir: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = load_pretrained(AutoTokenizer.from_pretrained, llm_dir, "tokenizer")
-    llm = load_pretrained(AutoModelForCausalLM.from_pretrained, llm_dir, "causal LM (a model with a language-model "
-                          "head)")
+    llm = load_pretrained(AutoModelForCausalLM.from_pretrained, llm_dir, "causal LM")
     rows = llm.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise CheckpointError(f"the tokenizer ({len(tokenizer)} tokens) does not match the checkpoint "
@@ -162,7 +162,8 @@ def _assemble(config: ModelConfig, llm: Any, vocab: VocabLayout, encoder: torch.
     ctc = None
     if config.ctc is not None:
         ctc = CTCBridge(ctc_tokens or [], llm_dim, int(eos_id), config.ctc.temperature)
-    adapter = FrameStackAdapter(encoder.output_dim, llm_dim, config.stack, config.adapter_hidden)
+    adapter = FrameStackAdapter(encoder.output_dim, llm_dim, config.stack, config.adapter_hidden,
+                                config.adapter_dropout)
     frame_rate = 100.0 / (encoder.downsample * config.stack)  # feature frames are 10 ms
     if config.lora is not None:
         llm = with_lora(llm, config.lora)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import struct
 import tempfile
 import time
 from base64 import urlsafe_b64decode
@@ -64,7 +65,7 @@ def load_gguf(path: str | Path):  # -> (LlamaForCausalLM, tokenizer)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, struct.error) as exc:  # struct: a truncated file
         raise CheckpointError(f"cannot read the GGUF model: {exc}", path) from None
     return model, tokenizer
 
