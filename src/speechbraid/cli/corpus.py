@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from speechbraid.corpora import SIZES, build_default_corpus, summarize_corpus
+from speechbraid.corpora import DEFAULT_PIPER_SHARE, SIZES, build_default_corpus, summarize_corpus
 
 
 def register(subparsers: Any) -> None:
@@ -15,7 +15,8 @@ def register(subparsers: Any) -> None:
             "Build the default corpus offline from Debian text packages (WordNet, fortunes, GCIDE) and "
             "the drug dictionary of drug-named-entity-recognition: general English plus entity-rich "
             "medical and banking sentences, with dev/test entities held out of all training text, and "
-            "synthesised speech for the train/dev/test splits. Re-running finishes an interrupted build."
+            "synthesised speech for the train/dev/test splits (espeak-ng voices, and a share spoken by the neural "
+            "Piper voice). Re-running finishes an interrupted build."
         ),
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -28,7 +29,10 @@ def register(subparsers: Any) -> None:
                        help="tiny: seconds (tests); small: minutes; medium: bigger runs")
     build.add_argument("--seed", type=int, default=0, help="seed for sentence choice, splits and voices")
     build.add_argument("--no-synth", action="store_true", help="write the text corpora only, no audio")
-    build.add_argument("--engine", choices=("espeak", "piper"), default="espeak", help="TTS engine")
+    build.add_argument("--engine", choices=("espeak", "piper"), default="espeak",
+                       help="TTS engine of the utterances Piper does not speak")
+    build.add_argument("--piper-share", type=float, default=DEFAULT_PIPER_SHARE, metavar="F",
+                       help="share of each speech split and domain spoken by the neural Piper voice (0: none)")
     build.add_argument("--jobs", type=int, default=None, metavar="N", help="synthesis worker processes")
     build.set_defaults(func=run)
     stats = actions.add_parser("stats", help="print the statistics of a built corpus")
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "build":
         summary = build_default_corpus(
             args.out, size=args.size, seed=args.seed, synth=not args.no_synth, engine=args.engine,
-            jobs=args.jobs,
+            piper_share=args.piper_share, jobs=args.jobs,
         )
     else:
         summary = summarize_corpus(args.dir)
