@@ -20,6 +20,14 @@ SENTENCES = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_home(tmp_path_factory):
+    """Tests never write into the user's ~/.cache/speechbraid (model store, encoder outputs)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPEECHBRAID_HOME", str(tmp_path_factory.mktemp("speechbraid_home")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_llm_dir(tmp_path_factory) -> Path:
     """A tiny Llama + byte-level BPE tokenizer saved as a plain HF directory."""

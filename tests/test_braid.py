@@ -73,3 +73,24 @@ def test_text_layout_and_asr_on_text_only_record():
     assert not braid.has_speech and bos.tokens == (1,) and not bos.loss and text.loss
     with pytest.raises(ValueError, match="t1"):
         build_asr(utt, CharTokenizer())
+
+
+def test_ctc_compression_keeps_word_spans_at_their_times():
+    from speechbraid.batching import flatten_braid
+    from speechbraid.braid import Braid
+    from speechbraid.models.speech_llm import kept_frames
+
+    # 25 Hz: frames of 40 ms. Classes per frame (0 = blank): tokens at frames 1, 2 (repeat of 1 dropped), 5, 9
+    classes = [0, 7, 7, 0, 0, 8, 0, 0, 0, 9, 0, 0]
+    assert kept_frames(classes) == (1, 5, 9)
+    vocab = VocabLayout(text_size=20)
+    braid = Braid((SpeechSpan(0.0, 0.16), TextSpan((3,), True), SpeechSpan(0.16, 0.30), SpeechSpan(0.30, 0.48)),
+                  id="u", audio="a.wav", duration=0.48, layout="word-il")
+    full = flatten_braid(braid, vocab, 25.0)
+    assert [f for f in full.frames if f >= 0] == list(range(12))
+    flat = flatten_braid(braid, vocab, 25.0, select=lambda audio: kept_frames(classes))
+    # span 1 holds frames [0, 4): kept 1; span 2 [4, 8): kept 5; span 3 [8, 12): kept 9 - each at its own time
+    assert flat.frames == (1, -1, 5, 9)
+    # a span where nothing is kept still holds one frame: the one containing its midpoint
+    empty = Braid((SpeechSpan(0.16, 0.30),), id="v", audio="a.wav", duration=0.48, layout="asr")
+    assert flatten_braid(empty, vocab, 25.0, select=lambda audio: (1, 9)).frames == (5,)

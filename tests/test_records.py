@@ -24,11 +24,19 @@ def _utt(i: int, audio: str | None = "wavs/a.wav") -> Utterance:
 
 
 def test_markup_round_trip_and_offsets():
-    text, entities = parse_markup("Pay [Visa Gold](card_name) on [May first](date). [not markup]")
-    assert text == "Pay Visa Gold on May first. [not markup]"
+    text, entities = parse_markup("Pay [Visa Gold](card_name) on [May first](date). (not markup)")
+    assert text == "Pay Visa Gold on May first. (not markup)"
     assert [(e.text, e.type) for e in entities] == [("Visa Gold", "card_name"), ("May first", "date")]
     assert all(text[e.start : e.end] == e.text for e in entities)
-    assert to_markup(text, entities) == "Pay [Visa Gold](card_name) on [May first](date). [not markup]"
+    assert to_markup(text, entities) == "Pay [Visa Gold](card_name) on [May first](date). (not markup)"
+
+
+@pytest.mark.parametrize("line, column", [("Take [aspirin(drug) daily.", 6), ("Say [x]() now.", 5),
+                                          ("Pay [Visa](card) and [more", 22), ("a ] b", 3)])
+def test_broken_markup_is_an_error_naming_the_column(line, column):
+    # regression: broken markup used to be kept (and spoken) as literal text, losing the entity silently
+    with pytest.raises(ValueError, match=rf"broken entity markup at column {column}\b"):
+        parse_markup(line)
 
 
 def test_manifest_round_trip_keeps_every_field(tmp_path):

@@ -9,7 +9,9 @@ import torch
 
 from speechbraid.braid.vocab import SPECIAL_TOKENS
 from speechbraid.config import load_config
+from speechbraid.data.manifest import read_manifest
 from speechbraid.errors import CheckpointError, ConfigError
+from speechbraid.inference.transcribe import audio_item, load_transcriber
 from speechbraid.models.build import ModelConfig, build_speech_llm, load_speech_llm, set_trainable
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.training.data import SourceConfig
@@ -102,7 +104,9 @@ def test_ddp_with_two_gloo_processes_keeps_ranks_in_sync(tmp_path, tiny_llm_dir,
     script = tmp_path / "run_ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=os.path.dirname(__file__), llm=str(tiny_llm_dir),
                                         manifest=str(noise_corpus), out=str(out)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the checkout under test, not whatever an editable install points at (as pyproject's pytest pythonpath)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                              "--master-port", "29517", str(script)], env=env, capture_output=True, text=True,
                             timeout=300)
@@ -178,28 +182,47 @@ def test_encoder_cache_gives_the_encoders_own_outputs_while_frozen(tiny_llm_dir,
     assert torch.allclose(first, fresh, atol=1e-6) and torch.allclose(again, fresh, atol=1e-6)
 
 
-def test_runs_from_the_same_frozen_encoder_share_one_cache_and_training_it_detaches(tiny_llm_dir, noise_corpus):
+def test_runs_from_the_same_frozen_encoder_share_one_disk_store_and_training_it_detaches(tiny_llm_dir, noise_corpus):
     from speechbraid.batching import collate
     from speechbraid.models.build import set_trainable
+    from speechbraid.models.encoder_store import EncoderOutputStore
     from speechbraid.training.trainer import FeatureCache
 
     first = Trainer(tiny_config(tiny_llm_dir, noise_corpus), "/nonexistent-run-dir")
     second = Trainer(tiny_config(tiny_llm_dir, noise_corpus), "/nonexistent-run-dir")  # same seed: same weights
-    assert first.model.encoder_cache is second.model.encoder_cache
+    assert isinstance(first.model.encoder_cache, EncoderOutputStore)
+    assert first.model.encoder_cache.directory == second.model.encoder_cache.directory
     other = tiny_config(tiny_llm_dir, noise_corpus)
     other.seed = 1
-    assert Trainer(other, "/nonexistent-run-dir").model.encoder_cache is not first.model.encoder_cache
+    assert Trainer(other, "/nonexistent-run-dir").model.encoder_cache.directory != first.model.encoder_cache.directory
 
     model = first.model.eval()
     set_trainable(model, [r"^adapter\."])
     batch = collate(first.batcher.next_batch(), FeatureCache(model_feature_config(first)))
-    model.encode_speech(batch)
+    encoded = model.encode_speech(batch)
     shared = second.model.encoder_cache
-    assert set(shared) >= set(batch.audio)  # filled by the first run, visible to the second
-    set_trainable(model, [".*"])  # the encoder now trains: its cache no longer describes its weights
+    assert all(path in shared for path in batch.audio)  # written by the first run, read by the second
+    second.model.eval()
+    assert torch.allclose(second.model.encode_speech(batch), encoded, atol=1e-6)
+    set_trainable(model, [".*"])  # the encoder now trains: the store no longer describes its weights
     model.encode_speech(batch)
-    assert model.encoder_cache is not shared and not model.encoder_cache
-    assert set(shared) >= set(batch.audio)  # the other run's table is left intact
+    assert isinstance(model.encoder_cache, dict) and not model.encoder_cache
+    assert all(path in shared for path in batch.audio)  # the store is left intact
+
+
+def test_encoder_store_names_a_corrupt_file(tmp_path, noise_corpus):
+    from speechbraid.errors import CheckpointError
+    from speechbraid.models.encoder_store import EncoderOutputStore
+
+    encoder = torch.nn.Linear(2, 2)
+    store = EncoderOutputStore(tmp_path, encoder)
+    audio = str(next(iter(read_manifest(noise_corpus))).audio)
+    store[audio] = torch.ones(3, 2)
+    assert torch.equal(EncoderOutputStore(tmp_path, encoder)[audio], torch.ones(3, 2))  # a fresh process reads it
+    file = next(store.directory.glob("*.safetensors"))
+    file.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match=file.name):
+        EncoderOutputStore(tmp_path, encoder)[audio]
 
 
 def model_feature_config(trainer):
@@ -214,3 +237,48 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_llm_dir, noise_cor
         train(changed, tmp_path / "run", progress=False, resume=True)
     train(config, tmp_path / "run", progress=False, resume=True)  # the same settings resume
     assert len(read_train_log(tmp_path / "run")) == 2
+
+
+def ctc_config(llm_dir, manifest, steps=(2, 3)) -> TrainConfig:
+    from speechbraid.models.build import CTCSettings, LoraSettings
+
+    config = tiny_config(llm_dir, manifest, steps)
+    config.model.ctc = CTCSettings(vocab_from=[str(manifest)])
+    config.model.lora = LoraSettings(r=2, alpha=4, dropout=0.0)
+    config.data.train = [SourceConfig(str(manifest), "asr")]
+    config.stages = [StageConfig("ctc", steps[0], 1e-3, [r"^adapter\.", r"^ctc\."], objective="ctc"),
+                     StageConfig("llm", steps[1], 1e-3, ["lora_"])]
+    return config
+
+
+def test_ctc_bridge_recipe_trains_resumes_exactly_and_reloads(tmp_path, tiny_llm_dir, noise_corpus):
+    config = ctc_config(tiny_llm_dir, noise_corpus)
+    train(config, tmp_path / "full", progress=False)
+    log = read_train_log(tmp_path / "full")
+    assert [row["stage"] for row in log] == ["ctc"] * 2 + ["llm"] * 3
+    assert all(row["loss"] > 0 for row in log)
+    train(config, tmp_path / "cut", progress=False, stop_after=3)  # interrupted inside the LLM stage
+    train(config, tmp_path / "cut", progress=False, resume=True)
+    assert [r["loss"] for r in read_train_log(tmp_path / "cut")] == pytest.approx([r["loss"] for r in log], abs=1e-6)
+
+    model, tokenizer, saved = load_speech_llm(tmp_path / "full" / "model")
+    assert saved.ctc is not None and model.compress and model.speech_input == "ctc"
+    vocabulary = {t for r in read_manifest(noise_corpus) for t in tokenizer.encode(r.text, add_special_tokens=False)}
+    assert set(model.ctc.token_ids.tolist()) == vocabulary
+    audio = [str(r.audio) for r in read_manifest(noise_corpus)][:2]
+    select = model.frame_selector(config.model.feature_config.extract_file)
+    assert all(list(select(a)) == sorted(set(select(a))) for a in audio)  # kept frames: increasing, no repeats
+    run = load_transcriber(tmp_path / "full" / "model").transcribe([audio_item(a) for a in audio], progress=False,
+                                                                   max_new_tokens=4)
+    assert len(run.texts) == 2
+
+
+def test_ctc_plans_that_cannot_work_are_refused_before_training(tiny_llm_dir, noise_corpus):
+    config = ctc_config(tiny_llm_dir, noise_corpus)
+    config.data.train.append(SourceConfig(str(noise_corpus), "word-il"))
+    with pytest.raises(ConfigError, match="ctc trains on asr sources only"):
+        Trainer(config, "/nonexistent-run-dir")
+    config = ctc_config(tiny_llm_dir, noise_corpus)
+    config.stages[1].trainable = ["lora_", r"^adapter\."]  # compression needs a frozen speech side
+    with pytest.raises(ConfigError, match="freeze the encoder, adapter and bridge"):
+        Trainer(config, "/nonexistent-run-dir")

@@ -181,5 +181,5 @@ def test_truncated_or_foreign_model_bin_is_a_clear_error(tmp_path, whisper_dir):
         read_ctranslate2_model(tmp_path / "absent.bin")
     broken = tmp_path / "broken"
     shutil.copytree(whisper_dir, broken, ignore=shutil.ignore_patterns("*.safetensors"))
-    with pytest.raises(CheckpointError, match="cannot load a Whisper model"):
+    with pytest.raises(CheckpointError, match="cannot load the Whisper model"):
         load_judge(broken)

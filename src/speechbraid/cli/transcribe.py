@@ -69,5 +69,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = transcriber.transcribe(items, **options)
         sys.stdout.writelines(line + "\n" for line in hypothesis_lines(items, result.texts, as_json=args.json))
+    for warning in result.warnings:
+        print(f"speechbraid transcribe: warning: {warning}", file=sys.stderr)
     print(f"speechbraid transcribe: {len(items)} input(s); transcribed {result.speed()}", file=sys.stderr)
     return 0

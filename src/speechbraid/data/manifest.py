@@ -29,6 +29,29 @@ class ManifestLine:
         return f"{self.path}:{self.line}"
 
 
+def iter_text_lines(path: str | Path, errors: list[InputError] | None = None,
+                    error_type: type[InputError] = InputError) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without its line end) for every line of a UTF-8 text file, lazily.
+
+    A line that is not valid UTF-8 raises ``error_type`` naming the file, line and byte, unless ``errors``
+    is given: then the error is appended there and reading goes on with the next line (one bad byte
+    costs one line, never the rest of the file).
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                error = error_type(f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
+                                   "line (save the file as UTF-8)", path, line_no)
+                if errors is None:
+                    raise error from None
+                errors.append(error)
+                continue
+            yield line_no, text.rstrip("\r\n")
+
+
 def iter_manifest(path: str | Path, errors: list[ManifestError] | None = None) -> Iterator[ManifestLine]:
     """Yield records one by one from a JSONL manifest; blank lines are skipped.
 
@@ -40,20 +63,19 @@ def iter_manifest(path: str | Path, errors: list[ManifestError] | None = None) -
     if not path.is_file():
         raise InputError("manifest not found", path)
     base_dir = path.parent
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-                record = Utterance.from_dict(obj, base_dir=base_dir)
-            except (json.JSONDecodeError, ValueError) as exc:
-                error = ManifestError(f"invalid record: {exc}", path, line_no)
-                if errors is None:
-                    raise error from None
-                errors.append(error)
-                continue
-            yield ManifestLine(str(path), line_no, record)
+    for line_no, raw in iter_text_lines(path, errors, ManifestError):  # type: ignore[arg-type]
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+            record = Utterance.from_dict(obj, base_dir=base_dir)
+        except (json.JSONDecodeError, ValueError) as exc:
+            error = ManifestError(f"invalid record: {exc}", path, line_no)
+            if errors is None:
+                raise error from None
+            errors.append(error)
+            continue
+        yield ManifestLine(str(path), line_no, record)
 
 
 def read_manifest(path: str | Path) -> Iterator[Utterance]:

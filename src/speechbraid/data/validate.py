@@ -1,6 +1,7 @@
 """Manifest validation: find every defect in a manifest in one streaming pass, report it by file and line.
 
-Validation never decodes audio (only the header, via :func:`audio_info`) and never keeps the records:
+Validation decodes no audio (only the header, via :func:`audio_info`; the one exception is a record whose
+words end suspiciously early, see ``speech_after_last_word``) and never keeps the records:
 it holds counts, a capped list of problems and a compact table of id digests (about 12 bytes per
 line, for duplicate detection), so a million-line manifest is checked in near-flat memory.
 
@@ -22,6 +23,9 @@ Problem codes (severity in brackets; only errors make a record "bad"):
 ``non_monotonic_words``     [error] a word starts before the previous word starts
 ``overlapping_words``       [error] a word starts before the previous word ends
 ``alignment_text_mismatch`` [error] alignment words differ from the text's words (see :func:`comparison_tokens`)
+``speech_after_last_word``  [error] the words end early (< 60% into the audio) yet speech goes on after them:
+                            times squeezed by a broken aligner or synthesiser (the only check that decodes
+                            audio, and only for such records)
 ``entity_out_of_range``     [error] entity offsets outside the text, or start > end
 ``entity_text_mismatch``    [error] ``text[start:end]`` differs from the entity's text
 ``overlapping_entities``    [warning] entity spans overlap (nested entities are legal but have no markup)
@@ -44,7 +48,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from speechbraid.data.audio import DEFAULT_SAMPLE_RATE, audio_info
+from speechbraid.data.audio import DEFAULT_SAMPLE_RATE, audio_info, load_audio, speech_seconds_after
 from speechbraid.data.manifest import ManifestLine, iter_manifest, write_manifest
 from speechbraid.data.records import EntitySpan, Utterance, WordAlignment
 from speechbraid.errors import ConfigError, InputError, ManifestError
@@ -56,6 +60,11 @@ WARNING_CODES = frozenset({"missing_duration", "overlapping_entities"})
 
 # Manifests store times rounded to 4 decimals, so two touching words can differ by rounding noise.
 _TIME_EPS = 1e-4
+# Words ending before this fraction of the audio, with at least _SPEECH_AFTER_S of speech after them (plus a
+# margin for the last word's release), are squeezed: real recordings end in silence, not in more speech.
+_EARLY_END_FRACTION = 0.6
+_SPEECH_AFTER_S = 0.3
+_RELEASE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,25 @@ def _check_words(item: ManifestLine, audio_duration: float | None, tolerance: fl
                 f"ends at {prev.end:.3f} s"
             )
     return [_problem(item, code, _more(messages)) for code, messages in found.items()]
+
+
+def _check_speech_after_words(item: ManifestLine, audio_duration: float) -> list[Problem]:
+    """Decode the audio only when the words end suspiciously early, and look for speech after them."""
+    words = item.record.words or []
+    last_end = max((w.end for w in words), default=0.0)
+    if not words or last_end >= _EARLY_END_FRACTION * audio_duration:
+        return []
+    try:
+        samples, rate = load_audio(item.record.audio, None)  # type: ignore[arg-type]
+    except InputError as exc:
+        return [_problem(item, "unreadable_audio", f"cannot decode {item.record.audio}: {exc.message}")]
+    after = speech_seconds_after(samples, rate, last_end + _RELEASE_S)
+    if after < _SPEECH_AFTER_S:
+        return []
+    return [_problem(item, "speech_after_last_word",
+                     f"the last word ends at {last_end:.3f} s, {100 * last_end / audio_duration:.0f}% into "
+                     f"{audio_duration:.3f} s of audio, but {after:.2f} s of speech follow it: the word times "
+                     "do not describe this audio")]
 
 
 def _check_alignment_text(item: ManifestLine) -> list[Problem]:
@@ -257,11 +285,13 @@ def validate_record(
     if not text_ok:
         problems.append(_problem(item, "empty_text", "text is empty or whitespace only"))
     audio_duration = record.duration
+    header_ok = False
     if record.audio is not None and check_audio:
         audio_problems, header_duration = _check_audio(item, expected_sample_rate, duration_tolerance)
         problems.extend(audio_problems)
         if header_duration is not None:
             audio_duration = header_duration
+            header_ok = True
     elif expected_sample_rate is not None and record.sample_rate not in (None, expected_sample_rate):
         problems.append(_problem(
             item, "unexpected_sample_rate",
@@ -269,6 +299,8 @@ def validate_record(
         ))
     if record.words is not None:
         problems.extend(_check_words(item, audio_duration, duration_tolerance))
+        if check_audio and header_ok and audio_duration:
+            problems.extend(_check_speech_after_words(item, audio_duration))
         if text_ok:  # an empty text is already reported; a mismatch against it says nothing new
             problems.extend(_check_alignment_text(item))
     problems.extend(_check_entities(item))
@@ -407,6 +439,18 @@ class _RejectsWriter:
             Path(self.tmp).unlink(missing_ok=True)
 
 
+def _check_not_empty(path: Path) -> None:
+    """A manifest without a single non-blank line validates nothing: an error, not an OK (checked before any
+    output is written)."""
+    if not path.is_file():
+        raise InputError("manifest not found", path)
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 16):
+            if chunk.strip():
+                return
+    raise InputError("the manifest is empty (no records to validate)", path)
+
+
 def validate_manifest(
     path: str | Path,
     *,
@@ -434,6 +478,7 @@ def validate_manifest(
     if max_problems is not None and max_problems < 0:
         raise ConfigError(f"max_problems must be >= 0, got {max_problems}")
     path = Path(path)
+    _check_not_empty(path)
     report = ValidationReport(manifest=str(path), policy=policy)
     reject_writer = None if rejects is None else _RejectsWriter(Path(rejects))
     if reject_writer is not None:

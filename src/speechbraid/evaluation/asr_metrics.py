@@ -32,6 +32,7 @@ from typing import Any
 
 import jiwer
 
+from speechbraid.data.manifest import iter_text_lines
 from speechbraid.data.records import EntitySpan, Utterance, voice_family
 from speechbraid.errors import InputError
 from speechbraid.evaluation.normalize import text_for_entities, tokens_for_ter, tokens_for_wer
@@ -365,20 +366,18 @@ def read_hypotheses(path: str | Path) -> dict[str, Hypothesis]:
         raise InputError("hypothesis file not found", path)
     hyps: dict[str, Hypothesis] = {}
     is_jsonl: bool | None = None
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                continue
-            if is_jsonl is None:
-                is_jsonl = line.lstrip().startswith("{")
-            utt_id, text = _parse_jsonl_hyp(line, path, line_no) if is_jsonl else _parse_tsv_hyp(line)
-            if not utt_id:
-                raise InputError("empty utterance id", path, line_no)
-            if utt_id in hyps:
-                first = hyps[utt_id].line
-                raise InputError(f"duplicate hypothesis id {utt_id!r} (first at line {first})", path, line_no)
-            hyps[utt_id] = Hypothesis(utt_id, text, str(path), line_no)
+    for line_no, line in iter_text_lines(path):
+        if not line.strip():
+            continue
+        if is_jsonl is None:
+            is_jsonl = line.lstrip().startswith("{")
+        utt_id, text = _parse_jsonl_hyp(line, path, line_no) if is_jsonl else _parse_tsv_hyp(line)
+        if not utt_id:
+            raise InputError("empty utterance id", path, line_no)
+        if utt_id in hyps:
+            first = hyps[utt_id].line
+            raise InputError(f"duplicate hypothesis id {utt_id!r} (first at line {first})", path, line_no)
+        hyps[utt_id] = Hypothesis(utt_id, text, str(path), line_no)
     return hyps
 
 

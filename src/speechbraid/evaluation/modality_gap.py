@@ -94,7 +94,8 @@ def next_token_logits(model: SpeechLLM, prompts: Sequence[Braid], features: Feat
                       batch_size: int = 8) -> torch.Tensor:
     """Next-token logits ``(N, V)`` after each prompt, batched (right padding, logits at each row's last position)."""
     device = next(model.parameters()).device
-    flats = [flatten_braid(p, model.vocab, model.frame_rate) for p in prompts]
+    select = model.frame_selector(features) if features is not None else None
+    flats = [flatten_braid(p, model.vocab, model.frame_rate, select) for p in prompts]
     order = sorted(range(len(flats)), key=lambda i: -len(flats[i]))  # similar lengths share a batch
     out: list[torch.Tensor | None] = [None] * len(flats)
     for start in range(0, len(order), batch_size):

@@ -1,8 +1,9 @@
 """The JSTIP study (METHODS.md section 1, the structure of the paper's Tables I and III) at small scale.
 
-Every row starts from one shared ASR warm-up on the ASR pairs (the preset's config — ``asr_default``: the
-pretrained whisper-base encoder, frozen; stage 1 the adapter with the text LM frozen, then ``shared_steps`` of
-stage 2, adapter + LM), then trains ``row_steps`` more stage-2 steps on its own data mix, once per seed,
+Every row starts from one shared ASR warm-up on the ASR pairs (the preset's config — ``asr_default``: SmolLM2-135M
+behind the pretrained whisper-base encoder, frozen; stage 1 the adapter through the CTC bridge, then
+``shared_steps`` of stage 2, LoRA on the LLM), then trains ``row_steps`` more stage-2 steps on its own data mix,
+once per seed, beside an off-the-shelf reference model (whisper-base) on the same test utterances,
 and is scored on the held-out test set (entities never in the speech training pairs or the text prior; only
 the domain text names them), on multiple-choice questions asked as text and as speech
 (modality gap) and on zero-shot spoken QA. The shared warm-up is a concession to a 2-core CPU: training
@@ -82,16 +83,26 @@ class StudyPreset:
     test_limit: int | None  # test utterances scored per run (None: all)
     overrides: tuple[str, ...] = ()
     config: str = "asr_default"  # packaged training config the rows start from
+    llm: str | None = None  # a pretrained LLM (name or directory); None: pretrain the small text prior here
+    reference: str | None = None  # an off-the-shelf ASR model scored on the same test utterances (a table row)
 
 
 _TINY_MODEL = ("model.conformer={d_model: 32, n_layers: 1, n_heads: 2}", "data.rows=2", "data.max_len=256",
                "tensorboard=false")
+_SMOLLM2 = {"llm": "smollm2-135m", "reference": "whisper-base"}
 PRESETS: dict[str, StudyPreset] = {
-    "small": StudyPreset("small", "small", None, 100, 400, 60, tuple(ROWS), (0, 1), 600, 40, 30, 90),
+    # CPU study on SmolLM2 (issue 9): the rows that carry the paper's claim, three seeds
+    "small": StudyPreset("small", "small", None, 400, 100, 40,
+                         ("asr-only", "asr +il", "asr+domain-text", "asr+domain-text +il", "asr+tts-pairs +il"),
+                         (0, 1, 2), 300, 40, 30, 90, **_SMOLLM2),
+    # every row of Tables I and III, for a GPU (run it with --preset gpu on a machine with one)
+    "gpu": StudyPreset("medium", "small", None, 3000, 2000, 1000, tuple(ROWS), (0, 1, 2), 5000, 200, 100, None,
+                       ("data.rows=16", "data.max_len=1024"), **_SMOLLM2),
     "tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il", "asr+tts-pairs +il"), (0, 1), 4, 4, 3, 6,
                         _TINY_MODEL, "asr_conformer"),
-    # the main job's quick comparison (`speechbraid demo`): ASR-only vs +interleave, one seed
-    "quick": StudyPreset("small", "small", None, 100, 200, 100, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150),
+    # the main job's quick comparison (`speechbraid demo`): ASR-only vs +interleave, one seed, whisper-base beside
+    "quick": StudyPreset("small", "small", None, 400, 150, 50, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150,
+                         **_SMOLLM2),
     "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None, _TINY_MODEL,
                               "asr_conformer"),
 }
@@ -183,7 +194,7 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     lm_dir = corpus_and_text_prior(out, corpus, corpus_size=spec.corpus_size, lm_preset=spec.lm_preset,
-                                   lm_steps=spec.lm_steps, lm_dir=lm_dir, progress=progress)
+                                   lm_steps=spec.lm_steps, lm_dir=lm_dir or spec.llm, progress=progress)
     manifests = {"asr": corpus / "speech" / "train" / "manifest.jsonl", "domain": corpus / "text" / "domain.jsonl"}
     if any(s.data == "tts" for r in chosen for s in ROWS[r]):
         manifests["tts"] = _tts_pairs(corpus, out / "tts", spec.n_tts, progress)
@@ -195,6 +206,8 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
                            f"segment_by: '{s.segment_by}'}}" for s in sources)
         overrides = [f"model.llm={lm_dir}", f"data.train=[{listed}]", f"seed={seed}", *spec.overrides]
         cfg = load_config(TrainConfig, resolve_config(spec.config), overrides)
+        if cfg.model.ctc is not None:  # CTC classes: the tokens of the speech training transcripts only
+            cfg.model.ctc.vocab_from = [str(corpus / "text" / "train.jsonl")]
         cfg.stages = [replace(stage, steps=n) for stage, n in zip(cfg.stages, steps, strict=True) if n > 0]
         cfg.init_from = init_from
         return cfg
@@ -202,7 +215,11 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
     shared = out / "shared"
     train(config((spec.stage1_steps, spec.shared_steps), [ASR], 0, None), shared, resume=True, progress=progress)
     test = corpus / "speech" / "test" / "manifest.jsonl"
+    if spec.test_limit is not None:
+        test = _spread(test, spec.test_limit, out / "test_subset.jsonl")
     runs: dict[str, list[dict[str, Any]]] = {}
+    if spec.reference:
+        runs[reference_row(spec.reference)] = [_reference(spec.reference, test, out / "reference", progress)]
     for row in chosen:
         for seed in spec.seeds:
             run_dir = out / "rows" / row.replace(" ", "_") / f"seed{seed}"
@@ -216,6 +233,8 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
             runs.setdefault(row, []).append(json.loads(done.read_text(encoding="utf-8")))
     table = summarize(runs)
     order = list(dict.fromkeys(r for r in (*TABLE_I, *TABLE_III) if r in chosen))
+    if spec.reference:
+        order.append(reference_row(spec.reference))
     result = {"preset": preset, "rows": {r: [vars(s) for s in ROWS[r]] for r in chosen},
               "seeds": list(spec.seeds), "steps": {"stage1": spec.stage1_steps, "shared": spec.shared_steps,
                                                    "row": spec.row_steps},
@@ -255,8 +274,6 @@ def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[st
     from speechbraid.inference.transcribe import evaluate_model, load_transcriber
 
     transcriber = load_transcriber(model_dir)
-    if spec.test_limit is not None:
-        test = _spread(test, spec.test_limit, run_dir / "test_subset.jsonl")
     asr = evaluate_model(transcriber, test, hyps_out=run_dir / "test_hyps.jsonl", progress=progress)
     atomic_write_text(run_dir / "test_eval.json", json.dumps(asr, indent=2) + "\n")
     gap = sqa = None
@@ -269,6 +286,22 @@ def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[st
         atomic_write_text(run_dir / "questions_eval.json", json.dumps({"modality_gap": gap, "sqa": sqa}, indent=2,
                                                                        default=str) + "\n")
     return _metrics(asr, gap, sqa)
+
+
+def reference_row(model: str) -> str:
+    return f"{Path(model).name} (reference)"
+
+
+def _reference(model: str, test: Path, out: Path, progress: bool) -> dict[str, Any]:
+    """The off-the-shelf model's scores on the study's test utterances (computed once, then read back)."""
+    from speechbraid.inference.transcribe import evaluate_model, load_transcriber
+
+    done = out / "test_eval.json"
+    if not done.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        asr = evaluate_model(load_transcriber(model), test, hyps_out=out / "test_hyps.jsonl", progress=progress)
+        atomic_write_text(done, json.dumps(asr, indent=2) + "\n")
+    return _metrics(json.loads(done.read_text(encoding="utf-8")), None, None)
 
 
 def _spread(manifest: Path, n: int, out: Path) -> Path:

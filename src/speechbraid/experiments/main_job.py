@@ -1,10 +1,10 @@
-"""The main job on the embedded default: corpus -> text prior -> ASR speech LLMs -> held-out scores.
+"""The main job on the embedded default: corpus -> ASR speech LLMs on SmolLM2 -> held-out scores.
 
-It is the JSTIP study's ``quick`` preset: one shared ASR warm-up (frozen whisper-base encoder; the adapter with
-the LM frozen, then adapter + LM), continued for the same steps and seed ASR-only and with ASR + interleaved
-sequences; both are scored on the held-out test set. Every step resumes: re-running the command skips finished
-steps and continues an interrupted one (corpus synthesis per utterance, LM and ASR training from their last
-checkpoint, transcription from its partial hypotheses file).
+It is the JSTIP study's ``quick`` preset: one shared ASR warm-up on SmolLM2-135M (frozen whisper-base encoder;
+the adapter through the CTC bridge, then LoRA on the LLM), continued for the same steps and seed ASR-only and with
+ASR + interleaved sequences; both are scored on the held-out test set beside whisper-base on the same utterances.
+Every step resumes: re-running the command skips finished steps and continues an interrupted one (corpus
+synthesis per utterance, training from its last checkpoint, transcription from its partial hypotheses file).
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ PLANS = {"default": "quick", "tiny": "quick-tiny"}  # demo plan -> JSTIP study p
 def run_main_job(out_dir: str | Path = "runs/main", corpus_dir: str | Path = "data/default", *,
                  plan: str = "default", progress: bool = True) -> dict[str, Any]:
     from speechbraid.evaluation.asr_metrics import format_report
-    from speechbraid.experiments.jstip import run_jstip_study
+    from speechbraid.experiments.jstip import PRESETS, run_jstip_study
 
     out = Path(out_dir)
     result = run_jstip_study(out, corpus_dir, preset=PLANS[plan], progress=progress)
     asr_only = json.loads((out / "rows" / "asr-only" / "seed0" / "test_eval.json").read_text(encoding="utf-8"))
-    print("\nASR-only speech LLM on the held-out test set (entities never seen in training):")
+    print("\nASR-only speech LLM on the held-out test set (entities never seen in speech training):")
     print(format_report(asr_only))
+    reference = out / "reference" / "test_eval.json"
+    if reference.is_file():  # the open-source ASR a user would otherwise pick, on the same utterances
+        print(f"\n{PRESETS[PLANS[plan]].reference} on the same utterances:")
+        print(format_report(json.loads(reference.read_text(encoding="utf-8"))))
     print(f"\nresults: {out / 'results.json'}, table: {out / 'table.md'}, plot: {out / 'table.png'}")
     return result

@@ -126,7 +126,8 @@ def left_padded_prompts(model: SpeechLLM, prompts: Sequence[Braid],
                          features: Callable[[str], torch.Tensor] | None) -> PaddedPrompts:
     """Collate the prompts (one per row), assemble embeddings with ``prepare_inputs``, and left-align the rows."""
     device = next(model.parameters()).device
-    flats = [flatten_braid(p, model.vocab, model.frame_rate) for p in prompts]
+    select = model.frame_selector(features) if features is not None else None
+    flats = [flatten_braid(p, model.vocab, model.frame_rate, select) for p in prompts]
     for p, flat in zip(prompts, flats, strict=True):
         if len(flat) == 0:
             raise ValueError(f"prompt {p.id!r} is empty; decoding needs at least one prompt position")

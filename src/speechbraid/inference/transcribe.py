@@ -6,6 +6,13 @@
 seconds, not after an hour of decoding. :func:`evaluate_model` transcribes a reference manifest and
 scores it with :func:`speechbraid.evaluation.asr_metrics.evaluate`.
 
+Any length of audio: an input longer than the model accepts in one piece (:meth:`Transcriber.max_segment_seconds`:
+Whisper 30 s; a speech LLM at most :data:`DEFAULT_SEGMENT_SECONDS` and what its LLM's context leaves room for)
+is cut at pauses into pieces (:mod:`speechbraid.inference.longform`), the pieces are transcribed like any
+input and their transcripts joined in order; the pieces' times come back in ``TranscriptionRun.segments``.
+Neither model kind gives word times, so none are reported. An input shorter than :data:`MIN_AUDIO_SECONDS` is
+not transcribed (models invent a sentence for it): its transcript is empty and a warning names it.
+
 Speed is reported as the real-time factor ``rtf = wall seconds / audio seconds`` (below 1 is
 faster than real time). For a speech LLM the wall time covers feature extraction and decoding, not
 model loading; for Whisper it also covers the model load, because the judge loads its model on
@@ -29,9 +36,12 @@ from speechbraid.data.audio import audio_info
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.inference.longform import stitch
 from speechbraid.models.registry import resolve_model
 
 DEFAULT_MAX_NEW_TOKENS = 128
+MIN_AUDIO_SECONDS = 0.1  # shorter than the shortest word: nothing to transcribe
+DEFAULT_SEGMENT_SECONDS = 30.0  # longest piece a speech LLM is given (they are trained on utterances of seconds)
 MANIFEST_SUFFIXES = (".jsonl", ".json")  # everything else is read as audio (anything soundfile reads)
 SPEECH_LLM_FILE = "speechbraid.json"  # == speechbraid.models.build.CONFIG_FILE, kept here to avoid importing torch
 
@@ -48,11 +58,17 @@ class AudioItem:
 
 @dataclass(frozen=True)
 class TranscriptionRun:
-    """Transcripts in input order, and how fast they were made."""
+    """Transcripts in input order, and how fast they were made.
+
+    ``segments`` (when given) holds, per input, the ``(start s, end s, text)`` of each piece a long input was cut
+    into (one piece for a short input); ``warnings`` names inputs that were not transcribed and why.
+    """
 
     texts: list[str]
     audio_seconds: float
     wall_seconds: float
+    segments: list[list[tuple[float, float, str]]] | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def rtf(self) -> float | None:
@@ -183,15 +199,81 @@ class Transcriber:
             raise ConfigError(f"beam size must be >= 1, got {beam_size}")
         if not items:
             return TranscriptionRun([], 0.0, 0.0)
+        report = on_batch or (lambda indices, texts: None)
+        max_seconds = self.max_segment_seconds(max_new_tokens, context)
         start = time.perf_counter()
-        texts = self._transcribe(items, batch_size, beam_size, max_new_tokens, context, progress,
-                                 on_batch or (lambda indices, texts: None))
+        warned = [f"{item.where}: {item.duration:.3f} s of audio is shorter than the {MIN_AUDIO_SECONDS} s minimum; "
+                  "not transcribed (empty transcript)" for item in items if item.duration < MIN_AUDIO_SECONDS]
+        short = [i for i, item in enumerate(items) if item.duration < MIN_AUDIO_SECONDS]
+        if short:
+            report(short, [""] * len(short))
+        with tempfile.TemporaryDirectory(prefix="speechbraid-pieces-") as scratch:
+            pieces, owner, spans = _cut_long_inputs(items, max_seconds, Path(scratch))
+            done = [0] * len(items)
+            pieces_of: list[list[int]] = [[] for _ in items]
+            for k, i in enumerate(owner):
+                pieces_of[i].append(k)
+            piece_texts = [""] * len(pieces)
+
+            def collect(indices: Sequence[int], texts: Sequence[str]) -> None:
+                finished = []
+                for k, text in zip(indices, texts, strict=True):
+                    piece_texts[k] = text
+                    done[owner[k]] += 1
+                    if done[owner[k]] == len(pieces_of[owner[k]]):
+                        finished.append(owner[k])
+                if finished:  # an input is final once all its pieces are
+                    report(finished, [stitch([piece_texts[k] for k in pieces_of[i]]) for i in finished])
+
+            if pieces:
+                piece_texts = self._transcribe(pieces, batch_size, beam_size, max_new_tokens, context, progress,
+                                               collect)
+        texts = [""] * len(items)
+        segments: list[list[tuple[float, float, str]]] = [[] for _ in items]
+        for k, i in enumerate(owner):
+            segments[i].append((spans[k][0], spans[k][1], piece_texts[k]))
+        for i, parts in enumerate(segments):
+            texts[i] = stitch(text for _, _, text in parts)
         wall = time.perf_counter() - start
-        return TranscriptionRun(texts, sum(item.duration for item in items), wall)
+        return TranscriptionRun(texts, sum(item.duration for item in items), wall, segments, tuple(warned))
+
+    def max_segment_seconds(self, max_new_tokens: int | None, context: str | None) -> float:
+        """The longest piece of audio this model is given at once; longer inputs are cut (module docstring)."""
+        return DEFAULT_SEGMENT_SECONDS
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
                     context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
         raise NotImplementedError
+
+
+def _cut_long_inputs(items: Sequence[AudioItem], max_seconds: float, scratch: Path
+                     ) -> tuple[list[AudioItem], list[int], list[tuple[float, float]]]:
+    """The pieces to transcribe: an input no longer than ``max_seconds`` as it is, a longer one cut at pauses into
+    WAVs under ``scratch``; inputs below the minimum duration are left out. Returns (pieces, input index of each
+    piece, (start s, end s) of each piece within its input)."""
+    from speechbraid.data.audio import load_audio, write_wav
+    from speechbraid.inference.longform import plan_segments
+
+    pieces: list[AudioItem] = []
+    owner: list[int] = []
+    spans: list[tuple[float, float]] = []
+    for i, item in enumerate(items):
+        if item.duration < MIN_AUDIO_SECONDS:
+            continue
+        if item.duration <= max_seconds:
+            pieces.append(item)
+            owner.append(i)
+            spans.append((0.0, item.duration))
+            continue
+        samples, rate = load_audio(item.path)
+        for k, (a, b) in enumerate(plan_segments(samples, rate, max_seconds)):
+            path = scratch / f"{i:06d}-{k:04d}.wav"
+            write_wav(path, samples[a:b], rate)
+            pieces.append(AudioItem(f"{item.id}@{k}", str(path), (b - a) / rate,
+                                    f"{item.where} [{a / rate:.2f}-{b / rate:.2f} s]"))
+            owner.append(i)
+            spans.append((a / rate, b / rate))
+    return pieces, owner, spans
 
 
 class SpeechLLMTranscriber(Transcriber):
@@ -232,6 +314,28 @@ class SpeechLLMTranscriber(Transcriber):
                 bar.update(len(batch))
         return texts
 
+    def max_segment_seconds(self, max_new_tokens: int | None, context: str | None) -> float:
+        """At most :data:`DEFAULT_SEGMENT_SECONDS`, what the encoder takes (Whisper: 30 s), and what the LLM's
+        context (``max_position_embeddings``) leaves after the prompt's text and the transcript's tokens: one
+        position per adapter frame (``frame_rate`` per second). No room for a minimum piece is a ConfigError."""
+        limit = DEFAULT_SEGMENT_SECONDS
+        encoder_frames = getattr(self.model.encoder, "max_frames", None)  # feature frames at 100 per second
+        if encoder_frames is not None:
+            limit = min(limit, encoder_frames / 100.0)
+        positions = getattr(self.model.llm.config, "max_position_embeddings", None)
+        if positions is not None:
+            new_tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+            text = len(self.tokenizer.encode(context)) if context else 0
+            left = positions - new_tokens - text - 2  # <|asr|> and one frame of rounding
+            seconds = left / self.model.frame_rate
+            if seconds < 2.0:
+                raise ConfigError(f"the LLM of {self.model_dir} takes {positions} positions; {new_tokens} new tokens "
+                                  f"and {text} context tokens leave room for {max(seconds, 0):.1f} s of speech "
+                                  f"({self.model.frame_rate:g} positions per second): lower --max-new-tokens or "
+                                  "shorten --context")
+            limit = min(limit, seconds)
+        return limit
+
     def decode(self, tokens: Sequence[int]) -> str:
         """Transcript text of generated ids: text tokens only (specials and speech units are not text)."""
         text_ids = [t for t in tokens if self.model.vocab.kind_of(t) == "text"]
@@ -261,6 +365,11 @@ class WhisperTranscriber(Transcriber):
         if progress:
             print(f"transcribing {len(items)} file(s) with Whisper ({self.model_dir})", file=sys.stderr)
         return self.judge.transcribe([item.path for item in items], batch_size, on_batch=on_batch)
+
+    def max_segment_seconds(self, max_new_tokens: int | None, context: str | None) -> float:
+        from speechbraid.models.judge import CHUNK_SECONDS
+
+        return float(CHUNK_SECONDS)  # Whisper's window; longer pieces would take its slower sequential path
 
 
 def load_transcriber(name_or_dir: str | Path, device: str | None = None) -> Transcriber:
@@ -354,7 +463,7 @@ def transcribe_resumable(transcriber: Transcriber, items: Sequence[AudioItem], p
         run = transcriber.transcribe(todo, on_batch=save, **options)
     new = {item.id: text for item, text in zip(todo, run.texts, strict=True)}
     texts = [done[item.id] if item.id in done else new[item.id] for item in items]
-    return TranscriptionRun(texts, run.audio_seconds, run.wall_seconds), len(done)
+    return TranscriptionRun(texts, run.audio_seconds, run.wall_seconds, warnings=run.warnings), len(done)
 
 
 def _read_partial(partial: Path, items: Sequence[AudioItem]) -> dict[str, str]:
@@ -418,5 +527,5 @@ def evaluate_model(model: str | Path | Transcriber, manifest: str | Path, *, bat
     result = evaluate([record for _, record in pairs], run.texts)
     result.update(model=str(transcriber.model_dir), manifest=str(manifest), n=len(items),
                   skipped_text_only=len(text_only), audio_seconds=run.audio_seconds,
-                  resumed=resumed, wall_seconds=run.wall_seconds, rtf=run.rtf)
+                  resumed=resumed, wall_seconds=run.wall_seconds, rtf=run.rtf, warnings=list(run.warnings))
     return result

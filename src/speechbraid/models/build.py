@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,8 +27,9 @@ from speechbraid.data.features import FeatureConfig
 from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
+from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
-from speechbraid.models.speech_llm import SpeechLLM
+from speechbraid.models.speech_llm import CTCBridge, SpeechLLM
 from speechbraid.training.checkpoint import read_model_config
 
 CONFIG_FILE = "speechbraid.json"
@@ -45,6 +46,17 @@ class LoraSettings:
 
 
 @dataclass
+class CTCSettings:
+    """The CTC bridge (METHODS.md section 4): adapter frames scored against the LLM's own token embeddings."""
+
+    vocab_from: list[str] = field(default_factory=list)  # manifests / text files whose tokens are the CTC classes
+    speech_input: Literal["adapter", "ctc"] = "ctc"  # LLM input at speech frames: adapter output or posterior-
+    # weighted token embeddings (LegoSLM)
+    compress: bool = True  # keep one frame per CTC token (blanks and repeats dropped) in LLM stages
+    temperature: float = 1.0  # softmax temperature of the posterior weighting (higher: more LLM prior)
+
+
+@dataclass
 class ModelConfig:
     llm: str = "default-lm"  # HF causal LM directory or registered name
     encoder: Literal["conformer", "whisper"] = "conformer"
@@ -56,6 +68,7 @@ class ModelConfig:
     speech_head: bool = False  # a second output head for the speech stream (parallel generation pattern)
     stream_combine: Literal["sum", "mean"] = "sum"  # how parallel streams' input embeddings combine
     lora: LoraSettings | None = None
+    ctc: CTCSettings | None = None
 
     @property
     def stack(self) -> int:
@@ -71,31 +84,70 @@ class ModelConfig:
 def _encoder(config: ModelConfig) -> torch.nn.Module:
     if config.encoder == "conformer":
         return ConformerEncoder(config.conformer)
-    return WhisperSpeechEncoder(_whisper_dir(config.whisper))
+    return WhisperSpeechEncoder(model_dir(config.whisper))
 
 
-def _whisper_dir(name: str) -> Path:
-    """A Whisper directory; whisper-base is converted from its installed wheels on first use (offline, seconds),
-    so a fresh machine trains the default config without a separate import step."""
+def _importers() -> dict[str, Callable[[], Path]]:
+    from speechbraid.models import smollm2_import, whisper_import
+
+    return {whisper_import.MODEL_NAME: whisper_import.import_whisper,
+            smollm2_import.MODEL_NAME: smollm2_import.import_smollm2}
+
+
+def model_dir(name: str | Path) -> Path:
+    """A model directory; the pretrained models that ship in PyPI wheels (whisper-base, smollm2-135m) are converted
+    on first use (offline), so a fresh machine trains the default config without a separate import step."""
     from speechbraid.models.registry import list_models
-    from speechbraid.models.whisper_import import MODEL_NAME, import_whisper
 
-    if name == MODEL_NAME and MODEL_NAME not in list_models():
-        return import_whisper()
+    importers = _importers()
+    if str(name) in importers and str(name) not in list_models() and not Path(name).is_dir():
+        return importers[str(name)]()
     return resolve_model(name)
+
+
+def load_causal_lm(llm_dir: Path) -> tuple[Any, Any]:
+    """(causal LM, tokenizer) of an HF directory, with one error naming the file for what cannot work: no
+    tokenizer, no causal-LM head, damaged weights, a tokenizer larger than the model's embeddings."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, llm_dir, "tokenizer")
+    llm = load_pretrained(AutoModelForCausalLM.from_pretrained, llm_dir, "causal LM (a model with a language-model "
+                          "head)")
+    rows = llm.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise CheckpointError(f"the tokenizer ({len(tokenizer)} tokens) does not match the checkpoint "
+                              f"({rows} embedding rows)", llm_dir)
+    return llm, tokenizer
 
 
 def build_speech_llm(config: ModelConfig) -> tuple[SpeechLLM, Any]:
     """A fresh speech LLM around the configured pretrained causal LM; returns (model, HF tokenizer)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    llm_dir = resolve_model(config.llm)
-    tokenizer = AutoTokenizer.from_pretrained(llm_dir)
+    llm, tokenizer = load_causal_lm(model_dir(config.llm))
     text_size = len(tokenizer)
+    ctc_tokens = _ctc_vocabulary(config.ctc, tokenizer) if config.ctc is not None else None
     _add_special_tokens(tokenizer)
-    llm = AutoModelForCausalLM.from_pretrained(llm_dir)
     vocab = VocabLayout(text_size=text_size, num_units=config.num_units)
-    return _assemble(config, llm, vocab, _encoder(config)), tokenizer
+    return _assemble(config, llm, vocab, _encoder(config), ctc_tokens, tokenizer.eos_token_id), tokenizer
+
+
+def _ctc_vocabulary(settings: CTCSettings, tokenizer: Any) -> list[int]:
+    """The LLM token ids of every text in ``settings.vocab_from`` (manifests: their ``text``; other files: lines)."""
+    from speechbraid.data.manifest import read_manifest
+
+    if not settings.vocab_from:
+        raise ConfigError("model.ctc.vocab_from lists no manifest or text file to take the CTC vocabulary from")
+    tokens: set[int] = set()
+    for source in settings.vocab_from:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"model.ctc.vocab_from: {path} does not exist")
+        if path.suffix == ".jsonl":
+            texts = (record.text for record in read_manifest(path))
+        else:
+            texts = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+        for text in texts:
+            tokens.update(tokenizer.encode(text, add_special_tokens=False))
+    return sorted(tokens)
 
 
 def _add_special_tokens(tokenizer: Any) -> None:
@@ -104,18 +156,28 @@ def _add_special_tokens(tokenizer: Any) -> None:
                                  replace_extra_special_tokens=False)
 
 
-def _assemble(config: ModelConfig, llm: Any, vocab: VocabLayout, encoder: torch.nn.Module) -> SpeechLLM:
+def _assemble(config: ModelConfig, llm: Any, vocab: VocabLayout, encoder: torch.nn.Module,
+              ctc_tokens: Sequence[int] | None = None, eos_id: int | None = None) -> SpeechLLM:
     llm_dim = llm.get_input_embeddings().embedding_dim
+    ctc = None
+    if config.ctc is not None:
+        ctc = CTCBridge(ctc_tokens or [], llm_dim, int(eos_id), config.ctc.temperature)
     adapter = FrameStackAdapter(encoder.output_dim, llm_dim, config.stack, config.adapter_hidden)
     frame_rate = 100.0 / (encoder.downsample * config.stack)  # feature frames are 10 ms
     if config.lora is not None:
-        from peft import LoraConfig, get_peft_model
-
-        llm = get_peft_model(llm, LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha,
-                                             lora_dropout=config.lora.dropout,
-                                             target_modules=config.lora.target_modules, task_type="CAUSAL_LM"))
+        llm = with_lora(llm, config.lora)
     return SpeechLLM(encoder, adapter, llm, vocab, frame_rate, speech_head=config.speech_head,
-                     stream_combine=config.stream_combine)
+                     stream_combine=config.stream_combine, ctc=ctc,
+                     speech_input=config.ctc.speech_input if config.ctc else "adapter",
+                     compress=bool(config.ctc and config.ctc.compress))
+
+
+def with_lora(llm: Any, settings: LoraSettings) -> Any:
+    """The LLM wrapped with fresh LoRA adapters (peft); its own weights stay as they are."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(llm, LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                                          target_modules=settings.target_modules, task_type="CAUSAL_LM"))
 
 
 def set_trainable(model: torch.nn.Module, patterns: Sequence[str]) -> int:
@@ -155,25 +217,25 @@ def save_speech_llm(model: SpeechLLM, tokenizer: Any, config: ModelConfig, out_d
 def _speech_modules(model: SpeechLLM) -> list[tuple[str, torch.nn.Module]]:
     """The modules saved beside the HF LLM (in ``speech.safetensors``)."""
     modules = [("encoder", model.encoder), ("adapter", model.adapter)]
-    return modules + ([("speech_head", model.speech_head)] if model.speech_head is not None else [])
+    modules += [("speech_head", model.speech_head)] if model.speech_head is not None else []
+    return modules + ([("ctc", model.ctc)] if model.ctc is not None else [])
 
 
 def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SpeechLLM, Any, ModelConfig]:
     """Load a directory written by :func:`save_speech_llm`; returns (model in eval mode, tokenizer, config)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = resolve_model(model_dir)
     config, vocab = read_model_config(path, CONFIG_FILE, "speechbraid model", lambda meta: (
         from_dict(ModelConfig, meta["model"], str(path / CONFIG_FILE)), VocabLayout(**meta["vocab"])))
-    tokenizer = AutoTokenizer.from_pretrained(path / LLM_DIR)
+    llm, tokenizer = load_causal_lm(path / LLM_DIR)
     if tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[0]) != vocab.special_id(SPECIAL_TOKENS[0]):
         raise CheckpointError("tokenizer special tokens do not match the vocabulary layout", path / LLM_DIR)
-    llm = AutoModelForCausalLM.from_pretrained(path / LLM_DIR)
-    model = _assemble(config, llm, vocab, _encoder(config))
     try:
         speech = load_file(str(path / SPEECH_FILE))
     except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read speech weights: {exc}", path / SPEECH_FILE) from None
+    ctc_tokens = speech.get("ctc.token_ids")
+    model = _assemble(config, llm, vocab, _encoder(config), None if ctc_tokens is None else ctc_tokens.tolist(),
+                      tokenizer.eos_token_id)
     for name, module in _speech_modules(model):
         prefix = name + "."
         state = {k[len(prefix):]: v for k, v in speech.items() if k.startswith(prefix)}

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from speechbraid.models.hf_load import load_pretrained
+
 
 @dataclass(frozen=True)
 class ConformerConfig:
@@ -150,7 +152,7 @@ class WhisperSpeechEncoder(nn.Module):
 
         # A bare WhisperEncoder.from_pretrained on a full Whisper checkpoint (keys "model.encoder.*") loads
         # nothing and leaves random weights; the full model maps the keys and hands over its encoder.
-        whisper = WhisperModel.from_pretrained(model_dir)
+        whisper = load_pretrained(WhisperModel.from_pretrained, model_dir, "Whisper encoder")
         self.encoder = whisper.get_encoder()
         self.output_dim = whisper.config.d_model
         self.max_frames = whisper.config.max_source_positions * 2

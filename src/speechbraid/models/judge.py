@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from speechbraid.data.audio import load_audio
-from speechbraid.errors import CheckpointError
+from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
 from speechbraid.training.runtime import pick_device
 
@@ -32,11 +32,9 @@ def load_judge(model: str | Path, device: str | torch.device | None = None):  # 
 
     model_dir = resolve_model(model)
     target = pick_device(device)
-    try:
-        processor = WhisperProcessor.from_pretrained(model_dir)
-        asr = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=_gpu_dtype(target))
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot load a Whisper model: {exc}", model_dir) from None
+    processor = load_pretrained(WhisperProcessor.from_pretrained, model_dir, "Whisper processor")
+    asr = load_pretrained(WhisperForConditionalGeneration.from_pretrained, model_dir, "Whisper model",
+                          dtype=_gpu_dtype(target))
     return asr.to(target).eval(), processor
 
 

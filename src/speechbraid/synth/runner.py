@@ -33,7 +33,7 @@ from speechbraid.data.manifest import ManifestLine, write_manifest
 from speechbraid.data.records import SYNTH_SOURCE_PREFIX, Utterance
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.synth.augment import NOISE_KINDS, add_noise, speed_perturb
-from speechbraid.synth.base import SynthesisError, VoiceSpec, get_engine
+from speechbraid.synth.base import SynthesisError, VoiceSpec, check_words_cover_speech, get_engine
 
 WAV_DIR = "wavs"
 STATE_DIR = "state"
@@ -263,6 +263,7 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
     started = time.process_time()
     try:
         result = engine.synthesize(task["input"]["text"], voice, seed=settings["engine_seed"])
+        check_words_cover_speech(result, task["input"]["text"])
     except SynthesisError as exc:
         return {"status": "error", "id": task["id"], "message": str(exc), "where": task["where"]}
     result = speed_perturb(result, settings["speed"])

@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from speechbraid.errors import CheckpointError
+from speechbraid.errors import CheckpointError, ConfigError, InputError
 
 T = TypeVar("T")
 
@@ -52,12 +52,44 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[s
         shutil.rmtree(final)
     os.replace(tmp, final)
     atomic_write_text(root / LATEST, name + "\n")
-    complete = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
-    for old in complete[:-keep]:
+    # Keep the one just written and the newest earlier ones. A checkpoint with a later step is left from another
+    # run in this directory: keeping it by name order would delete the new one and strand ``latest``.
+    earlier = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name < name)
+    later = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name > name]
+    for old in earlier[: max(0, len(earlier) - (keep - 1))] + later:
         shutil.rmtree(old)
     for stale in root.glob(".step-*"):  # temp dirs of a run killed while saving
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+RUN_MARKERS = ("config.yaml", "checkpoints", "model", "train_log.jsonl")  # what a training run writes
+
+
+def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into an existing non-empty run directory unless told what to do with it.
+
+    ``resume`` continues it; ``overwrite`` deletes it first (only a directory that holds a run's files, so a
+    mistyped ``--out`` never deletes unrelated data). Without either, a non-empty ``out`` is an
+    :class:`InputError` naming both flags: starting afresh there would replace the old model, config and log.
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite deletes it: pass one of them")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError("--out exists and is not a directory", out)
+    if not any(out.iterdir()):
+        return
+    if overwrite:
+        if not any((out / marker).exists() for marker in RUN_MARKERS):
+            raise InputError(f"--overwrite would delete a directory that is not a training run (none of "
+                             f"{', '.join(RUN_MARKERS)} in it); remove it yourself or choose another --out", out)
+        shutil.rmtree(out)
+    elif not resume:
+        raise InputError("run directory is not empty; pass --resume to continue that run or --overwrite to delete "
+                         "it and start afresh (or choose another --out)", out)
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:

@@ -7,7 +7,7 @@ stores it in each checkpoint, so a resumed run sees exactly the examples an unin
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,7 @@ class BraidSource:
         self.tokenizer = tokenizer
         self.vocab = vocab
         self.frame_rate = frame_rate
+        self.select: Callable[[str], Sequence[int]] | None = None  # CTC compression: audio -> kept frames
         self.records = list(records) if records is not None else self._load(config)
         if not self.records:
             raise InputError("no records to train on", config.manifest)
@@ -118,7 +119,7 @@ class BraidSource:
         choice = _stable_int(record.id) + epoch  # alternatives alternate across epochs
         braid = build_braid(record, self.config.layout, self.tokenizer, variant=self.config.variant,
                             segment_by=self.config.segment_by, choice=choice)
-        return flatten_braid(braid, self.vocab, self.frame_rate)
+        return flatten_braid(braid, self.vocab, self.frame_rate, self.select)
 
 
 class MixSampler:

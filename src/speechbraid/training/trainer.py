@@ -12,14 +12,14 @@ the same deterministic batch sequence and trains on its own share (batch ``k`` g
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import re
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -31,7 +31,16 @@ from speechbraid.config import save_config, to_dict
 from speechbraid.data.features import FeatureConfig
 from speechbraid.errors import ConfigError
 from speechbraid.layouts.tokenizer import HFTextTokenizer
-from speechbraid.models.build import ModelConfig, build_speech_llm, load_speech_llm, save_speech_llm, set_trainable
+from speechbraid.models.build import (
+    ModelConfig,
+    build_speech_llm,
+    load_speech_llm,
+    save_speech_llm,
+    set_trainable,
+    with_lora,
+)
+from speechbraid.models.encoder_store import EncoderOutputStore
+from speechbraid.models.registry import speechbraid_home
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
@@ -54,6 +63,9 @@ class StageConfig:
     lr: float
     trainable: list[str] = field(default_factory=lambda: [".*"])  # regexes over parameter names
     warmup: float = 0.1  # fraction of the stage's steps
+    # lm: next-token loss through the LLM; ctc: the adapter learns the LLM's token embeddings through the CTC bridge
+    # (model.ctc), no LLM forward - cheap steps that make the speech input speak the LLM's language first
+    objective: Literal["lm", "ctc"] = "lm"
 
 
 @dataclass
@@ -80,23 +92,10 @@ class TrainConfig:
     device: str | None = None
     log_every: int = 10
     ckpt_every: int = 100
-    cache_encoder: bool = True  # reuse encoder outputs while the encoder is frozen
+    cache_encoder: bool = True  # reuse encoder outputs while the encoder is frozen (kept on disk, see encoder_store)
+    encoder_store: str | None = None  # directory of stored encoder outputs (default $SPEECHBRAID_HOME/encoder_outputs)
     tensorboard: bool = True
     init_from: str | None = None  # a saved speech LLM whose weights start this run (e.g. a shared stage 1)
-
-
-# Encoder outputs per audio path, one table per encoder weights: runs in one process that start from the same
-# frozen encoder (the JSTIP study's rows) encode each audio once between them.
-_ENCODER_CACHES: dict[str, dict[str, torch.Tensor]] = {}
-
-
-def shared_encoder_cache(encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The process-wide output cache for an encoder with exactly these weights (hashed)."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(encoder.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
-    return _ENCODER_CACHES.setdefault(digest.hexdigest(), {})
 
 
 class FeatureCache:
@@ -168,12 +167,12 @@ class Trainer:
         self.main = self.rank == 0
         seed_everything(config.seed)
         if config.init_from:
-            if config.model.lora is not None:
-                raise ConfigError("init_from loads a merged model; combining it with model.lora is not supported")
             self.model, self.tokenizer, saved = load_speech_llm(config.init_from)
             if asdict(saved) | {"lora": None} != asdict(config.model) | {"lora": None}:
                 raise ConfigError(f"init_from {config.init_from}: its model config differs from this run's "
                                   f"(saved {asdict(saved)}, configured {asdict(config.model)})")
+            if config.model.lora is not None:  # the saved LLM has its LoRA merged: fresh adapters on top of it
+                self.model.llm = with_lora(self.model.llm, config.model.lora)
         else:
             self.model, self.tokenizer = build_speech_llm(config.model)
         self.model.to(self.device)
@@ -183,7 +182,11 @@ class Trainer:
                                      config.data.max_audio_seconds)
         self.features = FeatureCache(config.model.feature_config)
         if config.cache_encoder and self.model.encoder is not None:
-            self.model.encoder_cache = shared_encoder_cache(self.model.encoder)
+            # one store per encoder weights: every run and study row that starts from this frozen encoder (and a
+            # resumed run) reads the outputs computed first, so each audio is encoded once
+            root = Path(config.encoder_store) if config.encoder_store else speechbraid_home() / "encoder_outputs"
+            self.model.encoder_cache = EncoderOutputStore(root, self.model.encoder)
+        _check_objectives(config, self.model)
         self.amp = autocast_dtype(self.device, config.precision)
         self.total_steps = sum(s.steps for s in config.stages)
 
@@ -220,6 +223,7 @@ class Trainer:
             stage_index, stage_step = _stage_at(config.stages, step)
             stage = config.stages[stage_index]
             trainable = set_trainable(model, stage.trainable)
+            self._select_frames(stage)
             ddp = _wrap(model, self.device) if self.world > 1 else None
             optimizer = _optimizer(model, stage, config.weight_decay)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(stage))
@@ -230,8 +234,8 @@ class Trainer:
             bar.set_description(f"train[{stage.name}]")
             stage_end = min(end_step, step - stage_step + stage.steps)
             while step < stage_end:
-                metrics = self._step(ddp or model, optimizer, scheduler) | {"stage": stage.name,
-                                                                            "trainable": trainable}
+                metrics = self._step(ddp or model, optimizer, scheduler, stage.objective) | {
+                    "stage": stage.name, "trainable": trainable}
                 step += 1
                 metrics["step"] = step
                 if self.main:
@@ -256,7 +260,16 @@ class Trainer:
         metrics["mix"] = self.batcher.sampler.mix_report()
         return metrics
 
-    def _step(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    def _select_frames(self, stage: StageConfig) -> None:
+        """CTC compression holds in LLM stages (the speech side is frozen there, see _check_objectives): kept frames
+        are a function of the frozen weights, so a resumed run selects exactly what the interrupted one did."""
+        self.model.forget_selection()
+        select = self.model.frame_selector(self.features) if stage.objective == "lm" else None
+        for source in self.batcher.sampler.sources:
+            source.select = select
+
+    def _step(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+              objective: str = "lm") -> dict[str, Any]:
         """One optimizer step over ``grad_accum`` micro-batches per rank."""
         config, model = self.config, self.model
         t0 = time.perf_counter()
@@ -270,7 +283,7 @@ class Trainer:
                 continue  # every rank draws the same sequence and trains on its own share
             batch = collate(rows, self.features, max_len=config.data.max_len).to(self.device)
             with autocast(self.device, self.amp):
-                loss, _ = module(batch)
+                loss, _ = module(batch, objective=objective)
             (loss / config.grad_accum).backward()
             loss_sum += float(loss.detach())
             tokens += batch.num_loss_tokens
@@ -282,6 +295,26 @@ class Trainer:
         return {"loss": loss_sum / config.grad_accum, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                 "target_tokens": tokens, "fill": filled / max(positions, 1), "audio_seconds": audio_s,
                 "tokens_per_s": positions / seconds}
+
+
+def _check_objectives(config: TrainConfig, model: SpeechLLM) -> None:
+    """Refuse stage plans that cannot mean what they say, before any step is spent."""
+    speech_side = [name for name, _ in model.named_parameters() if name.startswith(("encoder.", "adapter.", "ctc."))]
+    for stage in config.stages:
+        if stage.objective == "ctc":
+            if model.ctc is None:
+                raise ConfigError(f"stage {stage.name!r}: objective ctc needs model.ctc (the CTC bridge)")
+            others = sorted({s.layout for s in config.data.train} - {"asr"})
+            if others:
+                raise ConfigError(f"stage {stage.name!r}: objective ctc trains on asr sources only; the mix also "
+                                  f"holds {', '.join(others)} (give the CTC stage its own run or config)")
+        elif model.compress:
+            patterns = [re.compile(p) for p in stage.trainable]
+            moving = [n for n in speech_side if any(p.search(n) for p in patterns)]
+            if moving:
+                raise ConfigError(f"stage {stage.name!r} trains {moving[0]} while model.ctc.compress keeps frames by "
+                                  "the CTC bridge's output: freeze the encoder, adapter and bridge in lm stages "
+                                  "(or set model.ctc.compress=false)")
 
 
 def _check_same_run(saved_path: Path, config: TrainConfig) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from speechbraid.data.interop._files import atomic_text, skip_or_raise
+from speechbraid.data.manifest import iter_text_lines
 from speechbraid.data.records import Utterance, WordAlignment
 from speechbraid.errors import InputError
 
@@ -25,13 +26,12 @@ def read_ctm(path: str | Path) -> dict[str, list[WordAlignment]]:
     if not path.is_file():
         raise InputError("CTM file not found", path)
     out: dict[str, list[WordAlignment]] = {}
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if not line or line.startswith(";;"):
-                continue
-            utt_id, word = _parse_line(line.split(), path, line_no)
-            out.setdefault(utt_id, []).append(word)
+    for line_no, raw in iter_text_lines(path):
+        line = raw.strip()
+        if not line or line.startswith(";;"):
+            continue
+        utt_id, word = _parse_line(line.split(), path, line_no)
+        out.setdefault(utt_id, []).append(word)
     for words in out.values():
         words.sort(key=lambda w: (w.start, w.end))
     return out

@@ -16,6 +16,7 @@ from typing import Any
 
 from speechbraid.data.audio import audio_info
 from speechbraid.data.interop._files import atomic_text, relative_audio, skip_or_raise
+from speechbraid.data.manifest import iter_text_lines
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError, ManifestError
 
@@ -29,23 +30,22 @@ def read_nemo(path: str | Path) -> Iterator[Utterance]:
     if not path.is_file():
         raise InputError("NeMo manifest not found", path)
     seen: dict[str, int] = {}
-    with path.open("r", encoding="utf-8") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = Utterance.from_dict(_to_record_dict(json.loads(raw)), base_dir=path.parent)
-            except (json.JSONDecodeError, ValueError, TypeError) as exc:
-                raise ManifestError(f"invalid NeMo record: {exc}", path, line_no) from None
-            if record.id in seen:
-                raise ManifestError(
-                    f"duplicate id '{record.id}' (first on line {seen[record.id]}); add an 'id' key to tell "
-                    "the entries apart",
-                    path,
-                    line_no,
-                )
-            seen[record.id] = line_no
-            yield record
+    for line_no, raw in iter_text_lines(path, error_type=ManifestError):
+        if not raw.strip():
+            continue
+        try:
+            record = Utterance.from_dict(_to_record_dict(json.loads(raw)), base_dir=path.parent)
+        except (json.JSONDecodeError, ValueError, TypeError) as exc:
+            raise ManifestError(f"invalid NeMo record: {exc}", path, line_no) from None
+        if record.id in seen:
+            raise ManifestError(
+                f"duplicate id '{record.id}' (first on line {seen[record.id]}); add an 'id' key to tell "
+                "the entries apart",
+                path,
+                line_no,
+            )
+        seen[record.id] = line_no
+        yield record
 
 
 def _to_record_dict(obj: Any) -> dict[str, Any]:
