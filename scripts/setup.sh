@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything speechbraid needs on a fresh Debian/Ubuntu machine:
-#   Debian packages (espeak-ng for synthesis; wordnet-base, fortunes, dict-gcide as offline text),
+#   Debian packages (espeak-ng for synthesis; wordnet-base, fortunes, dict-gcide as offline text;
+#   pocketsphinx-testdata and alsa-utils for the real recorded speech of `speechbraid corpus real`),
 #   PyTorch, and this package. `--dev` adds the test tools.
 # Re-running is cheap: installed pieces are detected and skipped.
 set -euo pipefail
@@ -10,7 +11,7 @@ PYTHON=${PYTHON:-python3}
 # A plain `pip install torch` on a machine without torch pulls a multi-GB CUDA build; pin the
 # version we test with. GPU users can pre-install their own torch build: it is then left alone.
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-DEB_PACKAGES=(espeak-ng libespeak-ng1 wordnet-base fortunes dict-gcide)
+DEB_PACKAGES=(espeak-ng libespeak-ng1 wordnet-base fortunes dict-gcide pocketsphinx-testdata alsa-utils)
 EXTRAS=""
 [[ "${1:-}" == "--dev" ]] && EXTRAS="[dev]"
 

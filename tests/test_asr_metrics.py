@@ -11,7 +11,7 @@ import pytest
 from speechbraid.cli.main import main
 from speechbraid.data.manifest import write_manifest
 from speechbraid.data.markup import parse_markup
-from speechbraid.data.records import Utterance
+from speechbraid.data.records import Utterance, voice_family
 from speechbraid.errors import InputError
 from speechbraid.evaluation import (
     count_occurrences,
@@ -105,6 +105,47 @@ def test_evaluate_per_domain_equals_jiwer_on_the_subset() -> None:
         assert result["by_domain"][domain]["wer"] == pytest.approx(norm)
         assert result["by_domain"][domain]["utterances"] == len(idx)
     assert result["overall"]["ter"] == pytest.approx(jiwer.wer(refs, hyps))
+
+
+@pytest.mark.parametrize(
+    ("source", "family"),
+    [("synth:espeak", "espeak"), ("synth:piper", "piper"), ("recorded:pocketsphinx-testdata", "recorded"),
+     (None, "recorded"), ("my own corpus", "recorded"), ("synth:", "recorded")],
+)
+def test_voice_family_from_source(source: str | None, family: str) -> None:
+    assert voice_family(source) == family
+
+
+def test_evaluate_per_voice_family_by_hand() -> None:
+    records = [
+        Utterance("e1", "Take aspirin daily.", domain="medical", source="synth:espeak",
+                  entities=parse_markup("Take [aspirin](drug) daily.")[1]),
+        Utterance("e2", "Rest well.", domain="general", source="synth:espeak"),
+        Utterance("p1", "Take ibuprofen now.", domain="medical", source="synth:piper",
+                  entities=parse_markup("Take [ibuprofen](drug) now.")[1]),
+        Utterance("r1", "ten of clubs", domain="general", source="recorded:pocketsphinx-testdata"),
+        Utterance("r2", "he was not an ill disposed young man", source=None),
+    ]
+    hyps = ["take aspirin daily", "rest well", "take a brufen now", "ten of clubs",
+            "he was not an illness those young man"]
+    result = evaluate(records, hyps)
+    families = result["by_voice_family"]
+    assert list(families) == ["espeak", "piper", "recorded"]
+    assert {k: v["utterances"] for k, v in families.items()} == {"espeak": 2, "piper": 1, "recorded": 2}
+    assert families["espeak"]["wer"] == 0.0 and families["espeak"]["eer"] == 0.0
+    assert families["piper"]["wer"] == pytest.approx(2 / 3)  # ibuprofen -> "a brufen": 1 sub + 1 ins
+    assert families["piper"]["eer"] == 1.0
+    assert families["recorded"]["wer"] == pytest.approx(2 / 11)  # "ill disposed" -> "illness those": 2 sub
+    assert families["recorded"]["eer"] is None  # no entities to recall
+    assert result["overall"]["wer"] == pytest.approx(4 / 19)
+    table = format_report(result)
+    assert "by voice family:" in table and "piper" in table and "66.67" in table
+    # one family only: no section that would repeat the overall row
+    single = evaluate(records[:2], hyps[:2])
+    assert list(single["by_voice_family"]) == ["espeak"] and "by voice family" not in format_report(single)
+    # results saved before families existed still format
+    del single["by_voice_family"]
+    assert "overall" in format_report(single)
 
 
 def test_empty_references_and_hypotheses() -> None:
@@ -265,3 +306,13 @@ def test_score_cli_text_report(tmp_path, reference, capsys) -> None:
     overall = next(line for line in out.splitlines() if line.startswith("overall"))
     assert overall.split() == ["overall", "3", "10", "0.00", "0.00", "2", "0.00"]
     assert "medical" in out and "drug" in out and "missed entities" not in out
+
+
+def test_score_cli_reports_voice_families_from_the_reference_sources(tmp_path, capsys) -> None:
+    # regression: the reference records were rebuilt without their source, so every family read "recorded"
+    records = [Utterance("e", "Rest well.", source="synth:espeak"), Utterance("p", "Rest now.", source="synth:piper")]
+    write_manifest(records, tmp_path / "ref.jsonl")
+    (tmp_path / "hyp.tsv").write_text("e\trest well\np\trest\n", encoding="utf-8")
+    assert main(["score", "--ref", str(tmp_path / "ref.jsonl"), "--hyp", str(tmp_path / "hyp.tsv"), "--json"]) == 0
+    families = json.loads(capsys.readouterr().out)["by_voice_family"]
+    assert {k: v["wer"] for k, v in families.items()} == {"espeak": 0.0, "piper": 0.5}

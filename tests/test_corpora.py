@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from speechbraid.cli.main import main
-from speechbraid.corpora import CorpusSummary, build_default_corpus, check_held_out, find_leaks
+from speechbraid.corpora import CorpusSummary, build_default_corpus, check_held_out, find_leaks, piper_ids
 from speechbraid.corpora.banking import BANKING_FRAMES, banking_fillers, brand_stems, institution_stems
 from speechbraid.corpora.clean import clean_sentence, dedupe, split_sentences
 from speechbraid.corpora.medical import MEDICAL_FRAMES, drug_names, medical_fillers
 from speechbraid.corpora.splits import HELD_OUT_TYPES
 from speechbraid.corpora.templates import fill
 from speechbraid.data.manifest import read_manifest
+from speechbraid.data.validate import validate_manifest
 
 
 @pytest.mark.parametrize(
@@ -138,8 +139,23 @@ def test_rebuild_with_other_parameters_is_refused(tiny_text: Path) -> None:
     old = tiny_text.parent / "old-format"
     (old / "text").mkdir(parents=True)
     (old / "text" / "done.json").write_text('{"size": "tiny", "seed": 3}\n')
-    with pytest.raises(ConfigError, match="format=1"):
+    with pytest.raises(ConfigError, match="older format .format=1; this version builds format=3"):
         build_default_corpus(old, size="tiny", seed=3, synth=False, progress=False)
+    # another Piper share would add speech of a second mix to finished splits: refused as well
+    with pytest.raises(ConfigError, match="piper_share=0.25; .* piper_share=0.5"):
+        build_default_corpus(tiny_text, size="tiny", seed=3, synth=False, piper_share=0.5, progress=False)
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        build_default_corpus(tiny_text, size="tiny", seed=3, synth=False, piper_share=1.5, progress=False)
+
+
+def test_piper_ids_take_a_seeded_share_of_each_domain() -> None:
+    from speechbraid.data.records import Utterance
+
+    records = [Utterance(f"{d}-{i}", "x", domain=d) for d in ("a", "b") for i in range(10)] + [Utterance("c-0", "x")]
+    chosen = piper_ids(records, 0.25, seed=1)
+    assert sorted(c[0] for c in chosen) == ["a", "a", "a", "b", "b", "b"]  # 2.5 rounds up to 3; 0.25 down to 0
+    assert chosen == piper_ids(records, 0.25, seed=1) and chosen != piper_ids(records, 0.25, seed=2)
+    assert piper_ids(records, 0.0, seed=1) == [] and len(piper_ids(records, 1.0, seed=1)) == len(records)
 
 
 def test_tiny_build_end_to_end_with_synthesis_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,6 +168,15 @@ def test_tiny_build_end_to_end_with_synthesis_and_cli(tmp_path: Path, capsys: py
     assert all(r.audio_hours and r.audio_hours > 0 for r in speech.values())
     records = list(read_manifest(out / "speech" / "train" / "manifest.jsonl"))
     assert len(records) == 24 and all(Path(r.audio).is_file() and r.words for r in records)
+    # a quarter of each domain is spoken by Piper, the rest by espeak-ng; speaker and source name the engine
+    piper = [r for r in records if r.source == "synth:piper"]
+    assert len(piper) == 6 and {r.domain for r in piper} == {"general", "medical", "banking"}
+    assert all(r.speaker.startswith("piper:en_US-joe-medium") for r in piper)
+    assert all(r.source == "synth:espeak" and r.speaker.startswith("espeak:") for r in records if r not in piper)
+    assert {r.id for r in piper} == set(piper_ids(list(read_manifest(out / "text" / "train.jsonl")), 0.25, seed=0))
+    for split in ("train", "dev", "test"):
+        assert validate_manifest(out / "speech" / split / "manifest.jsonl").ok  # Piper word times included
+    assert speech[("speech:train", "banking")].voices == {"espeak": 6, "piper": 2}
     assert check_held_out(out) == []
     capsys.readouterr()
     assert main(["corpus", "stats", str(out)]) == 0

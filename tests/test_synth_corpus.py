@@ -11,7 +11,7 @@ import soundfile as sf
 from speechbraid.cli.main import main
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import Utterance
-from speechbraid.errors import InputError
+from speechbraid.errors import ConfigError, InputError
 from speechbraid.synth import runner, synthesize_corpus
 
 LINES = [
@@ -128,3 +128,13 @@ def test_list_voices(capsys) -> None:
     assert main(["synth", "--list-voices"]) == 0
     voices = capsys.readouterr().out.split()
     assert "en-gb-scotland" in voices and "en-us+f3" in voices
+
+
+def test_engine_for_routes_records_and_names_unknown_ids(tmp_path: Path) -> None:
+    records = [Utterance("e", "Rest well."), Utterance("p", "Rest now.")]
+    with pytest.raises(ConfigError, match="not among the records, e.g. 'x'"):
+        synthesize_corpus(records, tmp_path / "o", engine_for={"x": "piper"}, progress=False)
+    with pytest.raises(ConfigError, match="engine 'piper' has no pitch setting"):
+        synthesize_corpus(records, tmp_path / "o", engine_for={"p": "piper"}, pitch_range=(40, 60), progress=False)
+    out = synthesize_corpus(records, tmp_path / "o", engine_for={"p": "piper"}, jobs=1, progress=False)
+    assert [(r.source, r.speaker.split(":")[0]) for r in out] == [("synth:espeak", "espeak"), ("synth:piper", "piper")]

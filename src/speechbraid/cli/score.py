@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"duplicate utterance id {record.id!r} (first at {seen[record.id]})", item.path, item.line)
         seen[record.id] = item.where()
         # Keep only what scoring reads, so a manifest with long alignments does not sit in memory.
-        records.append(Utterance(id=record.id, text=record.text, entities=record.entities, domain=record.domain))
+        records.append(Utterance(id=record.id, text=record.text, entities=record.entities, domain=record.domain,
+                                 source=record.source))  # the source gives the voice family
         hyp = hyps.get(record.id)
         if hyp is None:
             missing.append(f"{item.where()} [{record.id}]")

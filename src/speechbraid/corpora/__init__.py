@@ -1,9 +1,18 @@
 """Embedded default corpora built offline: general English, medical and banking, with held-out entities."""
 
-from speechbraid.corpora.build import SIZES, CorpusSummary, SplitStats, build_default_corpus, summarize_corpus
+from speechbraid.corpora.build import (
+    DEFAULT_PIPER_SHARE,
+    SIZES,
+    CorpusSummary,
+    SplitStats,
+    build_default_corpus,
+    piper_ids,
+    summarize_corpus,
+)
 from speechbraid.corpora.splits import HELD_OUT_TYPES, Leak, check_held_out, find_leaks
 
 __all__ = [
+    "DEFAULT_PIPER_SHARE",
     "HELD_OUT_TYPES",
     "SIZES",
     "CorpusSummary",
@@ -12,5 +21,6 @@ __all__ = [
     "build_default_corpus",
     "check_held_out",
     "find_leaks",
+    "piper_ids",
     "summarize_corpus",
 ]

@@ -10,11 +10,14 @@ Layout under ``out_dir``::
                               adapts with brings the vocabulary the speech training pairs lack (METHODS.md s.1)
     text/general_lm.jsonl|.txt  general text for LM pretraining (no sentence shared with speech splits)
     text/done.json            marks the text stage finished (size, seed)
-    speech/<split>/manifest.jsonl  synthesised audio with word alignments (from speechbraid.synth)
+    speech/<split>/manifest.jsonl  synthesised audio with word alignments (from speechbraid.synth): espeak-ng
+                              (112 voices), and a share of each split and domain (``piper_share``, default 25 %)
+                              spoken by the neural Piper voice en_US-joe-medium; ``speaker``/``source`` name the engine
     summary.json              :class:`CorpusSummary`
 
-Re-running skips finished steps: the text stage when ``text/done.json`` matches the size and seed,
-a speech split when its ``manifest.jsonl`` exists.
+Re-running skips finished steps: the text stage when ``text/done.json`` matches the size, seed, format and
+Piper share (any other value is refused, so speech of two settings is never mixed), a speech split when its
+``manifest.jsonl`` exists.
 """
 
 from __future__ import annotations
@@ -36,15 +39,19 @@ from speechbraid.corpora.medical import MEDICAL_FRAMES, drug_names, medical_fill
 from speechbraid.corpora.splits import partition_names
 from speechbraid.corpora.templates import Filled, SlotFiller, fill
 from speechbraid.data.manifest import read_manifest, write_manifest
-from speechbraid.data.records import Utterance
+from speechbraid.data.records import Utterance, voice_family
 from speechbraid.errors import ConfigError, InputError
 
 SPEECH_SPLITS = ("train", "dev", "test")
 DOMAINS = ("general", "medical", "banking")
 TEXT_CORPORA = ("train", "dev", "test", "domain", "general_lm")
 # Bumped whenever the same size and seed would give other text; a corpus built by an older version is refused
-# rather than silently mixed with the new one (2: the domain text holds the test entities).
-CORPUS_FORMAT = 2
+# rather than silently mixed with the new one (2: the domain text holds the test entities; 3: a share of the
+# speech is spoken by Piper).
+CORPUS_FORMAT = 3
+# Share of each speech split (per domain) spoken by Piper: a natural neural voice beside espeak-ng's 112 robotic
+# ones, at ~20x espeak's CPU cost per second of audio, so a quarter keeps the small build within a minute.
+DEFAULT_PIPER_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class SplitStats:
     entities: int = 0
     distinct_entities: int = 0
     entity_types: dict[str, int] = field(default_factory=dict)
+    voices: dict[str, int] = field(default_factory=dict)  # utterances per voice family (speech corpora only)
 
 
 @dataclass
@@ -89,13 +97,15 @@ class CorpusSummary:
     build_seconds: float | None = None
 
     def format(self) -> str:
-        head = f"{'corpus':<18}{'domain':<10}{'sentences':>10}{'audio h':>9}{'entities':>10}{'distinct':>10}  types"
+        head = (f"{'corpus':<18}{'domain':<10}{'sentences':>10}{'audio h':>9}{'entities':>10}{'distinct':>10}"
+                f"  {'voices':<22}types")
         lines = [f"corpus at {self.out_dir} (size={self.size}, seed={self.seed})", head, "-" * len(head)]
         for r in self.rows:
             hours = "-" if r.audio_hours is None else f"{r.audio_hours:.3f}"
             types = ", ".join(f"{k} {v}" for k, v in sorted(r.entity_types.items()))
             counts = f"{r.sentences:>10}{hours:>9}{r.entities:>10}{r.distinct_entities:>10}"
-            lines.append(f"{r.corpus:<18}{r.domain:<10}{counts}  {types}")
+            voices = ", ".join(f"{k} {v}" for k, v in sorted(r.voices.items())) or "-"
+            lines.append(f"{r.corpus:<18}{r.domain:<10}{counts}  {voices:<22}{types}")
         if self.build_seconds is not None:
             lines.append(f"build time: {self.build_seconds:.1f} s")
         return "\n".join(lines)
@@ -119,15 +129,22 @@ def build_default_corpus(
     seed: int = 0,
     synth: bool = True,
     engine: str = "espeak",
+    piper_share: float = DEFAULT_PIPER_SHARE,
     jobs: int | None = None,
     progress: bool = True,
 ) -> CorpusSummary:
-    """Build (or finish building) the default corpus under ``out_dir`` and return its summary."""
+    """Build (or finish building) the default corpus under ``out_dir`` and return its summary.
+
+    ``engine`` speaks every utterance except the ``piper_share`` of each speech split and domain that Piper
+    speaks (:func:`piper_ids`; 0 leaves out Piper, 1 is Piper only).
+    """
     if size not in SIZES:
         raise ConfigError(f"unknown corpus size {size!r}; choose one of {', '.join(SIZES)}")
+    if not 0.0 <= piper_share <= 1.0:
+        raise ConfigError(f"piper_share must be between 0 and 1, got {piper_share}")
     started = time.perf_counter()
     out = Path(out_dir)
-    write_text_corpora(out, size=size, seed=seed, progress=progress)
+    write_text_corpora(out, size=size, seed=seed, piper_share=piper_share, progress=progress)
     if synth:
         # Imported here: the synthesis stack (TTS engines) is only needed when audio is wanted.
         from speechbraid.synth.runner import synthesize_corpus
@@ -137,25 +154,51 @@ def build_default_corpus(
             if (split_dir / "manifest.jsonl").is_file():
                 continue
             records = list(read_manifest(out / "text" / f"{split}.jsonl"))
-            synthesize_corpus(records, split_dir, engine=engine, seed=seed, jobs=jobs, progress=progress)
+            routed = dict.fromkeys(piper_ids(records, piper_share, seed=seed), "piper") if engine != "piper" else {}
+            synthesize_corpus(records, split_dir, engine=engine, engine_for=routed, seed=seed, jobs=jobs,
+                              progress=progress)
     summary = summarize_corpus(out)
     summary.build_seconds = time.perf_counter() - started
     summary.save(out / "summary.json")
     return summary
 
 
-def write_text_corpora(out: Path, *, size: str, seed: int, progress: bool = True) -> None:
-    """The text stage: every text manifest and plain-text corpus; skipped when already done."""
+def piper_ids(records: Sequence[Utterance], share: float, *, seed: int) -> list[str]:
+    """Ids of the records Piper speaks: ``round(share * n)`` of each domain's ``n`` (halves round up), drawn
+    by ``seed``; per domain so every domain's WER can be read per voice family."""
+    by_domain: dict[str, list[str]] = defaultdict(list)
+    for record in records:
+        by_domain[record.domain or ""].append(record.id)
+    chosen: list[str] = []
+    for domain, ids in sorted(by_domain.items()):
+        chosen += Random(f"{seed}-piper-{domain}").sample(ids, int(share * len(ids) + 0.5))
+    return chosen
+
+
+def write_text_corpora(out: Path, *, size: str, seed: int, piper_share: float = DEFAULT_PIPER_SHARE,
+                       progress: bool = True) -> None:
+    """The text stage: every text manifest and plain-text corpus; skipped when already done.
+
+    Its marker also records the speech settings (format, Piper share), so a rebuild with others is refused
+    instead of adding speech of a second kind to finished splits.
+    """
     text_dir = out / "text"
     marker = text_dir / "done.json"
-    wanted = {"size": size, "seed": seed, "format": CORPUS_FORMAT}
+    wanted = {"size": size, "seed": seed, "format": CORPUS_FORMAT, "piper_share": piper_share}
     if marker.is_file():
         done = json.loads(marker.read_text(encoding="utf-8"))
-        if done != wanted:
+        if done.get("format", 1) != CORPUS_FORMAT:
             raise ConfigError(
-                f"{out} already holds a corpus built with size={done.get('size')} seed={done.get('seed')} "
-                f"format={done.get('format', 1)}; use another output directory (or delete it) for size={size} "
-                f"seed={seed} format={CORPUS_FORMAT}"
+                f"{out} holds a corpus of an older format (format={done.get('format', 1)}; this version builds "
+                f"format={CORPUS_FORMAT}, with a share of Piper speech); use another output directory (or delete it)"
+            )
+        if done != wanted:
+            def describe(params: dict) -> str:
+                return " ".join(f"{key}={params.get(key)}" for key in ("size", "seed", "piper_share"))
+
+            raise ConfigError(
+                f"{out} already holds a corpus built with {describe(done)}; use another output directory "
+                f"(or delete it) for {describe(wanted)}"
             )
         return
     corpora = make_text_corpora(size=size, seed=seed, progress=progress)
@@ -265,6 +308,7 @@ def _stats(corpus: str, records: Iterable[Utterance]) -> list[SplitStats]:
     distinct: dict[str, set[tuple[str, str]]] = defaultdict(set)
     types: dict[str, Counter[str]] = defaultdict(Counter)
     seconds: dict[str, float] = defaultdict(float)
+    voices: dict[str, Counter[str]] = defaultdict(Counter)
     for record in records:
         domain = record.domain or "unknown"
         cell = cells.setdefault(domain, SplitStats(corpus, domain))
@@ -274,9 +318,12 @@ def _stats(corpus: str, records: Iterable[Utterance]) -> list[SplitStats]:
         types[domain].update(e.type for e in record.entities)
         if record.duration is not None:
             seconds[domain] += record.duration
+        if not record.is_text_only:
+            voices[domain][voice_family(record.source)] += 1
     for domain, cell in cells.items():
         cell.distinct_entities = len(distinct[domain])
         cell.entity_types = dict(sorted(types[domain].items()))
+        cell.voices = dict(sorted(voices[domain].items()))
         if domain in seconds:
             cell.audio_hours = seconds[domain] / 3600
     order = {d: i for i, d in enumerate(DOMAINS)}

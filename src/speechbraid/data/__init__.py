@@ -1,7 +1,7 @@
 """Data layer: utterance records, manifests, validation, segmentation, features and format interop."""
 
 from speechbraid.data.manifest import ManifestLine, iter_manifest, read_manifest, write_manifest
-from speechbraid.data.records import EntitySpan, Utterance, WordAlignment
+from speechbraid.data.records import EntitySpan, Utterance, WordAlignment, voice_family
 
 __all__ = [
     "EntitySpan",
@@ -10,5 +10,6 @@ __all__ = [
     "WordAlignment",
     "iter_manifest",
     "read_manifest",
+    "voice_family",
     "write_manifest",
 ]

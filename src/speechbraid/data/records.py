@@ -11,6 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+SYNTH_SOURCE_PREFIX = "synth:"  # source of synthesised speech: "synth:<engine>" (speechbraid.synth)
+RECORDED = "recorded"  # the voice family of every utterance not synthesised by an engine we know of
+
+
+def voice_family(source: str | None) -> str:
+    """The voice family of an utterance from its ``source``: the engine of ``synth:<engine>`` (``espeak``,
+    ``piper``), otherwise ``recorded`` (``recorded:<package>``, a user's own corpus, or no source at all)."""
+    if source and source.startswith(SYNTH_SOURCE_PREFIX) and len(source) > len(SYNTH_SOURCE_PREFIX):
+        return source[len(SYNTH_SOURCE_PREFIX):]
+    return RECORDED
+
 
 @dataclass(frozen=True)
 class WordAlignment:

@@ -33,7 +33,7 @@ from typing import Any
 import jiwer
 
 from speechbraid.data.manifest import iter_text_lines
-from speechbraid.data.records import EntitySpan, Utterance
+from speechbraid.data.records import EntitySpan, Utterance, voice_family
 from speechbraid.errors import InputError
 from speechbraid.evaluation.normalize import text_for_entities, tokens_for_ter, tokens_for_wer
 
@@ -173,11 +173,12 @@ class EntityTally:
 
 @dataclass
 class EntityReport:
-    """EER overall, by entity type and by domain, and every missed instance."""
+    """EER overall, by entity type, by domain and by voice family, and every missed instance."""
 
     overall: EntityTally = field(default_factory=EntityTally)
     by_type: dict[str, EntityTally] = field(default_factory=dict)
     by_domain: dict[str, EntityTally] = field(default_factory=dict)
+    by_voice_family: dict[str, EntityTally] = field(default_factory=dict)
     missed: list[MissedEntity] = field(default_factory=list)
 
     @property
@@ -189,6 +190,7 @@ class EntityReport:
             **self.overall.to_dict(),
             "by_type": {k: v.to_dict() for k, v in sorted(self.by_type.items())},
             "by_domain": {k: v.to_dict() for k, v in sorted(self.by_domain.items())},
+            "by_voice_family": {k: v.to_dict() for k, v in sorted(self.by_voice_family.items())},
             "missed_entities": [m.to_dict() for m in self.missed],
         }
 
@@ -234,6 +236,7 @@ def entity_error_rate(records: Sequence[Utterance], hyps: Sequence[str]) -> Enti
                 report.overall,
                 report.by_type.setdefault(entity.type, EntityTally()),
                 report.by_domain.setdefault(domain, EntityTally()),
+                report.by_voice_family.setdefault(voice_family(record.source), EntityTally()),
             ):
                 tally.total += 1
                 tally.recognised += hit
@@ -249,12 +252,14 @@ def entity_error_rate(records: Sequence[Utterance], hyps: Sequence[str]) -> Enti
 
 
 def evaluate(records: Sequence[Utterance], hyps: Sequence[str]) -> dict[str, Any]:
-    """WER, TER and EER overall and per domain, plus per-entity-type EER and the missed entities.
+    """WER, TER and EER overall, per domain and per voice family, plus per-entity-type EER and the missed entities.
 
-    Returns a JSON-serialisable dict: ``overall`` and each ``by_domain`` entry hold ``utterances``,
-    ``wer``, ``ter``, ``eer`` (fractions or None) and the underlying counts (``wer_counts``,
+    Returns a JSON-serialisable dict: ``overall`` and each ``by_domain`` and ``by_voice_family`` entry hold
+    ``utterances``, ``wer``, ``ter``, ``eer`` (fractions or None) and the underlying counts (``wer_counts``,
     ``ter_counts``, ``entities``); ``by_entity_type`` holds entity tallies; ``missed_entities`` lists
-    every missed instance.
+    every missed instance. The voice family comes from each record's ``source``
+    (:func:`~speechbraid.data.records.voice_family`: ``espeak``, ``piper``, ``recorded``), so synthetic and
+    recorded speech in one test set are read apart.
     """
     if len(records) != len(hyps):
         raise ValueError(f"{len(records)} records but {len(hyps)} hypotheses")
@@ -263,8 +268,10 @@ def evaluate(records: Sequence[Utterance], hyps: Sequence[str]) -> dict[str, Any
     entities = entity_error_rate(records, hyps)
 
     domains: dict[str, list[int]] = defaultdict(list)
+    families: dict[str, list[int]] = defaultdict(list)
     for index, record in enumerate(records):
         domains[record.domain or NO_DOMAIN].append(index)
+        families[voice_family(record.source)].append(index)
 
     def summary(indices: Sequence[int], entity_tally: EntityTally) -> dict[str, Any]:
         w = sum((word_result.utterances[i] for i in indices), ErrorCounts())
@@ -285,26 +292,37 @@ def evaluate(records: Sequence[Utterance], hyps: Sequence[str]) -> dict[str, Any
             name: summary(indices, entities.by_domain.get(name, EntityTally()))
             for name, indices in sorted(domains.items())
         },
+        "by_voice_family": {
+            name: summary(indices, entities.by_voice_family.get(name, EntityTally()))
+            for name, indices in sorted(families.items())
+        },
         "by_entity_type": {k: v.to_dict() for k, v in sorted(entities.by_type.items())},
         "missed_entities": [m.to_dict() for m in entities.missed],
     }
 
 
 def format_report(result: dict[str, Any], max_missed: int = 20) -> str:
-    """A plain-text table of an :func:`evaluate` result (rates in percent; ``-`` means undefined)."""
+    """A plain-text table of an :func:`evaluate` result (rates in percent; ``-`` means undefined).
+
+    Rows: overall, per domain, and per voice family when the records come from more than one.
+    """
 
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.2f}"
 
     lines = [f"{'':<24} {'utts':>7} {'ref words':>10} {'WER %':>8} {'TER %':>8} {'entities':>9} {'EER %':>8}"]
-    rows = [("overall", result["overall"])] + list(result["by_domain"].items())
-    for name, row in rows:
-        lines.append(
-            f"{name:<24} {row['utterances']:>7} {row['wer_counts']['ref_words']:>10} {pct(row['wer']):>8} "
-            f"{pct(row['ter']):>8} {row['entities']['total']:>9} {pct(row['eer']):>8}"
-        )
-        if name == "overall" and result["by_domain"]:
-            lines.append("by domain:")
+    # .get: results saved before voice families were reported have none
+    families = result.get("by_voice_family", {})
+    sections = [(None, {"overall": result["overall"]}), ("by domain:", result["by_domain"]),
+                ("by voice family:", families if len(families) > 1 else {})]
+    for title, rows in sections:
+        if rows and title:
+            lines.append(title)
+        for name, row in rows.items():
+            lines.append(
+                f"{name:<24} {row['utterances']:>7} {row['wer_counts']['ref_words']:>10} {pct(row['wer']):>8} "
+                f"{pct(row['ter']):>8} {row['entities']['total']:>9} {pct(row['eer']):>8}"
+            )
     if result["by_entity_type"]:
         lines += ["", f"{'entity type':<24} {'entities':>9} {'missed':>7} {'EER %':>8}"]
         for name, tally in result["by_entity_type"].items():

@@ -104,8 +104,8 @@ def audio_item(path: str | Path, utt_id: str | None = None, manifest: str | None
 
 
 def manifest_items(manifest: str | Path, skipped: list[str] | None = None) -> list[tuple[AudioItem, Utterance]]:
-    """The records of a manifest that have audio (id, text, entities, domain: what scoring reads), each with its
-    :class:`AudioItem`.
+    """The records of a manifest that have audio (id, text, entities, domain, source: what scoring reads; the
+    source gives the voice family), each with its :class:`AudioItem`.
 
     Text-only records are skipped and their locations (``file:line [id]``) appended to ``skipped``;
     without that list they are reported with :func:`warnings.warn`, so they are never lost silently.
@@ -118,7 +118,8 @@ def manifest_items(manifest: str | Path, skipped: list[str] | None = None) -> li
             text_only.append(f"{entry.where()} [{record.id}]")
             continue
         # Keep only what scoring reads, so a manifest with long alignments does not sit in memory.
-        scored = Utterance(id=record.id, text=record.text, entities=record.entities, domain=record.domain)
+        scored = Utterance(id=record.id, text=record.text, entities=record.entities, domain=record.domain,
+                           source=record.source)
         found.append((audio_item(record.audio, record.id, entry.path, entry.line), scored))
     _report_skipped(text_only, skipped)
     return found

@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from speechbraid.data.audio import write_wav
 from speechbraid.data.manifest import ManifestLine, write_manifest
-from speechbraid.data.records import Utterance
+from speechbraid.data.records import SYNTH_SOURCE_PREFIX, Utterance
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.synth.augment import NOISE_KINDS, add_noise, speed_perturb
 from speechbraid.synth.base import SynthesisError, VoiceSpec, check_words_cover_speech, get_engine
@@ -63,8 +63,8 @@ def synthesize_corpus(records: Iterable[Utterance | ManifestLine], out_dir: str 
     """Synthesise text-only records into ``out_dir`` and return the speech-text records (input order).
 
     Records may come as :class:`ManifestLine` so errors can name the input file and line. ``settings`` are
-    :func:`run_synthesis`'s keyword options (seed, jobs, voices, ranges, perturbation, progress), which also
-    reports the statistics of the run.
+    :func:`run_synthesis`'s keyword options (seed, jobs, voices, per-record engines, ranges, perturbation,
+    progress), which also reports the statistics of the run.
     """
     return run_synthesis(records, out_dir, engine, **settings).records
 
@@ -74,6 +74,7 @@ def run_synthesis(
     out_dir: str | Path,
     engine: str = "espeak",
     *,
+    engine_for: Mapping[str, str] | None = None,
     seed: int = 0,
     jobs: int | None = None,
     voices: Sequence[str] | None = None,
@@ -83,13 +84,24 @@ def run_synthesis(
     speed_perturb: Sequence[float] | None = None,
     progress: bool = True,
 ) -> SynthReport:
-    """:func:`synthesize_corpus` returning a :class:`SynthReport` (counts, audio and CPU seconds)."""
+    """:func:`synthesize_corpus` returning a :class:`SynthReport` (counts, audio and CPU seconds).
+
+    ``engine`` speaks every record unless ``engine_for`` maps its id to another engine (the default corpus
+    routes a share of its records to Piper this way). ``voices`` is the pool of ``engine``; records routed
+    elsewhere draw from that engine's own sampling voices. Rate and pitch ranges must suit every engine in use.
+    """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    synth = get_engine(engine)
-    pool_voices = list(voices) if voices else synth.sampling_voices()
-    _check_settings(synth, pool_voices, rate_range, pitch_range, speed_perturb)
+    routed = dict(engine_for or {})
+    pools = {engine: list(voices) if voices else get_engine(engine).sampling_voices()}
+    for name in sorted(set(routed.values()) - {engine}):
+        pools[name] = get_engine(name).sampling_voices()
+    for name, pool in pools.items():
+        _check_settings(get_engine(name), pool, rate_range, pitch_range, speed_perturb)
     items = _collect(records)
+    unknown = sorted(set(routed) - {utt.id for _, utt in items})
+    if unknown:
+        raise ConfigError(f"engine_for names {len(unknown)} id(s) that are not among the records, e.g. {unknown[0]!r}")
     (out_dir / WAV_DIR).mkdir(parents=True, exist_ok=True)
     (out_dir / STATE_DIR).mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(out_dir)
@@ -97,7 +109,8 @@ def run_synthesis(
     done: dict[str, dict[str, Any]] = {}
     tasks: list[dict[str, Any]] = []
     for where, utt in items:
-        task = _plan(utt, engine, seed, pool_voices, rate_range, pitch_range, noise_snr_db, speed_perturb)
+        name = routed.get(utt.id, engine)
+        task = _plan(utt, name, seed, pools[name], rate_range, pitch_range, noise_snr_db, speed_perturb)
         task.update(out_dir=str(out_dir), where=where)
         finished = _finished(out_dir, utt.id, task["key"])
         if finished is not None:
@@ -107,7 +120,8 @@ def run_synthesis(
 
     cpu = 0.0
     new_audio = 0.0
-    bar = tqdm(total=len(items), initial=len(done), disable=not progress, unit="utt", desc=f"synth:{engine}")
+    label = "+".join(sorted(pools)) if len(pools) > 1 else engine
+    bar = tqdm(total=len(items), initial=len(done), disable=not progress, unit="utt", desc=f"synth:{label}")
     try:
         for outcome in _execute(tasks, jobs):
             if outcome["status"] == "error":
@@ -145,6 +159,8 @@ def _check_settings(
     for label, bounds in (("rate", rate_range), ("pitch", pitch_range)):
         if bounds is not None and bounds[0] > bounds[1]:
             raise ConfigError(f"{label} range {bounds[0]}..{bounds[1]} is empty")
+    if not voices:
+        raise ConfigError(f"engine '{synth.name}' has no voices installed to draw from")
     for end in (0, 1):
         synth.check_ranges(rate_range[end] if rate_range else None, pitch_range[end] if pitch_range else None)
     if speeds is not None and (not speeds or any(s <= 0 for s in speeds)):
@@ -269,7 +285,7 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
         entities=source.entities,
         domain=source.domain,
         speaker=str(voice),
-        source=f"synth:{settings['engine']}",
+        source=f"{SYNTH_SOURCE_PREFIX}{settings['engine']}",
         units=source.units,
         extra={
             **source.extra,
