@@ -282,3 +282,25 @@ def test_ctc_plans_that_cannot_work_are_refused_before_training(tiny_llm_dir, no
     config.stages[1].trainable = ["lora_", r"^adapter\."]  # compression needs a frozen speech side
     with pytest.raises(ConfigError, match="freeze the encoder, adapter and bridge"):
         Trainer(config, "/nonexistent-run-dir")
+
+
+def test_ctc_selection_ignores_dropout_and_transcripts_stop_with_the_audio(tmp_path, tiny_llm_dir, noise_corpus):
+    config = ctc_config(tiny_llm_dir, noise_corpus, steps=(1, 1))
+    config.model.adapter_dropout = 0.5
+    trainer = Trainer(config, tmp_path / "run")
+    model = trainer.model.train()
+    audio = str(next(iter(read_manifest(noise_corpus))).audio)
+    first = model.ctc_classes([audio], trainer.features)
+    assert all(model.ctc_classes([audio], trainer.features) == first for _ in range(3))  # dropout never applies
+    assert model.adapter.training  # and the caller's mode is restored
+
+    trainer.fit(progress=False)
+    from speechbraid.inference.transcribe import TOKENS_PER_SECOND
+
+    transcriber = load_transcriber(tmp_path / "run" / "model")
+    item = audio_item(audio)
+    tokens = []
+    original = transcriber.decode
+    transcriber.decode = lambda ids: tokens.append(len(ids)) or original(ids)
+    transcriber.transcribe([item], progress=False)
+    assert tokens[0] <= TOKENS_PER_SECOND * item.duration + 5  # a looping model stops with the audio

@@ -63,6 +63,7 @@ ROWS: dict[str, tuple[Source, ...]] = {
     # an extra, not the paper's: SpiritLM-style random word boundaries
     "asr+random-il (extra)": (ASR, Source("asr", "random-il", 0.5)),
 }
+CTC_ROW = "ctc bridge alone (shared warm-up, no LLM)"
 TABLE_I = tuple(list(ROWS)[:8])
 TABLE_III = ("asr-only", *list(ROWS)[8:])
 
@@ -92,7 +93,7 @@ _TINY_MODEL = ("model.conformer={d_model: 32, n_layers: 1, n_heads: 2}", "data.r
 _SMOLLM2 = {"llm": "smollm2-135m", "reference": "whisper-base"}
 PRESETS: dict[str, StudyPreset] = {
     # CPU study on SmolLM2 (issue 9): the rows that carry the paper's claim, three seeds
-    "small": StudyPreset("small", "small", None, 400, 100, 40,
+    "small": StudyPreset("small", "small", None, 300, 60, 20,
                          ("asr-only", "asr +il", "asr+domain-text", "asr+domain-text +il", "asr+tts-pairs +il"),
                          (0, 1, 2), 300, 40, 30, 90, **_SMOLLM2),
     # every row of Tables I and III, for a GPU (run it with --preset gpu on a machine with one)
@@ -101,7 +102,7 @@ PRESETS: dict[str, StudyPreset] = {
     "tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il", "asr+tts-pairs +il"), (0, 1), 4, 4, 3, 6,
                         _TINY_MODEL, "asr_conformer"),
     # the main job's quick comparison (`speechbraid demo`): ASR-only vs +interleave, one seed, whisper-base beside
-    "quick": StudyPreset("small", "small", None, 400, 150, 50, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150,
+    "quick": StudyPreset("small", "small", None, 300, 40, 20, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150,
                          **_SMOLLM2),
     "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None, _TINY_MODEL,
                               "asr_conformer"),
@@ -213,13 +214,19 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
         return cfg
 
     shared = out / "shared"
-    train(config((spec.stage1_steps, spec.shared_steps), [ASR], 0, None), shared, resume=True, progress=progress)
+    shared_config = config((spec.stage1_steps, spec.shared_steps), [ASR], 0, None)
+    train(shared_config, shared, resume=True, progress=progress)
     test = corpus / "speech" / "test" / "manifest.jsonl"
     if spec.test_limit is not None:
         test = _spread(test, spec.test_limit, out / "test_subset.jsonl")
     runs: dict[str, list[dict[str, Any]]] = {}
     if spec.reference:
         runs[reference_row(spec.reference)] = [_reference(spec.reference, test, out / "reference", progress)]
+    extra_rows = [reference_row(spec.reference)] if spec.reference else []
+    if shared_config.model.ctc is not None:
+        # what the CTC bridge alone recognises after the warm-up: the floor the LLM stage builds on
+        runs[CTC_ROW] = [_reference(shared / "model", test, shared / "ctc_eval", progress, decoder="ctc")]
+        extra_rows.append(CTC_ROW)
     for row in chosen:
         for seed in spec.seeds:
             run_dir = out / "rows" / row.replace(" ", "_") / f"seed{seed}"
@@ -233,8 +240,7 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
             runs.setdefault(row, []).append(json.loads(done.read_text(encoding="utf-8")))
     table = summarize(runs)
     order = list(dict.fromkeys(r for r in (*TABLE_I, *TABLE_III) if r in chosen))
-    if spec.reference:
-        order.append(reference_row(spec.reference))
+    order += extra_rows
     result = {"preset": preset, "rows": {r: [vars(s) for s in ROWS[r]] for r in chosen},
               "seeds": list(spec.seeds), "steps": {"stage1": spec.stage1_steps, "shared": spec.shared_steps,
                                                    "row": spec.row_steps},
@@ -292,14 +298,16 @@ def reference_row(model: str) -> str:
     return f"{Path(model).name} (reference)"
 
 
-def _reference(model: str, test: Path, out: Path, progress: bool) -> dict[str, Any]:
-    """The off-the-shelf model's scores on the study's test utterances (computed once, then read back)."""
+def _reference(model: str | Path, test: Path, out: Path, progress: bool, decoder: str = "llm") -> dict[str, Any]:
+    """A model's scores on the study's test utterances alone (computed once, then read back): the off-the-shelf
+    reference, or the shared warm-up's CTC bridge without the LLM (``decoder="ctc"``)."""
     from speechbraid.inference.transcribe import evaluate_model, load_transcriber
 
     done = out / "test_eval.json"
     if not done.is_file():
         out.mkdir(parents=True, exist_ok=True)
-        asr = evaluate_model(load_transcriber(model), test, hyps_out=out / "test_hyps.jsonl", progress=progress)
+        asr = evaluate_model(load_transcriber(model, decoder=decoder), test, hyps_out=out / "test_hyps.jsonl",
+                             progress=progress)
         atomic_write_text(done, json.dumps(asr, indent=2) + "\n")
     return _metrics(json.loads(done.read_text(encoding="utf-8")), None, None)
 

@@ -22,13 +22,14 @@ every call (see :func:`speechbraid.models.judge.transcribe_with_whisper`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,10 @@ from speechbraid.inference.longform import stitch
 from speechbraid.models.registry import resolve_model
 
 DEFAULT_MAX_NEW_TOKENS = 128
+# Without --max-new-tokens a transcript may have at most this many tokens per second of audio (plus a few):
+# speech runs at ~3 words (~4-5 tokens) a second, so a model caught in a repetition loop stops early instead of
+# spending 128 LLM steps on every utterance.
+TOKENS_PER_SECOND = 8
 MIN_AUDIO_SECONDS = 0.1  # shorter than the shortest word: nothing to transcribe
 DEFAULT_SEGMENT_SECONDS = 30.0  # longest piece a speech LLM is given (they are trained on utterances of seconds)
 MANIFEST_SUFFIXES = (".jsonl", ".json")  # everything else is read as audio (anything soundfile reads)
@@ -324,6 +329,10 @@ class SpeechLLMTranscriber(Transcriber):
                     continue
                 prompts = [asr_prompt(Utterance(items[i].id, "", audio=items[i].path, duration=items[i].duration),
                                       context, self.tokenizer) for i in batch]
+                if max_new_tokens is None:
+                    longest = max(items[i].duration for i in batch)
+                    config = replace(config, max_new_tokens=min(DEFAULT_MAX_NEW_TOKENS,
+                                                                math.ceil(TOKENS_PER_SECOND * longest) + 4))
                 for i, result in zip(batch, generate(self.model, prompts, self.features, config), strict=True):
                     texts[i] = self.decode(result.tokens)
                 on_batch(batch, [texts[i] for i in batch])

@@ -182,9 +182,16 @@ class SpeechLLM(nn.Module):
         feats = [features(p) for p in paths]
         lengths = torch.tensor([f.shape[0] for f in feats], device=device)
         padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
-        with torch.no_grad():
-            out, out_lengths = self._encode(list(paths), padded, lengths)
-            frames, frame_lengths = self.adapter(out, out_lengths)
+        modes = [(module, module.training) for module in (self.encoder, self.adapter)]
+        for module, _ in modes:
+            module.eval()  # no dropout: kept frames and CTC transcripts must not depend on chance
+        try:
+            with torch.no_grad():
+                out, out_lengths = self._encode(list(paths), padded, lengths)
+                frames, frame_lengths = self.adapter(out, out_lengths)
+        finally:
+            for module, training in modes:
+                module.train(training)
         return [frames[i, : int(n)] for i, n in enumerate(frame_lengths)]
 
     def ctc_classes(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[list[int]]:

@@ -66,6 +66,7 @@ class StageConfig:
     # lm: next-token loss through the LLM; ctc: the adapter learns the LLM's token embeddings through the CTC bridge
     # (model.ctc), no LLM forward - cheap steps that make the speech input speak the LLM's language first
     objective: Literal["lm", "ctc"] = "lm"
+    rows: int | None = None  # rows per batch in this stage (default data.rows): CTC steps are cheap per utterance
 
 
 @dataclass
@@ -224,6 +225,7 @@ class Trainer:
             stage = config.stages[stage_index]
             trainable = set_trainable(model, stage.trainable)
             self._select_frames(stage)
+            self.batcher.rows = stage.rows or config.data.rows
             ddp = _wrap(model, self.device) if self.world > 1 else None
             optimizer = _optimizer(model, stage, config.weight_decay)
             scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(stage))
