@@ -13,9 +13,8 @@ from speechbraid.cli.main import main
 from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.models import whisper_import
 from speechbraid.models.judge import load_judge
-from speechbraid.models.registry import resolve_model
+from speechbraid.models.registry import COMPLETE_MARKER, resolve_model
 from speechbraid.models.whisper_import import (
-    COMPLETE_MARKER,
     assemble_ctranslate2_model,
     import_whisper,
     read_ctranslate2_model,
@@ -137,7 +136,7 @@ def test_interrupted_import_leaves_no_partial_model(tmp_path, home, monkeypatch)
 def test_refuses_to_overwrite_a_foreign_directory(tmp_path, home):
     (tmp_path / "notes.txt").write_text("mine")
     for force in (False, True):
-        with pytest.raises(ConfigError, match="not a whisper import"):
+        with pytest.raises(ConfigError, match="not a whisper-base import"):
             import_whisper(tmp_path, force=force)
     assert (tmp_path / "notes.txt").read_text() == "mine"
     with pytest.raises(ConfigError, match="dtype"):

@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from speechbraid.errors import ConfigError, InputError
 
 HOME_ENV = "SPEECHBRAID_HOME"
 DEFAULT_HOME = Path("~/.cache/speechbraid")
 REGISTRY_FILE = "models.json"
+COMPLETE_MARKER = "speechbraid_import.json"  # written last into an imported model: its presence means complete
 
 # Names the toolkit knows how to produce, and the command that produces each; shown when a
 # name cannot be resolved so the user knows what to run.
@@ -136,3 +140,38 @@ def _how_to_get(name: str) -> str:
         return f"Run `{HOW_TO_GET[name]}` to create it."
     offers = "; ".join(f"`{cmd}` creates {n!r}" for n, cmd in HOW_TO_GET.items())
     return f"Pass a model directory, or create a known model: {offers}."
+
+
+def is_complete_import(model_dir: str | Path) -> bool:
+    """True when ``model_dir`` holds a finished import (its completion marker is written last)."""
+    return (Path(model_dir) / COMPLETE_MARKER).is_file()
+
+
+def install_model(name: str, out_dir: str | Path | None, build: Callable[[Path, Path], dict[str, Any]], *,
+                  force: bool = False) -> Path:
+    """Convert a pretrained model into ``out_dir`` (default: the store's ``<name>``) and register it as ``name``.
+
+    ``build(dest, scratch)`` writes the model into ``dest`` (``scratch`` is a temporary folder beside it) and
+    returns facts for the completion marker. A finished import is returned at once unless ``force``; any other
+    non-empty directory is refused (never delete what we did not write). The model is built in a temporary
+    sibling and renamed into place, so an interruption never leaves a half-written model.
+    """
+    target = Path(out_dir).expanduser() if out_dir is not None else default_model_dir(name)
+    if is_complete_import(target) and not force:
+        register_model_dir(name, target)
+        return target
+    if target.exists() and not is_complete_import(target) and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(f"{target} exists and is not a {name} import; choose another directory or empty it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.tmp-") as tmp:
+        dest = Path(tmp) / "model"
+        scratch = Path(tmp) / "scratch"
+        scratch.mkdir()
+        facts = build(dest, scratch) | {"seconds": round(time.perf_counter() - started, 1)}
+        (dest / COMPLETE_MARKER).write_text(json.dumps(facts, indent=2) + "\n", encoding="utf-8")
+        if target.exists():  # move the old model aside first: the swap is two renames, never a partial tree
+            target.rename(Path(tmp) / "previous")
+        dest.rename(target)
+    register_model_dir(name, target)
+    return target

