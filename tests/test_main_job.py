@@ -3,20 +3,27 @@
 import json
 
 from speechbraid.cli.main import main
+from speechbraid.experiments.jstip import CTC_ROW
 from speechbraid.experiments.main_job import run_main_job
 
 
-def test_main_job_tiny_runs_end_to_end_and_resumes(tmp_path, capsys):
+def test_main_job_tiny_runs_end_to_end_and_resumes(tmp_path, capsys, home):
     out, corpus = tmp_path / "run", tmp_path / "corpus"
     first = run_main_job(out, corpus, plan="tiny", progress=False)
-    assert set(first["table"]) == {"asr-only", "asr +il"}
+    # the default recipe's rows, the warm-up's CTC bridge alone, and whisper-base on the same utterances
+    assert set(first["table"]) == {"asr-only", "asr +il", CTC_ROW, "whisper-base (reference)"}
+    assert [row["stage"] for row in map(json.loads, (out / "shared" / "train_log.jsonl").open())] == ["ctc"] * 2 + [
+        "llm"]
+    printed = capsys.readouterr().out
+    assert "ASR-only speech LLM on the held-out test set" in printed
+    assert "whisper-base on the same utterances" in printed
     saved = json.loads((out / "results.json").read_text())
     assert saved["table"] == first["table"]
     report = json.loads((out / "rows" / "asr-only" / "seed0" / "test_eval.json").read_text())
     assert set(report["by_domain"]) == {"general", "medical", "banking"} and report["n"] > 0
     assert "| asr +il | 1 |" in (out / "table.md").read_text()
     assert (out / "table.png").stat().st_size > 0
-    assert "ASR-only speech LLM on the held-out test set" in capsys.readouterr().out
+    assert (out / "reference" / "test_hyps.jsonl").is_file()
     # a re-run finds every step done: the stage-2 logs keep their steps, nothing is retrained
     logs = {p: p.read_text() for p in out.rglob("train_log.jsonl")}
     again = run_main_job(out, corpus, plan="tiny", progress=False)

@@ -104,8 +104,10 @@ PRESETS: dict[str, StudyPreset] = {
     # the main job's quick comparison (`speechbraid demo`): ASR-only vs +interleave, one seed, whisper-base beside
     "quick": StudyPreset("small", "small", None, 300, 40, 20, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150,
                          **_SMOLLM2),
-    "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None, _TINY_MODEL,
-                              "asr_conformer"),
+    # the demo's smoke test: the default recipe's shape (CTC bridge, compression, LoRA, reference row) at tiny size
+    "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None,
+                              (*_TINY_MODEL, "model.encoder=conformer", "model.adapter_stack=1"),
+                              reference="whisper-base"),
 }
 
 
