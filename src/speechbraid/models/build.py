@@ -132,7 +132,7 @@ def build_speech_llm(config: ModelConfig) -> tuple[SpeechLLM, Any]:
 
 def _ctc_vocabulary(settings: CTCSettings, tokenizer: Any) -> list[int]:
     """The LLM token ids of every text in ``settings.vocab_from`` (manifests: their ``text``; other files: lines)."""
-    from speechbraid.data.manifest import read_manifest
+    from speechbraid.data.manifest import iter_text_lines, read_manifest
 
     if not settings.vocab_from:
         raise ConfigError("model.ctc.vocab_from lists no manifest or text file to take the CTC vocabulary from")
@@ -144,7 +144,7 @@ def _ctc_vocabulary(settings: CTCSettings, tokenizer: Any) -> list[int]:
         if path.suffix == ".jsonl":
             texts = (record.text for record in read_manifest(path))
         else:
-            texts = (line.strip() for line in path.read_text(encoding="utf-8").splitlines())
+            texts = (line.strip() for _, line in iter_text_lines(path))
         for text in texts:
             tokens.update(tokenizer.encode(text, add_special_tokens=False))
     return sorted(tokens)

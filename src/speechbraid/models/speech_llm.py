@@ -50,6 +50,11 @@ def shift_labels(labels: torch.Tensor, example_ids: torch.Tensor) -> torch.Tenso
     return shifted
 
 
+def kept_frames(classes: Sequence[int]) -> tuple[int, ...]:
+    """CTC compression: the first frame of every run of one non-blank class (blanks and repeats dropped)."""
+    return tuple(i for i, c in enumerate(classes) if c != 0 and (i == 0 or c != classes[i - 1]))
+
+
 class CTCBridge(nn.Module):
     """CTC over the LLM's own tokens, scored through the LLM's (frozen) input embeddings plus a learned blank.
 
@@ -96,12 +101,7 @@ class CTCBridge(nn.Module):
     def tokens(self, classes: Sequence[int]) -> list[int]:
         """Greedy CTC decoding of per-frame classes: merge repeats, drop blanks, map to token ids."""
         ids = self.token_ids.tolist()
-        return [ids[c - 1] for i, c in enumerate(classes) if c != 0 and (i == 0 or c != classes[i - 1])]
-
-
-def kept_frames(classes: Sequence[int]) -> tuple[int, ...]:
-    """CTC compression: the first frame of every run of one non-blank class (blanks and repeats dropped)."""
-    return tuple(i for i, c in enumerate(classes) if c != 0 and (i == 0 or c != classes[i - 1]))
+        return [ids[classes[i] - 1] for i in kept_frames(classes)]
 
 
 class SpeechLLM(nn.Module):
