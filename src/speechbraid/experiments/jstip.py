@@ -223,11 +223,11 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
         test = _spread(test, spec.test_limit, out / "test_subset.jsonl")
     runs: dict[str, list[dict[str, Any]]] = {}
     if spec.reference:
-        runs[reference_row(spec.reference)] = [_reference(spec.reference, test, out / "reference", progress)]
+        runs[reference_row(spec.reference)] = [_scored_alone(spec.reference, test, out / "reference", progress)]
     extra_rows = [reference_row(spec.reference)] if spec.reference else []
     if shared_config.model.ctc is not None:
         # what the CTC bridge alone recognises after the warm-up: the floor the LLM stage builds on
-        runs[CTC_ROW] = [_reference(shared / "model", test, shared / "ctc_eval", progress, decoder="ctc")]
+        runs[CTC_ROW] = [_scored_alone(shared / "model", test, shared / "ctc_eval", progress, decoder="ctc")]
         extra_rows.append(CTC_ROW)
     for row in chosen:
         for seed in spec.seeds:
@@ -279,11 +279,10 @@ def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[st
               progress: bool) -> dict[str, Any]:
     from speechbraid.evaluation.modality_gap import modality_gap
     from speechbraid.evaluation.sqa import spoken_qa
-    from speechbraid.inference.transcribe import evaluate_model, load_transcriber
+    from speechbraid.inference.transcribe import load_transcriber
 
     transcriber = load_transcriber(model_dir)
-    asr = evaluate_model(transcriber, test, hyps_out=run_dir / "test_hyps.jsonl", progress=progress)
-    atomic_write_text(run_dir / "test_eval.json", json.dumps(asr, indent=2) + "\n")
+    asr = _score_asr(transcriber, test, run_dir, progress)
     gap = sqa = None
     if questions is not None:
         model, tokenizer, features = transcriber.model, transcriber.hf_tokenizer, transcriber.features
@@ -300,17 +299,24 @@ def reference_row(model: str) -> str:
     return f"{Path(model).name} (reference)"
 
 
-def _reference(model: str | Path, test: Path, out: Path, progress: bool, decoder: str = "llm") -> dict[str, Any]:
+def _score_asr(transcriber: Any, test: Path, out: Path, progress: bool) -> dict[str, Any]:
+    """Transcribe and score the study's test utterances into ``out`` (hypotheses resumable, then test_eval.json)."""
+    from speechbraid.inference.transcribe import evaluate_model
+
+    out.mkdir(parents=True, exist_ok=True)
+    asr = evaluate_model(transcriber, test, hyps_out=out / "test_hyps.jsonl", progress=progress)
+    atomic_write_text(out / "test_eval.json", json.dumps(asr, indent=2) + "\n")
+    return asr
+
+
+def _scored_alone(model: str | Path, test: Path, out: Path, progress: bool, decoder: str = "llm") -> dict[str, Any]:
     """A model's scores on the study's test utterances alone (computed once, then read back): the off-the-shelf
     reference, or the shared warm-up's CTC bridge without the LLM (``decoder="ctc"``)."""
-    from speechbraid.inference.transcribe import evaluate_model, load_transcriber
+    from speechbraid.inference.transcribe import load_transcriber
 
     done = out / "test_eval.json"
     if not done.is_file():
-        out.mkdir(parents=True, exist_ok=True)
-        asr = evaluate_model(load_transcriber(model, decoder=decoder), test, hyps_out=out / "test_hyps.jsonl",
-                             progress=progress)
-        atomic_write_text(done, json.dumps(asr, indent=2) + "\n")
+        _score_asr(load_transcriber(model, decoder=decoder), test, out, progress)
     return _metrics(json.loads(done.read_text(encoding="utf-8")), None, None)
 
 

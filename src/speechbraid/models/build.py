@@ -181,15 +181,21 @@ def with_lora(llm: Any, settings: LoraSettings) -> Any:
                                           target_modules=settings.target_modules, task_type="CAUSAL_LM"))
 
 
+def matching_parameters(model: torch.nn.Module, patterns: Sequence[str]) -> list[str]:
+    """Names of the parameters that one of the regexes matches (``re.search``): what a stage's ``trainable`` means."""
+    compiled = [re.compile(p) for p in patterns]
+    return [name for name, _ in model.named_parameters() if any(p.search(name) for p in compiled)]
+
+
 def set_trainable(model: torch.nn.Module, patterns: Sequence[str]) -> int:
     """Train exactly the parameters whose name matches one of the regexes (``re.search``); freeze the rest.
 
     Returns the number of trainable parameters; no match at all is a config error, not a silent no-op.
     """
-    compiled = [re.compile(p) for p in patterns]
+    chosen = set(matching_parameters(model, patterns))
     count = 0
     for name, param in model.named_parameters():
-        param.requires_grad_(any(p.search(name) for p in compiled))
+        param.requires_grad_(name in chosen)
         count += param.numel() if param.requires_grad else 0
     if count == 0:
         raise ConfigError(f"no parameter matches the trainable patterns {list(patterns)}")

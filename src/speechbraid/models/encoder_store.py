@@ -88,9 +88,6 @@ class EncoderOutputStore:
         os.replace(tmp, self._file(path))  # readers see no file or a whole one
         self._remember(path, tensor)
 
-    def __len__(self) -> int:
-        return sum(1 for _ in self.directory.glob("*.safetensors")) if self.directory.is_dir() else 0
-
     def __bool__(self) -> bool:
         return True  # a store is usable even while empty (``if cache:`` must not treat it as absent)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ from speechbraid.models.build import (
     ModelConfig,
     build_speech_llm,
     load_speech_llm,
+    matching_parameters,
     save_speech_llm,
     set_trainable,
     with_lora,
@@ -301,7 +301,6 @@ class Trainer:
 
 def _check_objectives(config: TrainConfig, model: SpeechLLM) -> None:
     """Refuse stage plans that cannot mean what they say, before any step is spent."""
-    speech_side = [name for name, _ in model.named_parameters() if name.startswith(("encoder.", "adapter.", "ctc."))]
     for stage in config.stages:
         if stage.objective == "ctc":
             if model.ctc is None:
@@ -311,8 +310,8 @@ def _check_objectives(config: TrainConfig, model: SpeechLLM) -> None:
                 raise ConfigError(f"stage {stage.name!r}: objective ctc trains on asr sources only; the mix also "
                                   f"holds {', '.join(others)} (give the CTC stage its own run or config)")
         elif model.compress:
-            patterns = [re.compile(p) for p in stage.trainable]
-            moving = [n for n in speech_side if any(p.search(n) for p in patterns)]
+            moving = [n for n in matching_parameters(model, stage.trainable)
+                      if n.startswith(("encoder.", "adapter.", "ctc."))]
             if moving:
                 raise ConfigError(f"stage {stage.name!r} trains {moving[0]} while model.ctc.compress keeps frames by "
                                   "the CTC bridge's output: freeze the encoder, adapter and bridge in lm stages "
