@@ -131,6 +131,7 @@ def test_same_seed_same_files_other_seed_differs(tiny_text: Path, tmp_path: Path
 
 
 def test_rebuild_with_other_parameters_is_refused(tiny_text: Path) -> None:
+    from speechbraid.corpora.build import CORPUS_FORMAT
     from speechbraid.errors import ConfigError
 
     with pytest.raises(ConfigError, match="size=tiny seed=3"):
@@ -139,7 +140,7 @@ def test_rebuild_with_other_parameters_is_refused(tiny_text: Path) -> None:
     old = tiny_text.parent / "old-format"
     (old / "text").mkdir(parents=True)
     (old / "text" / "done.json").write_text('{"size": "tiny", "seed": 3}\n')
-    with pytest.raises(ConfigError, match="older format .format=1; this version builds format=3"):
+    with pytest.raises(ConfigError, match=f"older format .format=1; this version builds format={CORPUS_FORMAT}"):
         build_default_corpus(old, size="tiny", seed=3, synth=False, progress=False)
     # another Piper share would add speech of a second mix to finished splits: refused as well
     with pytest.raises(ConfigError, match="piper_share=0.25; .* piper_share=0.5"):
@@ -167,17 +168,40 @@ def test_tiny_build_end_to_end_with_synthesis_and_cli(tmp_path: Path, capsys: py
     assert speech[("speech:test", "medical")].sentences == 3
     assert all(r.audio_hours and r.audio_hours > 0 for r in speech.values())
     records = list(read_manifest(out / "speech" / "train" / "manifest.jsonl"))
-    assert len(records) == 24 and all(Path(r.audio).is_file() and r.words for r in records)
+    assert len(records) == 3 * (8 + 2) and all(Path(r.audio).is_file() and r.words for r in records)
     # a quarter of each domain is spoken by Piper, the rest by espeak-ng; speaker and source name the engine
     piper = [r for r in records if r.source == "synth:piper"]
-    assert len(piper) == 6 and {r.domain for r in piper} == {"general", "medical", "banking"}
+    assert len(piper) == 3 * 3 and {r.domain for r in piper} == {"general", "medical", "banking"}
     assert all(r.speaker.startswith("piper:en_US-joe-medium") for r in piper)
     assert all(r.source == "synth:espeak" and r.speaker.startswith("espeak:") for r in records if r not in piper)
     assert {r.id for r in piper} == set(piper_ids(list(read_manifest(out / "text" / "train.jsonl")), 0.25, seed=0))
     for split in ("train", "dev", "test"):
         assert validate_manifest(out / "speech" / split / "manifest.jsonl").ok  # Piper word times included
-    assert speech[("speech:train", "banking")].voices == {"espeak": 6, "piper": 2}
+    assert speech[("speech:train", "banking")].voices == {"espeak": 7, "piper": 3}
     assert check_held_out(out) == []
     capsys.readouterr()
     assert main(["corpus", "stats", str(out)]) == 0
     assert "speech:dev" in capsys.readouterr().out
+
+
+def test_more_training_speech_never_changes_dev_test_or_the_text_corpora(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from speechbraid.corpora import build
+
+    def corpora(more: int) -> dict:
+        monkeypatch.setitem(build.SIZES, "tiny", replace(build.SIZES["tiny"], more_train=more))
+        return build.make_text_corpora(size="tiny", seed=5)
+
+    few, many = corpora(0), corpora(6)
+    for name in ("dev", "test", "domain", "general_lm"):
+        assert [(r.id, r.text) for r in few[name]] == [(r.id, r.text) for r in many[name]], name
+    first = {(r.id, r.text) for r in few["train"]}
+    assert first <= {(r.id, r.text) for r in many["train"]}
+    added = [r for r in many["train"] if (r.id, r.text) not in first]
+    assert sorted(r.domain for r in added) == sorted(["general", "medical", "banking"] * 6)
+    assert len({r.text for r in many["train"]}) == len(many["train"])  # no sentence twice
+    def names(records: list) -> set[str]:
+        return {e.text.lower() for r in records for e in r.entities if e.type in HELD_OUT_TYPES}
+
+    assert names(added) and not names(added) & names(many["dev"] + many["test"])  # training entities only

@@ -12,7 +12,8 @@ from speechbraid.config import load_config
 from speechbraid.data.manifest import read_manifest
 from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.inference.transcribe import audio_item, load_transcriber
-from speechbraid.models.build import ModelConfig, build_speech_llm, load_speech_llm, set_trainable
+from speechbraid.evaluation.normalize import normalize_for_wer
+from speechbraid.models.build import ModelConfig, build_speech_llm, load_causal_lm, load_speech_llm, set_trainable
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.training.data import SourceConfig
 from speechbraid.training.runlog import read_train_log
@@ -290,8 +291,8 @@ def test_ctc_selection_ignores_dropout_and_transcripts_stop_with_the_audio(tmp_p
     trainer = Trainer(config, tmp_path / "run")
     model = trainer.model.train()
     audio = str(next(iter(read_manifest(noise_corpus))).audio)
-    first = model.ctc_classes([audio], trainer.features)
-    assert all(model.ctc_classes([audio], trainer.features) == first for _ in range(3))  # dropout never applies
+    first = model.ctc_hypotheses([audio], trainer.features)
+    assert all(model.ctc_hypotheses([audio], trainer.features) == first for _ in range(3))  # dropout never applies
     assert model.adapter.training  # and the caller's mode is restored
 
     trainer.fit(progress=False)
@@ -319,3 +320,48 @@ def test_resume_is_exact_with_the_frozen_encoders_stored_outputs(tmp_path, tiny_
     train(config, tmp_path / "cut", progress=False, stop_after=3)
     train(config, tmp_path / "cut", progress=False, resume=True)
     assert [row["loss"] for row in read_train_log(tmp_path / "cut")] == reference
+
+
+def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tokens(tmp_path, tiny_llm_dir,
+                                                                                   noise_corpus):
+    from speechbraid.models.build import _spelling
+    from speechbraid.models.speech_llm import CTCBridge
+
+    _, tokenizer = load_causal_lm(tiny_llm_dir)
+    alphabet = "abcdefghijklmnopqrstuvwxyz '"
+    ids = {c: tokenizer.encode(c, add_special_tokens=False)[0] for c in alphabet}
+    bridge = CTCBridge(list(ids.values()), 8, tokenizer.eos_token_id, spelling=_spelling(tokenizer))
+    klass = {tokenizer.decode([t]): k + 1 for k, t in enumerate(bridge.token_ids.tolist())}
+    # Targets: the normalised transcript (case and punctuation gone), one class per character.
+    target = bridge.classes(tokenizer.encode("Hi, there! Don't.", add_special_tokens=False))
+    assert target == [klass[c] for c in "hi there don't"]
+    with pytest.raises(ValueError, match="not in the CTC vocabulary"):
+        bridge.classes(tokenizer.encode("x7", add_special_tokens=False))
+    # A greedy path "_hh_i_  _the_ " reads back as the LLM's own tokens of "hi the", each at its first letter.
+    path = [0, klass["h"], klass["h"], 0, klass["i"], 0, klass[" "], klass[" "], 0, klass["t"], klass["h"],
+            klass["e"], 0, klass[" "]]
+    hyp = bridge.hypothesis(path)
+    assert hyp.tokens == tuple(tokenizer.encode("hi the", add_special_tokens=False))
+    assert list(hyp.frames) == sorted(set(hyp.frames)) and hyp.frames[0] == 1
+    assert all(path[f] not in (0, klass[" "]) for f in hyp.frames)  # never read at a blank or a space
+
+    config = ctc_config(tiny_llm_dir, noise_corpus)
+    config.model.ctc.units = "chars"
+    config.model.ctc.speech_input = "hypothesis"
+    with pytest.raises(ValueError, match="longer than its speech frames"):  # 80 ms frames: too few to spell
+        train(config, tmp_path / "coarse", progress=False)
+    config.model.conformer = ConformerConfig(d_model=16, n_layers=1, n_heads=2, subsample_layers=1)  # 20 ms frames
+    config.data.max_len = 256
+    train(config, tmp_path / "run", progress=False)
+    assert all(row["loss"] > 0 for row in read_train_log(tmp_path / "run"))
+    model, tokenizer, _ = load_speech_llm(tmp_path / "run" / "model")
+    assert model.ctc.units == "chars"
+    chars = {tokenizer.decode([t]) for t in model.ctc.token_ids.tolist()}
+    assert chars == {c for r in read_manifest(noise_corpus) for c in normalize_for_wer(r.text)}
+    # Compression keeps the hypothesis tokens' frames; the CTC decoder writes the hypothesis.
+    audio = str(next(iter(read_manifest(noise_corpus))).audio)
+    features = config.model.feature_config.extract_file
+    hyp = model.ctc_hypotheses([audio], features)[0]
+    assert model.frame_selector(features)(audio) == hyp.frames
+    run = load_transcriber(tmp_path / "run" / "model", decoder="ctc").transcribe([audio_item(audio)], progress=False)
+    assert run.texts == [tokenizer.decode(list(hyp.tokens)).strip()]

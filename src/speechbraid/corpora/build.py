@@ -2,7 +2,8 @@
 
 Layout under ``out_dir``::
 
-    text/train.jsonl|.txt     transcripts of the speech training split (general + medical + banking)
+    text/train.jsonl|.txt     transcripts of the speech training split (general + medical + banking; its further
+                              sentences, ``SizeSpec.more_train``, are drawn last, so dev/test never depend on them)
     text/dev.jsonl|.txt       transcripts of the dev split (own held-out entities)
     text/test.jsonl|.txt      transcripts of the test split (own held-out entities)
     text/domain.jsonl|.txt    text-only domain corpus (medical + banking): half its sentences use training
@@ -47,8 +48,8 @@ DOMAINS = ("general", "medical", "banking")
 TEXT_CORPORA = ("train", "dev", "test", "domain", "general_lm")
 # Bumped whenever the same size and seed would give other text; a corpus built by an older version is refused
 # rather than silently mixed with the new one (2: the domain text holds the test entities; 3: a share of the
-# speech is spoken by Piper).
-CORPUS_FORMAT = 3
+# speech is spoken by Piper; 4: more training speech, drawn after every other corpus).
+CORPUS_FORMAT = 4
 # Share of each speech split (per domain) spoken by Piper: a natural neural voice beside espeak-ng's 112 robotic
 # ones, at ~20x espeak's CPU cost per second of audio, so a quarter keeps the small build within a minute.
 DEFAULT_PIPER_SHARE = 0.25
@@ -56,16 +57,23 @@ DEFAULT_PIPER_SHARE = 0.25
 
 @dataclass(frozen=True)
 class SizeSpec:
-    """Sentences per domain in each speech split, per domain in the domain text, and general LM text."""
+    """Sentences per domain in each speech split, per domain in the domain text, and general LM text.
+
+    ``more_train`` further training sentences per domain are drawn after every other corpus, so how much training
+    speech a size has never changes its dev/test sentences or its text corpora (held-out figures stay comparable).
+    """
 
     speech: dict[str, int]
     domain_text: int
     general_lm: int | None  # None: every general sentence not used for speech
+    more_train: int = 0
 
 
 SIZES: dict[str, SizeSpec] = {
-    "tiny": SizeSpec({"train": 8, "dev": 2, "test": 3}, domain_text=40, general_lm=200),
-    "small": SizeSpec({"train": 500, "dev": 50, "test": 100}, domain_text=2500, general_lm=20000),
+    "tiny": SizeSpec({"train": 8, "dev": 2, "test": 3}, domain_text=40, general_lm=200, more_train=2),
+    # 2,000 training sentences per domain (~6 h of speech): with 500 (1.5 h) the adapter learns the training
+    # sentences by heart (README, learning curves).
+    "small": SizeSpec({"train": 500, "dev": 50, "test": 100}, domain_text=2500, general_lm=20000, more_train=1500),
     "medium": SizeSpec({"train": 5000, "dev": 300, "test": 500}, domain_text=20000, general_lm=None),
 }
 DEV_FRACTION = 0.06
@@ -190,7 +198,7 @@ def write_text_corpora(out: Path, *, size: str, seed: int, piper_share: float = 
         if done.get("format", 1) != CORPUS_FORMAT:
             raise ConfigError(
                 f"{out} holds a corpus of an older format (format={done.get('format', 1)}; this version builds "
-                f"format={CORPUS_FORMAT}, with a share of Piper speech); use another output directory (or delete it)"
+                f"format={CORPUS_FORMAT}); use another output directory (or delete it)"
             )
         if done != wanted:
             def describe(params: dict) -> str:
@@ -227,6 +235,7 @@ def make_text_corpora(*, size: str, seed: int, progress: bool = False) -> dict[s
         start += n
     rest = pooled[start:] if spec.general_lm is None else pooled[start : start + spec.general_lm]
     corpora["general_lm"] = [_record(f"lm-general-{i:06d}", s, (), "general", src) for i, (src, s) in enumerate(rest)]
+    more_general = pooled[start + len(rest):][: spec.more_train]
     steps.update()
 
     rng = Random(f"{seed}-pools")
@@ -242,8 +251,9 @@ def make_text_corpora(*, size: str, seed: int, progress: bool = False) -> dict[s
                     lambda split: banking_fillers(places.for_split(split), brands.for_split(split))),
     }
     seen: set[str] = set()  # sentence keys across every domain corpus: no sentence appears twice
+    rngs: dict[str, Random] = {}
     for domain, (frames, fillers_for) in domains.items():
-        rng = Random(f"{seed}-{domain}")
+        rng = rngs[domain] = Random(f"{seed}-{domain}")
         for split in SPEECH_SPLITS:
             sents = _generate(frames, fillers_for(split), spec.speech[split], rng, seen)
             corpora[split] += [_record(f"{split}-{domain}-{i:06d}", f.text, f.entities, domain, f"{domain}-frames")
@@ -254,6 +264,14 @@ def make_text_corpora(*, size: str, seed: int, progress: bool = False) -> dict[s
         corpora["domain"] += [_record(f"domain-{domain}-{i:06d}", f.text, f.entities, domain, f"{domain}-frames")
                               for i, f in enumerate(sents)]
         steps.update()
+    # The further training sentences come last (see SizeSpec), numbered on from each domain's first ones.
+    first = spec.speech["train"]
+    more = [_record(f"train-general-{first + i:06d}", s, (), "general", src) for i, (src, s) in enumerate(more_general)]
+    for domain, (frames, fillers_for) in domains.items():
+        sents = _generate(frames, fillers_for("train"), spec.more_train, rngs[domain], seen)
+        more += [_record(f"train-{domain}-{first + i:06d}", f.text, f.entities, domain, f"{domain}-frames")
+                 for i, f in enumerate(sents)]
+    corpora["train"] = sorted(corpora["train"] + more, key=lambda r: DOMAINS.index(r.domain))  # stable: in id order
     steps.close()
     return corpora
 

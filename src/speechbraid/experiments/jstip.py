@@ -93,7 +93,7 @@ _TINY_MODEL = ("model.conformer={d_model: 32, n_layers: 1, n_heads: 2}", "data.r
 _SMOLLM2 = {"llm": "smollm2-135m", "reference": "whisper-base"}
 PRESETS: dict[str, StudyPreset] = {
     # CPU study on SmolLM2 (issue 9): the rows that carry the paper's claim, three seeds
-    "small": StudyPreset("small", "small", None, 300, 60, 20,
+    "small": StudyPreset("small", "small", None, 600, 40, 20,
                          ("asr-only", "asr +il", "asr+domain-text", "asr+domain-text +il", "asr+tts-pairs +il"),
                          (0, 1, 2), 300, 40, 30, 90, **_SMOLLM2),
     # every row of Tables I and III, for a GPU (run it with --preset gpu on a machine with one)
@@ -102,11 +102,13 @@ PRESETS: dict[str, StudyPreset] = {
     "tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il", "asr+tts-pairs +il"), (0, 1), 4, 4, 3, 6,
                         _TINY_MODEL, "asr_conformer"),
     # the main job's quick comparison (`speechbraid demo`): ASR-only vs +interleave, one seed, whisper-base beside
-    "quick": StudyPreset("small", "small", None, 300, 40, 20, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150,
+    "quick": StudyPreset("small", "small", None, 600, 30, 10, ("asr-only", "asr +il"), (0,), 0, 0, 0, 150,
                          **_SMOLLM2),
     # the demo's smoke test: the default recipe's shape (CTC bridge, compression, LoRA, reference row) at tiny size
     "quick-tiny": StudyPreset("tiny", "tiny", 20, 2, 1, 2, ("asr-only", "asr +il"), (0,), 0, 0, 0, None,
-                              (*_TINY_MODEL, "model.encoder=conformer", "model.adapter_stack=1"),
+                              (*_TINY_MODEL, "model.encoder=conformer", "model.adapter_stack=2",
+                               # 20 ms frames, stacked to 40 ms: enough frames to spell every word
+                               "model.conformer={d_model: 32, n_layers: 1, n_heads: 2, subsample_layers: 1}"),
                               reference="whisper-base"),
 }
 

@@ -321,9 +321,9 @@ class SpeechLLMTranscriber(Transcriber):
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
                 if self.decoder == "ctc":  # the CTC bridge alone: greedy, no LLM step
-                    classes = self.model.ctc_classes([str(items[i].path) for i in batch], self.features)
-                    for i, frame_classes in zip(batch, classes, strict=True):
-                        texts[i] = self.decode(self.model.ctc.tokens(frame_classes))
+                    hypotheses = self.model.ctc_hypotheses([str(items[i].path) for i in batch], self.features)
+                    for i, hypothesis in zip(batch, hypotheses, strict=True):
+                        texts[i] = self.decode(hypothesis.tokens)
                     on_batch(batch, [texts[i] for i in batch])
                     bar.update(len(batch))
                     continue

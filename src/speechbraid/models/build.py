@@ -29,7 +29,8 @@ from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
 from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
-from speechbraid.models.speech_llm import CTCBridge, SpeechLLM
+from speechbraid.evaluation.normalize import normalize_for_wer
+from speechbraid.models.speech_llm import CTCBridge, SpeechLLM, Spelling
 from speechbraid.training.checkpoint import read_model_config
 
 CONFIG_FILE = "speechbraid.json"
@@ -50,8 +51,10 @@ class CTCSettings:
     """The CTC bridge (METHODS.md section 4): adapter frames scored against the LLM's own token embeddings."""
 
     vocab_from: list[str] = field(default_factory=list)  # manifests / text files whose tokens are the CTC classes
-    speech_input: Literal["adapter", "ctc"] = "ctc"  # LLM input at speech frames: adapter output or posterior-
-    # weighted token embeddings (LegoSLM)
+    units: Literal["tokens", "chars"] = "tokens"  # CTC classes: the LLM tokens of those texts, or the LLM's
+    # single-character tokens of them, normalised (lower case, no punctuation)
+    speech_input: Literal["adapter", "ctc", "hypothesis"] = "ctc"  # LLM input at speech frames: adapter output,
+    # posterior-weighted unit embeddings (LegoSLM), or the greedy CTC hypothesis as the LLM's own tokens
     compress: bool = True  # keep one frame per CTC token (blanks and repeats dropped) in LLM stages
     temperature: float = 1.0  # softmax temperature of the posterior weighting (higher: more LLM prior)
 
@@ -127,11 +130,12 @@ def build_speech_llm(config: ModelConfig) -> tuple[SpeechLLM, Any]:
     ctc_tokens = _ctc_vocabulary(config.ctc, tokenizer) if config.ctc is not None else None
     _add_special_tokens(tokenizer)
     vocab = VocabLayout(text_size=text_size, num_units=config.num_units)
-    return _assemble(config, llm, vocab, _encoder(config), ctc_tokens, tokenizer.eos_token_id), tokenizer
+    return _assemble(config, llm, vocab, _encoder(config), ctc_tokens, tokenizer), tokenizer
 
 
 def _ctc_vocabulary(settings: CTCSettings, tokenizer: Any) -> list[int]:
-    """The LLM token ids of every text in ``settings.vocab_from`` (manifests: their ``text``; other files: lines)."""
+    """The CTC classes' LLM token ids: the tokens of every text in ``settings.vocab_from`` (manifests: their
+    ``text``; other files: lines), or with ``units: chars`` the single-character tokens of their normalised text."""
     from speechbraid.data.manifest import iter_text_lines, read_manifest
 
     if not settings.vocab_from:
@@ -146,8 +150,31 @@ def _ctc_vocabulary(settings: CTCSettings, tokenizer: Any) -> list[int]:
         else:
             texts = (line.strip() for _, line in iter_text_lines(path))
         for text in texts:
-            tokens.update(tokenizer.encode(text, add_special_tokens=False))
+            if settings.units == "chars":
+                tokens.update(_char_token(tokenizer, char, path) for char in set(normalize_for_wer(text)))
+            else:
+                tokens.update(tokenizer.encode(text, add_special_tokens=False))
     return sorted(tokens)
+
+
+def _char_token(tokenizer: Any, char: str, source: Path) -> int:
+    ids = tokenizer.encode(char, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ConfigError(f"model.ctc.units=chars: the LLM's tokenizer has no single token for {char!r} "
+                          f"(found in {source})")
+    return ids[0]
+
+
+def _spelling(tokenizer: Any) -> Spelling:
+    """The tokenizer's side of a character-unit CTC bridge (see :class:`Spelling`)."""
+    size = len(tokenizer)
+    token_text = tokenizer.batch_decode([[i] for i in range(size)])
+
+    def encode(text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(encoded["input_ids"]), [tuple(o) for o in encoded["offset_mapping"]]
+
+    return Spelling(token_text, normalize_for_wer, encode)
 
 
 def _add_special_tokens(tokenizer: Any) -> None:
@@ -157,11 +184,12 @@ def _add_special_tokens(tokenizer: Any) -> None:
 
 
 def _assemble(config: ModelConfig, llm: Any, vocab: VocabLayout, encoder: torch.nn.Module,
-              ctc_tokens: Sequence[int] | None = None, eos_id: int | None = None) -> SpeechLLM:
+              ctc_tokens: Sequence[int] | None = None, tokenizer: Any = None) -> SpeechLLM:
     llm_dim = llm.get_input_embeddings().embedding_dim
     ctc = None
     if config.ctc is not None:
-        ctc = CTCBridge(ctc_tokens or [], llm_dim, int(eos_id), config.ctc.temperature)
+        spelling = _spelling(tokenizer) if config.ctc.units == "chars" else None
+        ctc = CTCBridge(ctc_tokens or [], llm_dim, int(tokenizer.eos_token_id), config.ctc.temperature, spelling)
     adapter = FrameStackAdapter(encoder.output_dim, llm_dim, config.stack, config.adapter_hidden,
                                 config.adapter_dropout)
     frame_rate = 100.0 / (encoder.downsample * config.stack)  # feature frames are 10 ms
@@ -242,7 +270,7 @@ def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -
         raise CheckpointError(f"cannot read speech weights: {exc}", path / SPEECH_FILE) from None
     ctc_tokens = speech.get("ctc.token_ids")
     model = _assemble(config, llm, vocab, _encoder(config), None if ctc_tokens is None else ctc_tokens.tolist(),
-                      tokenizer.eos_token_id)
+                      tokenizer)
     for name, module in _speech_modules(model):
         prefix = name + "."
         state = {k[len(prefix):]: v for k, v in speech.items() if k.startswith(prefix)}

@@ -19,6 +19,10 @@ from speechbraid.batching.collate import IGNORE_INDEX, BraidBatch
 from speechbraid.braid.vocab import VocabLayout
 
 
+SPEECH_INPUTS = ("adapter", "ctc", "hypothesis")  # LLM input at speech frames: adapter output, posterior-weighted
+# unit embeddings (LegoSLM), or the embeddings of the CTC bridge's greedy hypothesis read as the LLM's own tokens
+
+
 @dataclass
 class PreparedInputs:
     inputs_embeds: torch.Tensor  # (B, L, D)
@@ -55,22 +59,49 @@ def kept_frames(classes: Sequence[int]) -> tuple[int, ...]:
     return tuple(i for i, c in enumerate(classes) if c != 0 and (i == 0 or c != classes[i - 1]))
 
 
+@dataclass(frozen=True)
+class Spelling:
+    """What a character-unit CTC bridge needs of the LLM's tokenizer: each token's text (to spell transcripts),
+    the text normalisation it spells (lower case, words between single spaces), and the tokenizer's encoder with
+    character offsets (to read a spelled hypothesis back as the LLM's own tokens)."""
+
+    token_text: Sequence[str]  # LLM token id -> its text
+    normalize: Callable[[str], str]
+    encode: Callable[[str], tuple[list[int], list[tuple[int, int]]]]  # text -> (token ids, (start, end) offsets)
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """The CTC bridge's greedy output as LLM tokens, each with the adapter frame it is read at (increasing)."""
+
+    tokens: tuple[int, ...]
+    frames: tuple[int, ...]
+
+
 class CTCBridge(nn.Module):
-    """CTC over the LLM's own tokens, scored through the LLM's (frozen) input embeddings plus a learned blank.
+    """CTC over units the LLM knows, scored through the LLM's (frozen) input embeddings plus a learned blank.
 
     Tsunoo et al. / LegoSLM (METHODS.md section 4): training the adapter with this CTC loss places its output
-    in the LLM's embedding space before any LLM step is paid for. Classes: 0 is blank, ``k`` is
-    ``token_ids[k - 1]`` - the tokens of the texts the vocabulary was built from (the full 49k vocabulary makes a
-    CPU step ~16x dearer and learns slower). ``eos_id`` is never a CTC target.
+    in the LLM's embedding space before any LLM step is paid for. Classes: 0 is blank, ``k`` is the LLM token
+    ``token_ids[k - 1]``. Units are either the LLM's tokens of the transcripts the vocabulary was built from, or,
+    with a ``spelling``, the LLM's single-character tokens of the normalised transcripts: ~30 classes that every
+    word is spelled with, so words never heard in training (held-out entities) can still be written, and a step
+    costs a fraction of a 5k-token output layer. ``eos_id`` is never a CTC target.
     """
 
-    def __init__(self, token_ids: Sequence[int], width: int, eos_id: int, temperature: float = 1.0) -> None:
+    def __init__(self, token_ids: Sequence[int], width: int, eos_id: int, temperature: float = 1.0,
+                 spelling: Spelling | None = None) -> None:
         super().__init__()
         self.register_buffer("token_ids", torch.as_tensor(sorted(set(token_ids)), dtype=torch.long))
         self.blank = nn.Parameter(torch.zeros(width))
         self.eos_id = eos_id
         self.temperature = temperature
+        self.spelling = spelling
         self._class_of: dict[int, int] | None = None
+
+    @property
+    def units(self) -> str:
+        return "tokens" if self.spelling is None else "chars"
 
     def logits(self, frames: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
         """(A, F, D) adapter frames -> (A, F, 1 + V) class scores."""
@@ -78,30 +109,62 @@ class CTCBridge(nn.Module):
         return torch.cat([frames @ self.blank.to(frames.dtype)[:, None], frames @ table.T], dim=-1)
 
     def embed(self, frames: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """The LLM input at each frame: its token posterior (blank removed, renormalised) times the token
+        """The LLM input at each frame: its unit posterior (blank removed, renormalised) times the units'
         embeddings - a point inside the distribution the LLM was trained on (LegoSLM)."""
         probs = (self.logits(frames, embedding) / self.temperature).softmax(-1)[..., 1:]
         probs = probs / probs.sum(-1, keepdim=True).clamp_min(1e-8)
         return probs @ embedding[self.token_ids].to(probs.dtype)
 
     def classes(self, tokens: Sequence[int]) -> list[int]:
-        """CTC target classes of text tokens (EOS dropped); a token outside the vocabulary is an error."""
+        """CTC target classes of a transcript's LLM tokens (EOS dropped); a unit outside the vocabulary is an error."""
         if self._class_of is None:
             self._class_of = {int(t): k + 1 for k, t in enumerate(self.token_ids.tolist())}
+        tokens = [t for t in tokens if t != self.eos_id]
+        if self.spelling is not None:
+            text = self.spelling.normalize("".join(self.spelling.token_text[t] for t in tokens))
+            tokens = [self._char_token(char) for char in text]
         out = []
         for token in tokens:
-            if token == self.eos_id:
-                continue
             if token not in self._class_of:
                 raise ValueError(f"token {token} is not in the CTC vocabulary (built from model.ctc.vocab_from); "
                                  "add the texts that hold it")
             out.append(self._class_of[token])
         return out
 
-    def tokens(self, classes: Sequence[int]) -> list[int]:
-        """Greedy CTC decoding of per-frame classes: merge repeats, drop blanks, map to token ids."""
+    def _char_token(self, char: str) -> int:
+        chars = self._chars()
+        if char not in chars:
+            raise ValueError(f"character {char!r} is not in the CTC vocabulary (built from model.ctc.vocab_from); "
+                             "add the texts that hold it")
+        return int(self.token_ids[chars.index(char)])
+
+    def _chars(self) -> list[str]:
+        return [self.spelling.token_text[t] for t in self.token_ids.tolist()]
+
+    def hypothesis(self, classes: Sequence[int]) -> Hypothesis:
+        """Greedy CTC decoding of per-frame classes (repeats merged, blanks dropped) as LLM tokens. Token units
+        are read at their own frames; a spelled text is tokenized the LLM's usual way, each token read at the
+        frame of its first letter, so a token lies inside the word it spells (the braid's time rule holds)."""
+        kept = kept_frames(classes)
         ids = self.token_ids.tolist()
-        return [ids[classes[i] - 1] for i in kept_frames(classes)]
+        if self.spelling is None:
+            return Hypothesis(tuple(ids[classes[f] - 1] for f in kept), kept)
+        chars = self._chars()
+        text, at = "", []
+        for frame in kept:
+            char = chars[classes[frame] - 1]
+            if char == " " and (not text or text[-1] == " "):
+                continue  # words between single spaces, as the transcripts were spelled
+            text += char
+            at.append(frame)
+        if text.endswith(" "):
+            text, at = text[:-1], at[:-1]
+        tokens, offsets = self.spelling.encode(text)
+        frames = []
+        for start, end in offsets:
+            letters = [i for i in range(start, end) if text[i] != " "]
+            frames.append(at[letters[0] if letters else start])
+        return Hypothesis(tuple(tokens), tuple(frames))
 
 
 class SpeechLLM(nn.Module):
@@ -119,8 +182,12 @@ class SpeechLLM(nn.Module):
         super().__init__()
         if stream_combine not in ("sum", "mean"):
             raise ValueError(f"stream_combine must be 'sum' or 'mean', got {stream_combine!r}")
-        if (speech_input == "ctc" or compress) and ctc is None:
-            raise ValueError("speech_input='ctc' and compress need a CTC bridge")
+        if speech_input not in SPEECH_INPUTS:
+            raise ValueError(f"speech_input must be one of {', '.join(SPEECH_INPUTS)}, got {speech_input!r}")
+        if (speech_input != "adapter" or compress) and ctc is None:
+            raise ValueError(f"speech_input={speech_input!r} and compress need a CTC bridge")
+        if speech_input == "hypothesis" and not compress:
+            raise ValueError("speech_input='hypothesis' reads one token per kept frame: it needs compress")
         self.encoder = encoder
         self.adapter = adapter
         self.llm = llm
@@ -132,7 +199,7 @@ class SpeechLLM(nn.Module):
         self.compress = compress
         # audio path -> encoder output, filled while the encoder is frozen (a dict, or an EncoderOutputStore)
         self.encoder_cache: MutableMapping[str, torch.Tensor] | None = None
-        self._kept: dict[str, tuple[int, ...]] = {}  # audio path -> frames the CTC compression keeps
+        self._kept: dict[str, Hypothesis] = {}  # audio path -> CTC hypothesis (its frames: what compression keeps)
         if llm.get_input_embeddings().num_embeddings < vocab.size:
             llm.resize_token_embeddings(vocab.size)
         width = llm.get_input_embeddings().embedding_dim
@@ -144,11 +211,13 @@ class SpeechLLM(nn.Module):
             raise ValueError("this model has no speech encoder, but the batch holds speech")
         if batch.features is None or batch.feature_lengths is None:
             raise ValueError("batch holds speech but no features; pass a feature function to collate()")
+        declared = int(batch.audio_frames.max())
+        if self.speech_input == "hypothesis":
+            return self._hypothesis_inputs(batch, declared)
         frames, lengths = self._encode(batch.audio, batch.features, batch.feature_lengths)
         frames, _ = self.adapter(frames, lengths)
         if self.speech_input == "ctc":
             frames = self.ctc.embed(frames, self.llm.get_input_embeddings().weight)
-        declared = int(batch.audio_frames.max())
         if frames.shape[1] < declared:  # the encoder's rounding may give a frame fewer than the time rule
             frames = F.pad(frames, (0, 0, 0, declared - frames.shape[1]))
         return frames[:, :declared]
@@ -176,29 +245,53 @@ class SpeechLLM(nn.Module):
         lengths = torch.tensor([c.shape[0] for c in cached], device=device)
         return torch.nn.utils.rnn.pad_sequence(cached, batch_first=True), lengths
 
+    def _hypothesis_inputs(self, batch: BraidBatch, declared: int) -> torch.Tensor:
+        """(A, F, D) LLM inputs that hold, at each audio's kept frames, the embeddings of its CTC hypothesis."""
+        missing = [i for i, path in enumerate(batch.audio) if path not in self._kept]
+        if missing:
+            index = torch.tensor(missing, device=batch.features.device)
+            frames = self._adapter_eval([batch.audio[i] for i in missing], batch.features[index],
+                                        batch.feature_lengths[index])
+            for i, row in zip(missing, frames, strict=True):
+                self._kept[batch.audio[i]] = self._hypothesis(row)
+        embed = self.llm.get_input_embeddings()
+        out = embed.weight.new_zeros(len(batch.audio), declared, embed.embedding_dim)
+        for a, path in enumerate(batch.audio):
+            hyp = self._kept[path]
+            inside = [k for k, frame in enumerate(hyp.frames) if frame < declared]
+            if inside:
+                tokens = torch.tensor([hyp.tokens[k] for k in inside], device=out.device)
+                out[a, torch.tensor([hyp.frames[k] for k in inside], device=out.device)] = embed(tokens)
+        return out
+
+    def _hypothesis(self, frames: torch.Tensor) -> Hypothesis:
+        return self.ctc.hypothesis(self.ctc.logits(frames[None], self.llm.get_input_embeddings().weight)[0]
+                                   .argmax(-1).tolist())
+
     def adapter_frames(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[torch.Tensor]:
         """Adapter output per audio file, each ``(frames, D)`` (no grad; for selection and CTC decoding)."""
         device = next(self.parameters()).device
         feats = [features(p) for p in paths]
         lengths = torch.tensor([f.shape[0] for f in feats], device=device)
         padded = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True).to(device)
+        return self._adapter_eval(list(paths), padded, lengths)
+
+    def _adapter_eval(self, paths: list[str], padded: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         modes = [(module, module.training) for module in (self.encoder, self.adapter)]
         for module, _ in modes:
             module.eval()  # no dropout: kept frames and CTC transcripts must not depend on chance
         try:
             with torch.no_grad():
-                out, out_lengths = self._encode(list(paths), padded, lengths)
+                out, out_lengths = self._encode(paths, padded, lengths)
                 frames, frame_lengths = self.adapter(out, out_lengths)
         finally:
             for module, training in modes:
                 module.train(training)
         return [frames[i, : int(n)] for i, n in enumerate(frame_lengths)]
 
-    def ctc_classes(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[list[int]]:
-        """Greedy CTC class per adapter frame of each audio file."""
-        embedding = self.llm.get_input_embeddings().weight
-        frames = self.adapter_frames(paths, features)
-        return [self.ctc.logits(f[None], embedding)[0].argmax(-1).tolist() for f in frames]
+    def ctc_hypotheses(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[Hypothesis]:
+        """The CTC bridge's greedy output for each audio file (no LLM step)."""
+        return [self._hypothesis(frames) for frames in self.adapter_frames(paths, features)]
 
     def frame_selector(self, features: Callable[[str], torch.Tensor]) -> Callable[[str], tuple[int, ...]] | None:
         """``path -> frames to keep`` under CTC compression (None without it). Kept frames are remembered per path:
@@ -208,8 +301,8 @@ class SpeechLLM(nn.Module):
 
         def select(path: str) -> tuple[int, ...]:
             if path not in self._kept:
-                self._kept[path] = kept_frames(self.ctc_classes([path], features)[0])
-            return self._kept[path]
+                self._kept[path] = self.ctc_hypotheses([path], features)[0]
+            return self._kept[path].frames
 
         return select
 
@@ -272,6 +365,16 @@ class SpeechLLM(nn.Module):
         out, lengths = self._encode(batch.audio, batch.features, batch.feature_lengths)
         frames, frame_lengths = self.adapter(out, lengths)
         targets = self._ctc_targets(batch)
+        # CTC cannot emit more classes than frames (plus a blank between repeats): such an example has no path
+        # and would add a silent zero, so it is left out, and a batch with nothing left is an error.
+        feasible = {slot: t for slot, t in targets.items()
+                    if len(t) + sum(a == b for a, b in zip(t, t[1:])) <= int(frame_lengths[slot])}
+        if targets and not feasible:
+            raise ValueError(f"every CTC target of the batch is longer than its speech frames (e.g. "
+                             f"{len(next(iter(targets.values())))} classes for {int(frame_lengths[next(iter(targets))])} "
+                             f"frames of {batch.audio[next(iter(targets))]}); raise the frame rate "
+                             "(model.adapter_stack) or use coarser units (model.ctc.units=tokens)")
+        targets = feasible
         log_probs = self.ctc.logits(frames, self.llm.get_input_embeddings().weight).float().log_softmax(-1)
         slots = sorted(targets)
         flat = torch.tensor([c for slot in slots for c in targets[slot]], dtype=torch.long, device=frames.device)
