@@ -25,11 +25,11 @@ from speechbraid.braid.vocab import SPECIAL_TOKENS, VocabLayout
 from speechbraid.config import from_dict
 from speechbraid.data.features import FeatureConfig
 from speechbraid.errors import CheckpointError, ConfigError
+from speechbraid.evaluation.normalize import normalize_for_wer
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
 from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
-from speechbraid.evaluation.normalize import normalize_for_wer
 from speechbraid.models.speech_llm import CTCBridge, SpeechLLM, Spelling
 from speechbraid.training.checkpoint import read_model_config
 

@@ -18,7 +18,6 @@ from torch.nn import functional as F
 from speechbraid.batching.collate import IGNORE_INDEX, BraidBatch
 from speechbraid.braid.vocab import VocabLayout
 
-
 SPEECH_INPUTS = ("adapter", "ctc", "hypothesis")  # LLM input at speech frames: adapter output, posterior-weighted
 # unit embeddings (LegoSLM), or the embeddings of the CTC bridge's greedy hypothesis read as the LLM's own tokens
 
@@ -368,12 +367,12 @@ class SpeechLLM(nn.Module):
         # CTC cannot emit more classes than frames (plus a blank between repeats): such an example has no path
         # and would add a silent zero, so it is left out, and a batch with nothing left is an error.
         feasible = {slot: t for slot, t in targets.items()
-                    if len(t) + sum(a == b for a, b in zip(t, t[1:])) <= int(frame_lengths[slot])}
+                    if len(t) + sum(a == b for a, b in zip(t, t[1:], strict=False)) <= int(frame_lengths[slot])}
         if targets and not feasible:
-            raise ValueError(f"every CTC target of the batch is longer than its speech frames (e.g. "
-                             f"{len(next(iter(targets.values())))} classes for {int(frame_lengths[next(iter(targets))])} "
-                             f"frames of {batch.audio[next(iter(targets))]}); raise the frame rate "
-                             "(model.adapter_stack) or use coarser units (model.ctc.units=tokens)")
+            slot, target = next(iter(targets.items()))
+            raise ValueError(f"every CTC target of the batch is longer than its speech frames (e.g. {len(target)} "
+                             f"classes for {int(frame_lengths[slot])} frames of {batch.audio[slot]}); raise the frame "
+                             "rate (model.adapter_stack) or use coarser units (model.ctc.units=tokens)")
         targets = feasible
         log_probs = self.ctc.logits(frames, self.llm.get_input_embeddings().weight).float().log_softmax(-1)
         slots = sorted(targets)
