@@ -49,7 +49,7 @@ PAUSE_SECONDS = 0.6
 def wer(refs: list[str], hyps: list[str]) -> float:
     import jiwer
 
-    from speechbraid.evaluation.normalize import tokens_for_wer
+    from speechbraid.data.normalize import tokens_for_wer
 
     ref = " ".join(" ".join(tokens_for_wer(r)) for r in refs)
     hyp = " ".join(" ".join(tokens_for_wer(h)) for h in hyps)

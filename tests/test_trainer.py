@@ -10,8 +10,8 @@ import torch
 from speechbraid.braid.vocab import SPECIAL_TOKENS
 from speechbraid.config import load_config
 from speechbraid.data.manifest import read_manifest
+from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.errors import CheckpointError, ConfigError
-from speechbraid.evaluation.normalize import normalize_for_wer
 from speechbraid.inference.transcribe import audio_item, load_transcriber
 from speechbraid.models.build import ModelConfig, build_speech_llm, load_causal_lm, load_speech_llm, set_trainable
 from speechbraid.models.encoders import ConformerConfig

@@ -35,9 +35,9 @@ from typing import Any, Protocol
 from tqdm import tqdm
 
 from speechbraid.corpora.questions import SQAQuestion, make_sqa_questions
+from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.data.records import Utterance
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.evaluation.normalize import normalize_for_wer
 from speechbraid.training.checkpoint import atomic_write_text
 
 MAX_ANSWER_WER = 0.2

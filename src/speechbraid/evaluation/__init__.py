@@ -1,5 +1,6 @@
 """Evaluation: ASR metrics (WER, TER, entity error rate) and the one text normalisation for scoring."""
 
+from speechbraid.data.normalize import normalize_for_wer, text_for_entities, tokens_for_ter, tokens_for_wer
 from speechbraid.evaluation.asr_metrics import (
     EntityReport,
     EntityTally,
@@ -16,7 +17,6 @@ from speechbraid.evaluation.asr_metrics import (
     ter,
     wer,
 )
-from speechbraid.evaluation.normalize import normalize_for_wer, text_for_entities, tokens_for_ter, tokens_for_wer
 
 __all__ = [
     "EntityReport",

@@ -4,7 +4,7 @@ Rates are fractions (0.25 means 25 %), corpus level: total edits over total refe
 way jiwer computes them, never a mean of per-utterance rates. A rate with nothing to count (no
 reference words, no entities) is ``None``, not 0.
 
-Which text each metric sees is decided once, in :mod:`speechbraid.evaluation.normalize`.
+Which text each metric sees is decided once, in :mod:`speechbraid.data.normalize`.
 
 **Entity error rate.** EER = 1 - recall over the annotated entity instances of the references
 (METHODS.md), on the raw hypothesis. A reference entity instance ``(text, type)`` counts as
@@ -33,9 +33,9 @@ from typing import Any
 import jiwer
 
 from speechbraid.data.manifest import iter_text_lines
+from speechbraid.data.normalize import text_for_entities, tokens_for_ter, tokens_for_wer
 from speechbraid.data.records import EntitySpan, Utterance, voice_family
 from speechbraid.errors import InputError
-from speechbraid.evaluation.normalize import text_for_entities, tokens_for_ter, tokens_for_wer
 
 NO_DOMAIN = "(none)"  # the domain key for records that have no domain
 
@@ -98,7 +98,7 @@ class ErrorRateResult:
 
 
 def wer(refs: Sequence[str], hyps: Sequence[str]) -> ErrorRateResult:
-    """Word error rate on normalised text (:func:`~speechbraid.evaluation.normalize.normalize_for_wer`)."""
+    """Word error rate on normalised text (:func:`~speechbraid.data.normalize.normalize_for_wer`)."""
     return _error_rate(refs, hyps, tokens_for_wer)
 
 

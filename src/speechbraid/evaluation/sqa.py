@@ -27,9 +27,9 @@ from typing import Any
 
 from speechbraid.braid.spans import Braid
 from speechbraid.corpora.questions import SQAQuestion
+from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.errors import ConfigError
 from speechbraid.evaluation.modality_gap import Features, accuracy_by_kind, as_text_tokenizer, require_features
-from speechbraid.evaluation.normalize import normalize_for_wer
 from speechbraid.inference.decode import DecodeConfig, generate
 from speechbraid.layouts.question import Modality, question_braid
 from speechbraid.layouts.tokenizer import TextTokenizer

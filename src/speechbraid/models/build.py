@@ -24,8 +24,8 @@ from safetensors.torch import load_file, save_file
 from speechbraid.braid.vocab import SPECIAL_TOKENS, VocabLayout
 from speechbraid.config import from_dict
 from speechbraid.data.features import FeatureConfig
+from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.errors import CheckpointError, ConfigError
-from speechbraid.evaluation.normalize import normalize_for_wer
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
 from speechbraid.models.hf_load import load_pretrained
