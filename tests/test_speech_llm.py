@@ -117,3 +117,23 @@ def test_conformer_output_does_not_depend_on_batch_mates():
     n = int(alone_len[0])
     assert int(lengths[0]) == n
     assert torch.allclose(together[0, :n], alone[0, :n], atol=1e-5)
+
+
+def test_adapter_context_sees_neighbours_but_not_batch_padding():
+    torch.manual_seed(0)
+    adapter = FrameStackAdapter(8, 16, stack=2, context=5).eval()
+    short, long = torch.randn(1, 6, 8), torch.randn(1, 14, 8)
+    alone, alone_lengths = adapter(short, torch.tensor([6]))
+    batch = torch.cat([torch.cat([short, torch.full((1, 8, 8), 7.0)], dim=1), long])  # padding is not zeros
+    together, lengths = adapter(batch, torch.tensor([6, 14]))
+    assert lengths.tolist() == [3, 7] and alone_lengths.tolist() == [3]
+    torch.testing.assert_close(together[0, :3], alone[0])
+    # a change at frame 0 reaches output frames within the kernel's reach (2 stacked frames each side) only
+    nudged = short.clone()
+    nudged[0, 0] += 1.0
+    moved = (adapter(nudged, torch.tensor([6]))[0] - alone).abs().sum(-1)[0]
+    assert moved[0] > 0 and moved[2] > 0
+    plain = FrameStackAdapter(8, 16, stack=2).eval()
+    assert (plain(nudged, torch.tensor([6]))[0] - plain(short, torch.tensor([6]))[0]).abs().sum(-1)[0, 1:].max() == 0
+    with pytest.raises(ValueError, match="odd kernel"):
+        FrameStackAdapter(8, 16, context=4)

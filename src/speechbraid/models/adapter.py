@@ -1,4 +1,4 @@
-"""Adapter: stack ``k`` consecutive encoder frames, then an MLP into the LLM's embedding width."""
+"""The adapter: encoder frames -> the LLM's embedding width, at a lower frame rate."""
 
 from __future__ import annotations
 
@@ -7,15 +7,26 @@ from torch import nn
 
 
 class FrameStackAdapter(nn.Module):
+    """Stacks ``stack`` consecutive encoder frames and projects them (MLP) into the LLM's width.
+
+    ``context`` > 0 adds a depthwise 1-D convolution of that kernel size over the stacked frames (with a
+    residual path) between the two layers: each output frame then sees its neighbours, which a frozen encoder's
+    frame does not give a per-frame MLP for free (measured in the README: dev WER 56.7% -> 47.2% at 500 CTC steps).
+    """
+
     def __init__(self, encoder_dim: int, llm_dim: int, stack: int = 1, hidden: int | None = None,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, context: int = 0) -> None:
         super().__init__()
+        if context < 0 or (context and context % 2 == 0):
+            raise ValueError(f"adapter context must be 0 or an odd kernel size, got {context}")
         self.stack = stack
         hidden = hidden or 2 * llm_dim
         # Dropout matters on small corpora: a pretrained encoder's frames carry the whole utterance's context, so
         # an undropped adapter learns the training sentences by heart instead of their sounds.
-        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder_dim * stack, hidden), nn.GELU(),
-                                  nn.Dropout(dropout), nn.Linear(hidden, llm_dim))
+        self.inner = nn.Sequential(nn.Dropout(dropout), nn.Linear(encoder_dim * stack, hidden), nn.GELU())
+        self.context = (nn.Conv1d(hidden, hidden, context, padding=context // 2, groups=hidden)
+                        if context else None)
+        self.outer = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, llm_dim))
 
     def output_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return torch.div(lengths + self.stack - 1, self.stack, rounding_mode="floor")
@@ -26,4 +37,11 @@ class FrameStackAdapter(nn.Module):
         if pad:
             frames = torch.cat([frames, frames.new_zeros(batch, pad, dim)], dim=1)
         stacked = frames.reshape(batch, (time + pad) // self.stack, dim * self.stack)
-        return self.proj(stacked), self.output_lengths(lengths)
+        out_lengths = self.output_lengths(lengths)
+        hidden = self.inner(stacked)
+        if self.context is not None:
+            # padding frames are zeroed first, so an utterance's output does not depend on its batch-mates
+            valid = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < out_lengths[:, None]
+            hidden = hidden * valid.unsqueeze(-1).to(hidden.dtype)
+            hidden = hidden + self.context(hidden.transpose(1, 2)).transpose(1, 2)
+        return self.outer(hidden), out_lengths
