@@ -16,8 +16,8 @@ from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.records import WordAlignment
 from speechbraid.data.validate import validate_manifest
 from speechbraid.errors import CheckpointError, ConfigError, InputError, ManifestError
-from speechbraid.evaluation.asr_metrics import read_hypotheses
 from speechbraid.inference.longform import plan_segments, stitch
+from speechbraid.metrics.asr import read_hypotheses
 from speechbraid.synth.base import SynthesisError, SynthResult, check_words_cover_speech
 from speechbraid.training.checkpoint import latest_checkpoint, prepare_run_dir, save_checkpoint
 

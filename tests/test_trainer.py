@@ -365,3 +365,17 @@ def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tok
     assert model.frame_selector(features)(audio) == hyp.frames
     run = load_transcriber(tmp_path / "run" / "model", decoder="ctc").transcribe([audio_item(audio)], progress=False)
     assert run.texts == [tokenizer.decode(list(hyp.tokens)).strip()]
+
+
+def test_a_saved_whisper_speech_llm_loads_without_the_checkpoint_its_encoder_came_from(tmp_path, tiny_llm_dir):
+    import shutil
+
+    from test_reliability_cli import make_whisper_speech_llm
+
+    saved = make_whisper_speech_llm(tmp_path, tiny_llm_dir)
+    before, _, _ = load_speech_llm(saved)
+    shutil.rmtree(tmp_path / "tiny-whisper")  # the directory is self-contained: weights and encoder shape
+    after, _, _ = load_speech_llm(saved)
+    features = torch.randn(1, 200, 80)
+    expected = before.encoder(features, torch.tensor([200]))[0]
+    torch.testing.assert_close(after.encoder(features, torch.tensor([200]))[0], expected)

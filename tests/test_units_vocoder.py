@@ -8,6 +8,7 @@ import torch
 
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.training.runlog import read_train_log
+from speechbraid.training.vocoder import make_pair, train_vocoder
 from speechbraid.units import vocoder as voc
 from speechbraid.units.vocoder import (
     UnitStream,
@@ -16,8 +17,6 @@ from speechbraid.units.vocoder import (
     VocoderConfig,
     griffin_lim,
     log_mel,
-    make_pair,
-    train_vocoder,
 )
 
 TINY = {"n_units": 12, "d_model": 32}

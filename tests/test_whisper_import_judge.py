@@ -9,8 +9,8 @@ import subprocess
 import jiwer
 import pytest
 
+from speechbraid.device import pick_device
 from speechbraid.models.judge import transcribe_with_whisper
-from speechbraid.training.runtime import pick_device
 
 
 def _normalise(text: str) -> str:

@@ -25,8 +25,8 @@ from speechbraid.data.audio import load_audio
 from speechbraid.data.features import FEATURE_SAMPLE_RATE, FeatureConfig
 from speechbraid.data.records import Utterance
 from speechbraid.errors import CheckpointError, ConfigError
+from speechbraid.files import atomic_write_text
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder
-from speechbraid.training.checkpoint import atomic_write_text
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "aligner.json"

@@ -7,9 +7,6 @@ the :class:`AlignReport` with its file:line and reason, and optionally written t
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +20,7 @@ from speechbraid.align.viterbi import AlignmentFailure, confidence, forced_align
 from speechbraid.data.manifest import ManifestLine, iter_manifest, write_manifest
 from speechbraid.data.records import Utterance, WordAlignment
 from speechbraid.errors import ConfigError, InputError, ManifestError
+from speechbraid.files import write_jsonl
 
 
 @dataclass(frozen=True)
@@ -162,9 +160,4 @@ def _line_order(rejected: Rejected) -> tuple[str, int]:
 
 def _write_rejects(path: Path, rejected: list[tuple[Rejected, dict]]) -> None:
     """JSONL of the rejected records as they were read, plus ``align_error`` (file:line and reason)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for why, obj in rejected:
-            handle.write(json.dumps({**obj, "align_error": why.format()}, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_jsonl(path, ({**obj, "align_error": why.format()} for why, obj in rejected))

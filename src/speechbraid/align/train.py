@@ -22,16 +22,17 @@ from speechbraid.align.model import AlignerConfig, CTCAligner, save_aligner, utt
 from speechbraid.align.text import BLANK_ID, encode_transcript
 from speechbraid.data.features import pad_features
 from speechbraid.data.manifest import iter_manifest
+from speechbraid.device import pick_device
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.files import atomic_write_text
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.training.checkpoint import (
-    atomic_write_text,
     latest_checkpoint,
     restore_or_reset,
     save_loop_checkpoint,
 )
 from speechbraid.training.runlog import LOG_FILE, read_train_log
-from speechbraid.training.runtime import apply_gradients, batch_indices, pick_device, seed_everything
+from speechbraid.training.runtime import apply_gradients, batch_indices, seed_everything
 
 CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run.json"

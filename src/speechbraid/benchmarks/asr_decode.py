@@ -20,11 +20,11 @@ from speechbraid.benchmarks.common import DEFAULT_CORPUS, bench_setup, format_ta
 from speechbraid.data.features import FeatureConfig
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import Utterance
+from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.inference.decode import DecodeConfig, asr_prompt, generate, measure_decode_speed
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import SpeechLLM
-from speechbraid.training.runtime import autocast, autocast_dtype, pick_device
 from speechbraid.training.trainer import FeatureCache
 
 

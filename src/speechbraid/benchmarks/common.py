@@ -197,7 +197,7 @@ class BenchStepper:
     def __init__(self, model: Any, device: Any) -> None:
         import torch
 
-        from speechbraid.training.runtime import autocast_dtype
+        from speechbraid.device import autocast_dtype
 
         self.model = model
         self.device = device
@@ -215,7 +215,7 @@ class BenchStepper:
             self.model.encoder.eval()
 
     def autocast(self) -> Any:
-        from speechbraid.training.runtime import autocast
+        from speechbraid.device import autocast
 
         return autocast(self.device, self.amp)
 

@@ -56,6 +56,7 @@ def bench_decode(model_dir: str | Path | None = None, patterns: Sequence[str] = 
                  batch_sizes: Sequence[int] = (1, 2, 4, 8), corpus_dir: str | Path = DEFAULT_CORPUS,
                  device: str | None = None, seed: int = 0) -> dict[str, Any]:
     """All figures (module docstring) as one JSON-able dict."""
+    from speechbraid.device import pick_device
     from speechbraid.evaluation.generation import generation_prompt
     from speechbraid.inference.patterns import (
         PatternDecodeConfig,
@@ -66,7 +67,7 @@ def bench_decode(model_dir: str | Path | None = None, patterns: Sequence[str] = 
     from speechbraid.layouts.tokenizer import HFTextTokenizer
     from speechbraid.models.build import load_speech_llm
     from speechbraid.patterns import get_pattern
-    from speechbraid.training.runtime import pick_device, seed_everything
+    from speechbraid.training.runtime import seed_everything
 
     if prompts < 1 or max_steps < 1 or kv_steps < 1 or not batch_sizes or min(batch_sizes) < 1:
         raise ConfigError("prompts, max_steps, kv_steps and batch sizes must be >= 1")

@@ -38,13 +38,14 @@ from speechbraid.benchmarks.common import (
 )
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import Utterance
+from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, build_braid, needs_alignment
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
 from speechbraid.models.build import ModelConfig, build_speech_llm
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import PreparedInputs, SpeechLLM
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
-from speechbraid.training.runtime import autocast, autocast_dtype, pick_device, seed_everything
+from speechbraid.training.runtime import seed_everything
 from speechbraid.training.trainer import DataConfig, FeatureCache
 
 THROUGHPUT_TARGET = 0.9  # interleaved positions/s at least this fraction of ASR-only's

@@ -25,11 +25,11 @@ from speechbraid.benchmarks.common import (
     median,
     timed,
 )
+from speechbraid.device import autocast_dtype, pick_device
 from speechbraid.layouts.tokenizer import HFTextTokenizer
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
-from speechbraid.training.runtime import autocast_dtype, pick_device
 from speechbraid.training.trainer import DataConfig, FeatureCache
 
 ASSEMBLY_TARGET = 0.10  # acceptable extra time of the speech step (encoder outputs cached) over the bare LLM

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(metrics, indent=2))
         return 0
     from speechbraid.align.run import align_manifest
-    from speechbraid.training.runtime import pick_device
+    from speechbraid.device import pick_device
 
     report = align_manifest(
         args.manifest, args.model, args.out,

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from speechbraid.cli.transcribe import add_decoding_options
-from speechbraid.evaluation.asr_metrics import format_report
 from speechbraid.inference.transcribe import describe_skipped, evaluate_model, load_transcriber
+from speechbraid.metrics.asr import format_report
 
 
 def register(subparsers: Any) -> None:

@@ -16,6 +16,7 @@ from speechbraid.data.audio import load_audio
 from speechbraid.data.features import FEATURE_SAMPLE_RATE, FeatureConfig
 from speechbraid.data.manifest import ManifestLine, iter_manifest
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.files import atomic_open
 
 CONFIG_NAME = "feature_config.json"
 
@@ -111,7 +112,5 @@ def _compute(item: ManifestLine, config: FeatureConfig, device: str | None) -> n
 
 def _save(target: Path, feats: np.ndarray) -> None:
     """Write via a temporary name so an interrupted run never leaves a truncated .npy to be resumed over."""
-    tmp = target.with_name(f".{target.name}.partial")
-    with tmp.open("wb") as handle:
+    with atomic_open(target, "wb") as handle:
         np.save(handle, feats.astype(np.float32, copy=False))
-    os.replace(tmp, target)

@@ -36,12 +36,12 @@ def run(args: argparse.Namespace) -> int:
 
     from speechbraid.corpora.questions import SQAQuestion
     from speechbraid.data.audio import audio_info, write_wav
+    from speechbraid.device import pick_device
     from speechbraid.evaluation.generation import SAMPLE_RATE, decode_streamed, generation_prompt
     from speechbraid.evaluation.modality_gap import as_text_tokenizer
     from speechbraid.inference.patterns import PatternDecodeConfig, generate_response
     from speechbraid.models.build import load_speech_llm
     from speechbraid.patterns import get_pattern
-    from speechbraid.training.runtime import pick_device
     from speechbraid.units.vocoder import UnitVocoder
 
     if (args.prompt is None) == (args.wav is None):

@@ -10,7 +10,7 @@ from typing import Any
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError
-from speechbraid.evaluation.asr_metrics import evaluate, format_report, read_hypotheses
+from speechbraid.metrics.asr import evaluate, format_report, read_hypotheses
 
 _SHOW = 5  # how many missing/extra ids a message lists (the count always covers all)
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from contextlib import ExitStack
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tqdm import tqdm
 
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.segment import DEFAULT_GAP, SEGMENT_MODES, SegmentStats, segment_words
 from speechbraid.errors import ConfigError, ManifestError
+from speechbraid.files import atomic_open
 
 
 def register(subparsers: Any) -> None:
@@ -59,23 +57,6 @@ class _Skipped:
         return {"count": self.count, "first": self.first}
 
 
-def _open_atomic(path: Path, stack: ExitStack) -> IO[str]:
-    """A temporary file next to ``path``, renamed onto it only if the whole run succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    handle = os.fdopen(fd, "w", encoding="utf-8")
-
-    def finish(exc_type: Any, *_: Any) -> None:
-        handle.close()
-        if exc_type is None:
-            os.replace(tmp, path)
-        else:
-            Path(tmp).unlink(missing_ok=True)
-
-    stack.push(finish)
-    return handle
-
-
 def run(args: argparse.Namespace) -> int:
     modes = SEGMENT_MODES if args.by == "both" else (args.by,)
     if args.output and len(modes) > 1:
@@ -89,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     skipped = {"no_alignment": _Skipped(), "bad_alignment": _Skipped(), "unparseable": _Skipped()}
     parse_errors: list[ManifestError] = []
     with ExitStack() as stack:
-        out = _open_atomic(Path(args.output), stack) if args.output else None
+        out = stack.enter_context(atomic_open(args.output)) if args.output else None
         for item in tqdm(iter_manifest(args.manifest, errors=parse_errors), desc="segment", unit="utt", disable=None):
             record = item.record
             if not record.has_alignment:

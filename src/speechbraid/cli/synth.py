@@ -7,10 +7,11 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from speechbraid.data.manifest import ManifestLine, iter_manifest, iter_text_lines
+from speechbraid.data.manifest import ManifestLine, iter_manifest
 from speechbraid.data.markup import parse_markup
 from speechbraid.data.records import Utterance
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.files import iter_text_lines
 
 MANIFEST_SUFFIXES = (".jsonl", ".json")
 

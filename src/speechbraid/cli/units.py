@@ -118,8 +118,9 @@ def _vocoder_train(args: argparse.Namespace) -> int:
 
     from speechbraid.data.audio import load_audio
     from speechbraid.data.manifest import iter_manifest
+    from speechbraid.training.vocoder import make_pair, train_vocoder
     from speechbraid.units.tokenizer import UnitTokenizer
-    from speechbraid.units.vocoder import VocoderConfig, make_pair, train_vocoder
+    from speechbraid.units.vocoder import VocoderConfig
 
     tokenizer = UnitTokenizer.load(args.units_model, args.device or "cpu")
     config = VocoderConfig(n_units=tokenizer.config.n_units, unit_rate_hz=tokenizer.rate_hz, d_model=args.d_model)

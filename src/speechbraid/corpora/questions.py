@@ -37,11 +37,8 @@ let experiment code check that no question text occurs in its training text.
 from __future__ import annotations
 
 import functools
-import json
-import os
 import random
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -54,6 +51,7 @@ from speechbraid.corpora.medical import CONDITIONS, drug_names
 from speechbraid.corpora.templates import number_words
 from speechbraid.data.records import Utterance
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.files import iter_jsonl, write_jsonl
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 MIN_SENSE_COUNT = 3
@@ -529,20 +527,8 @@ def build_question_sets(out_dir: str | Path, *, n_mc: int, n_sqa: int, seed: int
         sqa = [replace(q, audio=timing[q.id][0], duration=timing[q.id][1]) for q in sqa]
     paths = {"mc": out / MC_FILE, "shots": out / SHOTS_FILE, "sqa": out / SQA_FILE}
     for name, items in (("mc", mc), ("shots", shots), ("sqa", sqa)):
-        _write_jsonl_atomic(paths[name], [q.to_dict() for q in items])
+        write_jsonl(paths[name], (q.to_dict() for q in items))
     return paths
-
-
-def _write_jsonl_atomic(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".jsonl", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_questions(path: str | Path, kind: Literal["mc", "sqa"]) -> list[Question]:
@@ -551,25 +537,21 @@ def load_questions(path: str | Path, kind: Literal["mc", "sqa"]) -> list[Questio
     if not path.is_file():
         raise InputError("question file not found", path)
     out: list[Question] = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if obj.get("audio") and not Path(obj["audio"]).is_absolute():
-                    obj["audio"] = str(path.parent / obj["audio"])
-                if kind == "mc":
-                    q: Question = MCQuestion(obj["id"], obj["kind"], obj["question"], tuple(obj["options"]),
-                                             int(obj["answer"]), obj.get("audio"), obj.get("duration"))
-                    if len(q.options) != len(LETTERS) or not 0 <= q.answer < len(LETTERS):
-                        raise ValueError(f"needs {len(LETTERS)} options and an answer index below {len(LETTERS)}")
-                else:
-                    q = SQAQuestion(obj["id"], obj["kind"], obj["question"], tuple(obj["answers"]),
-                                    obj.get("audio"), obj.get("duration"))
-                    if not q.answers or not all(a.strip() for a in q.answers):
-                        raise ValueError("needs at least one non-empty answer")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise InputError(f"bad {kind} question: {exc}", path, number) from None
-            out.append(q)
+    for number, obj in iter_jsonl(path):
+        try:
+            if obj.get("audio") and not Path(obj["audio"]).is_absolute():
+                obj["audio"] = str(path.parent / obj["audio"])
+            if kind == "mc":
+                q: Question = MCQuestion(obj["id"], obj["kind"], obj["question"], tuple(obj["options"]),
+                                         int(obj["answer"]), obj.get("audio"), obj.get("duration"))
+                if len(q.options) != len(LETTERS) or not 0 <= q.answer < len(LETTERS):
+                    raise ValueError(f"needs {len(LETTERS)} options and an answer index below {len(LETTERS)}")
+            else:
+                q = SQAQuestion(obj["id"], obj["kind"], obj["question"], tuple(obj["answers"]),
+                                obj.get("audio"), obj.get("duration"))
+                if not q.answers or not all(a.strip() for a in q.answers):
+                    raise ValueError("needs at least one non-empty answer")
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"bad {kind} question: {exc}", path, number) from None
+        out.append(q)
     return out

@@ -38,7 +38,7 @@ from speechbraid.corpora.questions import SQAQuestion, make_sqa_questions
 from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.data.records import Utterance
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.training.checkpoint import atomic_write_text
+from speechbraid.files import atomic_write_text, iter_jsonl, read_append_log
 
 MAX_ANSWER_WER = 0.2
 DRUG_SHARE = 0.2  # of the candidates: drug-dictionary questions; the rest follow QA_MIX
@@ -181,23 +181,19 @@ def load_spoken_qa(path: str | Path) -> list[SpokenQA]:
     if not path.is_file():
         raise InputError("spoken QA file not found", path)
     out = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                for key in ("question_audio", "answer_audio"):
-                    if obj.get(key) and not Path(obj[key]).is_absolute():
-                        obj[key] = str(path.parent / obj[key])
-                obj["answers"] = tuple(obj["answers"])
-                obj["units"] = tuple(obj["units"]) if obj.get("units") is not None else None
-                pair = SpokenQA(**obj)
-                if not pair.answers or not pair.answer_text.strip():
-                    raise ValueError("needs answers and an answer sentence")
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise InputError(f"bad spoken QA record: {exc}", path, number) from None
-            out.append(pair)
+    for number, obj in iter_jsonl(path):
+        try:
+            for key in ("question_audio", "answer_audio"):
+                if obj.get(key) and not Path(obj[key]).is_absolute():
+                    obj[key] = str(path.parent / obj[key])
+            obj["answers"] = tuple(obj["answers"])
+            obj["units"] = tuple(obj["units"]) if obj.get("units") is not None else None
+            pair = SpokenQA(**obj)
+            if not pair.answers or not pair.answer_text.strip():
+                raise ValueError("needs answers and an answer sentence")
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"bad spoken QA record: {exc}", path, number) from None
+        out.append(pair)
     return out
 
 
@@ -215,7 +211,7 @@ def build_spoken_qa(out_dir: str | Path, n: int, units_model: Any | None, judge:
     model name/directory or an object with ``transcribe`` (:class:`Judge`). Returns the summary also
     written to ``summary.json``: candidates, kept, ``kept_fraction``, the dropped pairs, per-split counts.
     """
-    from speechbraid.evaluation.asr_metrics import wer
+    from speechbraid.metrics.asr import wer
     from speechbraid.synth import synthesize_corpus
 
     if n < 2:
@@ -265,17 +261,12 @@ def _judge_answers(pairs: Sequence[SpokenQA], log: Path, judge: str | Path | Jud
     """Judge transcripts of every answer's audio; appended to ``log`` per batch, so a re-run resumes."""
     heard: dict[str, str] = {}
     answers = {p.id: p.answer_text for p in pairs}
-    lines = log.read_text(encoding="utf-8").splitlines(keepends=True) if log.is_file() else []
-    for number, line in enumerate(lines, start=1):
+    for number, obj in read_append_log(log):
         try:
-            obj = json.loads(line)
             if answers.get(obj["id"]) == obj["answer"]:  # another n or seed gives ids other sentences
                 heard[obj["id"]] = obj["text"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            if number < len(lines):
-                raise InputError("corrupt judge log line; delete the file to judge again", log, number) from None
-            # the last line was cut short by an interruption: drop it, that answer is judged again
-            atomic_write_text(log, "".join(lines[:-1]))
+        except (KeyError, TypeError):
+            raise InputError("corrupt judge log line; delete the file to judge again", log, number) from None
     todo = [p for p in pairs if p.id not in heard]
     if not todo:
         return heard

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import soundfile as sf
 import soxr
 
 from speechbraid.errors import InputError
+from speechbraid.files import atomic_path
 
 DEFAULT_SAMPLE_RATE = 16000
 
@@ -79,16 +79,8 @@ def load_audio(path: str | Path, sample_rate: int | None = DEFAULT_SAMPLE_RATE) 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
     """Write PCM-16 WAV via a temporary file + rename, so a killed job leaves no half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".wav", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".wav") as tmp:
         sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def frame_rms(samples: np.ndarray, sample_rate: int, frame_seconds: float = 0.02) -> np.ndarray:

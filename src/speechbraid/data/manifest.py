@@ -7,14 +7,13 @@ can point the user at the exact line that is wrong.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError, ManifestError
+from speechbraid.files import atomic_open, iter_text_lines
 
 
 @dataclass(frozen=True)
@@ -27,29 +26,6 @@ class ManifestLine:
 
     def where(self) -> str:
         return f"{self.path}:{self.line}"
-
-
-def iter_text_lines(path: str | Path, errors: list[InputError] | None = None,
-                    error_type: type[InputError] = InputError) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text without its line end) for every line of a UTF-8 text file, lazily.
-
-    A line that is not valid UTF-8 raises ``error_type`` naming the file, line and byte, unless ``errors``
-    is given: then the error is appended there and reading goes on with the next line (one bad byte
-    costs one line, never the rest of the file).
-    """
-    path = Path(path)
-    with path.open("rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                error = error_type(f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
-                                   "line (save the file as UTF-8)", path, line_no)
-                if errors is None:
-                    raise error from None
-                errors.append(error)
-                continue
-            yield line_no, text.rstrip("\r\n")
 
 
 def iter_manifest(path: str | Path, errors: list[ManifestError] | None = None) -> Iterator[ManifestLine]:
@@ -94,19 +70,13 @@ def write_manifest(records: Iterable[Utterance], path: str | Path, relative_audi
     path.parent.mkdir(parents=True, exist_ok=True)
     base_dir = path.parent.resolve()
     count = 0
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for record in records:
-                obj = record.to_dict()
-                if relative_audio and record.audio is not None:
-                    obj["audio"] = _relative_to(record.audio, base_dir)
-                handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as handle:
+        for record in records:
+            obj = record.to_dict()
+            if relative_audio and record.audio is not None:
+                obj["audio"] = _relative_to(record.audio, base_dir)
+            handle.write(json.dumps(obj, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 

@@ -10,7 +10,7 @@ Three views of a transcript, each used by exactly one metric:
   tokenises a raw string, so TER equals ``jiwer.process_words`` on the raw text (up to whitespace
   other than spaces, which jiwer does not split on).
 * **EER** (:func:`text_for_entities`): the raw text, not normalised at all (METHODS.md: spelling,
-  case and formatting count). Entity matching rules live in :mod:`speechbraid.evaluation.asr_metrics`.
+  case and formatting count). Entity matching rules live in :mod:`speechbraid.metrics.asr`.
 
 TER and EER apply only Unicode NFC: canonically equivalent strings (``"é"`` precomposed or as ``e`` +
 combining accent) are the same text in any renderer, so treating them as different would score the

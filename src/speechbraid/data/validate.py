@@ -36,11 +36,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +51,7 @@ from speechbraid.data.audio import DEFAULT_SAMPLE_RATE, audio_info, load_audio, 
 from speechbraid.data.manifest import ManifestLine, iter_manifest, write_manifest
 from speechbraid.data.records import EntitySpan, Utterance, WordAlignment
 from speechbraid.errors import ConfigError, InputError, ManifestError
+from speechbraid.files import atomic_open
 
 Severity = Literal["error", "warning"]
 Policy = Literal["fail", "skip"]
@@ -418,27 +418,6 @@ class _SeenIds:
         self._recent.clear()
 
 
-class _RejectsWriter:
-    """Streams each bad record's location and reasons to a JSONL file, renamed into place at the end."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        self.handle = os.fdopen(fd, "w", encoding="utf-8")
-
-    def write(self, path: str, line: int | None, utt_id: str | None, problems: Sequence[Problem]) -> None:
-        reasons = [{"code": p.code, "message": p.message} for p in problems if p.severity == "error"]
-        self.handle.write(json.dumps({"path": path, "line": line, "id": utt_id, "problems": reasons}) + "\n")
-
-    def close(self, commit: bool) -> None:
-        self.handle.close()
-        if commit:
-            os.replace(self.tmp, self.path)
-        else:
-            Path(self.tmp).unlink(missing_ok=True)
-
-
 def _check_not_empty(path: Path) -> None:
     """A manifest without a single non-blank line validates nothing: an error, not an OK (checked before any
     output is written)."""
@@ -480,61 +459,59 @@ def validate_manifest(
     path = Path(path)
     _check_not_empty(path)
     report = ValidationReport(manifest=str(path), policy=policy)
-    reject_writer = None if rejects is None else _RejectsWriter(Path(rejects))
-    if reject_writer is not None:
-        report.rejects = str(rejects)
+    with ExitStack() as stack:
+        # bad records stream to the rejects file, which appears only when the whole run succeeds
+        rejects_out = None if rejects is None else stack.enter_context(atomic_open(rejects))
+        if rejects is not None:
+            report.rejects = str(rejects)
 
-    def add(problems: Sequence[Problem], where: tuple[str, int | None, str | None]) -> bool:
-        """Record a line's problems; True when the line is clean enough to keep."""
-        report.records_total += 1
-        report.problem_total += len(problems)
-        report.counts.update(p.code for p in problems)
-        room = len(problems) if max_problems is None else max(0, max_problems - len(report.problems))
-        report.problems.extend(problems[:room])
-        bad = any(p.severity == "error" for p in problems)
-        if bad:
-            report.records_bad += 1
-            if reject_writer is not None:
-                reject_writer.write(*where, problems)
-        else:
-            report.records_ok += 1
-        return not bad
+        def add(problems: Sequence[Problem], where: tuple[str, int | None, str | None]) -> bool:
+            """Record a line's problems; True when the line is clean enough to keep."""
+            report.records_total += 1
+            report.problem_total += len(problems)
+            report.counts.update(p.code for p in problems)
+            room = len(problems) if max_problems is None else max(0, max_problems - len(report.problems))
+            report.problems.extend(problems[:room])
+            bad = any(p.severity == "error" for p in problems)
+            if bad:
+                report.records_bad += 1
+                if rejects_out is not None:
+                    reasons = [{"code": p.code, "message": p.message} for p in problems if p.severity == "error"]
+                    record = {"path": where[0], "line": where[1], "id": where[2], "problems": reasons}
+                    rejects_out.write(json.dumps(record) + "\n")
+            else:
+                report.records_ok += 1
+            return not bad
 
-    def parse_problems(parse_errors: list[ManifestError]) -> None:
-        for err in parse_errors:
-            problem = Problem(err.path or str(path), err.line, None, "invalid_record", err.message)
-            add([problem], (problem.path, problem.line, None))
-        parse_errors.clear()  # drained as we go, so they never pile up
+        def parse_problems(parse_errors: list[ManifestError]) -> None:
+            for err in parse_errors:
+                problem = Problem(err.path or str(path), err.line, None, "invalid_record", err.message)
+                add([problem], (problem.path, problem.line, None))
+            parse_errors.clear()  # drained as we go, so they never pile up
 
-    def clean_records() -> Iterator[Utterance]:
-        seen = _SeenIds()
-        parse_errors: list[ManifestError] = []
-        items = iter_manifest(path, errors=parse_errors)
-        for item in tqdm(items, desc="validate", unit="utt", disable=None if progress else True):
+        def clean_records() -> Iterator[Utterance]:
+            seen = _SeenIds()
+            parse_errors: list[ManifestError] = []
+            items = iter_manifest(path, errors=parse_errors)
+            for item in tqdm(items, desc="validate", unit="utt", disable=None if progress else True):
+                parse_problems(parse_errors)
+                problems = validate_record(
+                    item,
+                    expected_sample_rate=expected_sample_rate,
+                    duration_tolerance=duration_tolerance,
+                    check_audio=check_audio,
+                )
+                first = seen.first_line(item.record.id, item.line)
+                if first != item.line:
+                    problems.append(_problem(item, "duplicate_id", f"id already used on line {first}"))
+                if add(problems, (item.path, item.line, item.record.id)):
+                    yield item.record
             parse_problems(parse_errors)
-            problems = validate_record(
-                item,
-                expected_sample_rate=expected_sample_rate,
-                duration_tolerance=duration_tolerance,
-                check_audio=check_audio,
-            )
-            first = seen.first_line(item.record.id, item.line)
-            if first != item.line:
-                problems.append(_problem(item, "duplicate_id", f"id already used on line {first}"))
-            if add(problems, (item.path, item.line, item.record.id)):
-                yield item.record
-        parse_problems(parse_errors)
 
-    committed = False
-    try:
         if output is not None:
             report.records_written = write_manifest(clean_records(), output)
             report.output = str(output)
         else:
             for _ in clean_records():
                 pass
-        committed = True
-    finally:
-        if reject_writer is not None:
-            reject_writer.close(commit=committed)
     return report

@@ -1,7 +1,7 @@
 """Evaluation: ASR metrics (WER, TER, entity error rate) and the one text normalisation for scoring."""
 
 from speechbraid.data.normalize import normalize_for_wer, text_for_entities, tokens_for_ter, tokens_for_wer
-from speechbraid.evaluation.asr_metrics import (
+from speechbraid.metrics.asr import (
     EntityReport,
     EntityTally,
     ErrorCounts,

@@ -29,11 +29,11 @@ from speechbraid.braid.spans import Braid
 from speechbraid.corpora.questions import SQAQuestion
 from speechbraid.corpora.spoken_qa import Judge, spell_numbers
 from speechbraid.data.audio import write_wav
-from speechbraid.evaluation.asr_metrics import wer
 from speechbraid.evaluation.modality_gap import as_text_tokenizer
 from speechbraid.evaluation.sqa import answer_matches
 from speechbraid.layouts.generation import generation_prompt
 from speechbraid.layouts.question import Modality
+from speechbraid.metrics.asr import wer
 
 SAMPLE_RATE = 16000
 EMPTY_AUDIO_S = 0.1  # a response without units is written as this much silence (the judge hears nothing)

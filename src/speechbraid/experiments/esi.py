@@ -27,8 +27,8 @@ from typing import Any
 from speechbraid.corpora.spoken_qa import Judge, SpokenQA, load_spoken_qa
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.experiments.common import corpus_and_text_prior
+from speechbraid.files import atomic_write_text
 from speechbraid.patterns import get_pattern
-from speechbraid.training.checkpoint import atomic_write_text
 from speechbraid.training.trainer import TrainConfig, train
 
 PATTERN_NAMES = ("interleaved", "esi", "parallel")
@@ -160,8 +160,9 @@ def _asr_manifest(qa: Path) -> Path:
 
 def _vocoder(qa: Path, units_dir: Path, out: Path, spec: EsiPreset, device: str | None, progress: bool) -> Any:
     from speechbraid.data.audio import load_audio
+    from speechbraid.training.vocoder import make_pair, train_vocoder
     from speechbraid.units.tokenizer import UnitTokenizer
-    from speechbraid.units.vocoder import UnitVocoder, VocoderConfig, make_pair, train_vocoder
+    from speechbraid.units.vocoder import UnitVocoder, VocoderConfig
 
     if (out / "vocoder.json").is_file():
         return UnitVocoder.load(out)
@@ -190,10 +191,10 @@ def _train_pattern(name: str, run_dir: Path, lm_dir: str | Path, n_units: int, a
 
 def _evaluate_pattern(name: str, run_dir: Path, test: Sequence[SpokenQA], vocoder: Any, judge: Judge,
                       spec: EsiPreset, device: str | None) -> dict[str, Any]:
+    from speechbraid.device import pick_device
     from speechbraid.evaluation.generation import generate_and_score
     from speechbraid.inference.patterns import PatternDecodeConfig
     from speechbraid.models.build import load_speech_llm
-    from speechbraid.training.runtime import pick_device
 
     model, tokenizer, config = load_speech_llm(run_dir / "model", pick_device(device))
     features = config.feature_config.extract_file

@@ -32,7 +32,7 @@ from typing import Any
 
 from speechbraid.errors import ConfigError
 from speechbraid.experiments.common import corpus_and_text_prior
-from speechbraid.training.checkpoint import atomic_write_text
+from speechbraid.files import atomic_write_text
 
 
 @dataclass(frozen=True)

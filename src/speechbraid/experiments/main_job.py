@@ -18,8 +18,8 @@ PLANS = {"default": "quick", "tiny": "quick-tiny"}  # demo plan -> JSTIP study p
 
 def run_main_job(out_dir: str | Path = "runs/main", corpus_dir: str | Path = "data/default", *,
                  plan: str = "default", progress: bool = True) -> dict[str, Any]:
-    from speechbraid.evaluation.asr_metrics import format_report
     from speechbraid.experiments.jstip import PRESETS, run_jstip_study
+    from speechbraid.metrics.asr import format_report
 
     out = Path(out_dir)
     result = run_jstip_study(out, corpus_dir, preset=PLANS[plan], progress=progress)

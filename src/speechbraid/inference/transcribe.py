@@ -4,7 +4,7 @@
 :class:`Transcriber`; :func:`collect_inputs` turns audio files and JSONL manifests into
 :class:`AudioItem` s, checking every audio header BEFORE any model work so a bad file fails in
 seconds, not after an hour of decoding. :func:`evaluate_model` transcribes a reference manifest and
-scores it with :func:`speechbraid.evaluation.asr_metrics.evaluate`.
+scores it with :func:`speechbraid.metrics.asr.evaluate`.
 
 Any length of audio: an input longer than the model accepts in one piece (:meth:`Transcriber.max_segment_seconds`:
 Whisper 30 s; a speech LLM at most :data:`DEFAULT_SEGMENT_SECONDS` and what its LLM's context leaves room for)
@@ -37,6 +37,7 @@ from speechbraid.data.audio import audio_info
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.files import atomic_write_text, read_append_log
 from speechbraid.inference.longform import stitch
 from speechbraid.models.registry import resolve_model
 
@@ -291,9 +292,9 @@ class SpeechLLMTranscriber(Transcriber):
     kind = "speech-llm"
 
     def __init__(self, model_dir: Path, device: str | None = None, decoder: str = "llm") -> None:
+        from speechbraid.device import pick_device
         from speechbraid.layouts.tokenizer import HFTextTokenizer
         from speechbraid.models.build import load_speech_llm
-        from speechbraid.training.runtime import pick_device
 
         super().__init__(model_dir)
         self.device = pick_device(device)
@@ -450,16 +451,7 @@ def hypothesis_lines(items: Sequence[AudioItem], texts: Sequence[str], as_json: 
 
 def write_lines(lines: Sequence[str], path: str | Path) -> None:
     """Write lines via a temporary file + rename, so a killed job never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(line + "\n" for line in lines)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
 def partial_path(out: str | Path) -> Path:
@@ -497,20 +489,12 @@ def transcribe_resumable(transcriber: Transcriber, items: Sequence[AudioItem], p
 def _read_partial(partial: Path, items: Sequence[AudioItem]) -> dict[str, str]:
     """Transcripts saved by an earlier run of the same inputs; a line cut off by a crash is dropped (and
     truncated away, so appending goes on from a clean line end)."""
-    if not partial.exists():
-        return {}
-    raw = partial.read_bytes()
-    if raw and not raw.endswith(b"\n"):
-        raw = raw[:raw.rfind(b"\n") + 1]
-        with partial.open("r+b") as handle:
-            handle.truncate(len(raw))
     audio_of = {item.id: item.path for item in items}
     done: dict[str, str] = {}
-    for line_no, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+    for line_no, obj in read_append_log(partial):
         try:
-            obj = json.loads(line)
             utt_id, audio, text = obj["id"], obj["audio"], obj["text"]
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise InputError(f"unreadable saved transcript ({exc}); delete the file to start over", partial,
                              line_no) from None
         if audio_of.get(utt_id) != audio:
@@ -527,14 +511,14 @@ def evaluate_model(model: str | Path | Transcriber, manifest: str | Path, *, bat
     """Transcribe every record with audio in ``manifest`` and score it (WER, TER, EER overall, per domain,
     per entity type).
 
-    Returns :func:`~speechbraid.evaluation.asr_metrics.evaluate`'s dict plus ``model``, ``manifest``,
+    Returns :func:`~speechbraid.metrics.asr.evaluate`'s dict plus ``model``, ``manifest``,
     ``n`` (utterances scored), ``skipped_text_only``, ``resumed``, ``audio_seconds``, ``wall_seconds`` and ``rtf``.
     ``hyps_out`` also writes the hypotheses as JSONL for ``speechbraid score``, and makes the run resumable
     (:func:`transcribe_resumable`; ``resumed`` counts the reused transcripts, and ``rtf`` covers only the
     newly transcribed ones). Text-only records are
     reported as in :func:`manifest_items` and counted in the result.
     """
-    from speechbraid.evaluation.asr_metrics import evaluate
+    from speechbraid.metrics.asr import evaluate
 
     text_only: list[str] = []
     pairs = manifest_items(manifest, text_only)

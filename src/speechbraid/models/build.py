@@ -4,7 +4,9 @@ A saved speech LLM directory holds:
 - ``speechbraid.json``: the model config and the vocabulary layout (text size, units);
 - ``llm/``: the causal LM and its tokenizer as a normal Hugging Face checkpoint (LoRA merged), with
   speechbraid's special tokens added to the tokenizer at the ids the vocabulary layout gives them;
-- ``speech.safetensors``: encoder + adapter weights.
+- ``speech.safetensors``: encoder + adapter (+ CTC bridge, speech head) weights;
+- ``encoder.json``: the Whisper encoder's shape (its HF config), so the directory loads without the checkpoint
+  the encoder was first taken from.
 Loading never unpickles anything.
 """
 
@@ -26,15 +28,17 @@ from speechbraid.config import from_dict
 from speechbraid.data.features import FeatureConfig
 from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.errors import CheckpointError, ConfigError
+from speechbraid.files import atomic_write_text, read_model_config
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
 from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
 from speechbraid.models.speech_llm import CTCBridge, SpeechLLM, Spelling
-from speechbraid.training.checkpoint import read_model_config
 
 CONFIG_FILE = "speechbraid.json"
 SPEECH_FILE = "speech.safetensors"
+ENCODER_CONFIG = "encoder.json"
+FORMAT = 1  # of the saved directory; a newer one is refused with a clear message
 LLM_DIR = "llm"
 
 
@@ -86,10 +90,17 @@ class ModelConfig:
         return FeatureConfig(kind="fbank" if self.encoder == "conformer" else "whisper")
 
 
-def _encoder(config: ModelConfig) -> torch.nn.Module:
+def _encoder(config: ModelConfig, saved: Path | None = None) -> torch.nn.Module:
+    """The configured encoder: pretrained weights for a fresh model; for a ``saved`` model directory an encoder
+    of the saved shape, whose weights come from the directory's speech weights."""
     if config.encoder == "conformer":
         return ConformerEncoder(config.conformer)
-    return WhisperSpeechEncoder(model_dir(config.whisper))
+    if saved is None or not (saved / ENCODER_CONFIG).is_file():  # fresh, or saved before encoder.json existed
+        return WhisperSpeechEncoder(model_dir(config.whisper))
+    from transformers import WhisperConfig
+
+    shape = read_model_config(saved, ENCODER_CONFIG, "speechbraid model", WhisperConfig.from_dict)
+    return WhisperSpeechEncoder(config=shape)
 
 
 def _importers() -> dict[str, Callable[[], Path]]:
@@ -137,7 +148,8 @@ def build_speech_llm(config: ModelConfig) -> tuple[SpeechLLM, Any]:
 def _ctc_vocabulary(settings: CTCSettings, tokenizer: Any) -> list[int]:
     """The CTC classes' LLM token ids: the tokens of every text in ``settings.vocab_from`` (manifests: their
     ``text``; other files: lines), or with ``units: chars`` the single-character tokens of their normalised text."""
-    from speechbraid.data.manifest import iter_text_lines, read_manifest
+    from speechbraid.data.manifest import read_manifest
+    from speechbraid.files import iter_text_lines
 
     if not settings.vocab_from:
         raise ConfigError("model.ctc.vocab_from lists no manifest or text file to take the CTC vocabulary from")
@@ -244,9 +256,11 @@ def save_speech_llm(model: SpeechLLM, tokenizer: Any, config: ModelConfig, out_d
     tokenizer.save_pretrained(out / LLM_DIR)
     speech = {f"{prefix}.{k}": v for prefix, module in _speech_modules(model) for k, v in module.state_dict().items()}
     save_file({k: v.contiguous() for k, v in speech.items()}, str(out / SPEECH_FILE))
-    meta = {"model": asdict(config) | {"lora": None}, "vocab": {"text_size": model.vocab.text_size,
+    meta = {"format": FORMAT, "model": asdict(config) | {"lora": None}, "vocab": {"text_size": model.vocab.text_size,
                                                                    "num_units": model.vocab.num_units}}
-    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if isinstance(model.encoder, WhisperSpeechEncoder):
+        atomic_write_text(out / ENCODER_CONFIG, model.encoder.config.to_json_string())
+    atomic_write_text(out / CONFIG_FILE, json.dumps(meta, indent=2))  # written last: its presence marks a model
     return out
 
 
@@ -257,11 +271,17 @@ def _speech_modules(model: SpeechLLM) -> list[tuple[str, torch.nn.Module]]:
     return modules + ([("ctc", model.ctc)] if model.ctc is not None else [])
 
 
+def _parse_meta(meta: dict[str, Any], path: Path) -> tuple[ModelConfig, VocabLayout]:
+    if int(meta.get("format", 1)) > FORMAT:
+        raise CheckpointError(f"saved by a newer speechbraid (directory format {meta['format']}, this version reads "
+                              f"up to {FORMAT}); upgrade speechbraid to load it", path / CONFIG_FILE)
+    return from_dict(ModelConfig, meta["model"], str(path / CONFIG_FILE)), VocabLayout(**meta["vocab"])
+
+
 def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SpeechLLM, Any, ModelConfig]:
     """Load a directory written by :func:`save_speech_llm`; returns (model in eval mode, tokenizer, config)."""
     path = resolve_model(model_dir)
-    config, vocab = read_model_config(path, CONFIG_FILE, "speechbraid model", lambda meta: (
-        from_dict(ModelConfig, meta["model"], str(path / CONFIG_FILE)), VocabLayout(**meta["vocab"])))
+    config, vocab = read_model_config(path, CONFIG_FILE, "speechbraid model", lambda meta: _parse_meta(meta, path))
     llm, tokenizer = load_causal_lm(path / LLM_DIR)
     if tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[0]) != vocab.special_id(SPECIAL_TOKENS[0]):
         raise CheckpointError("tokenizer special tokens do not match the vocabulary layout", path / LLM_DIR)
@@ -270,7 +290,7 @@ def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -
     except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"cannot read speech weights: {exc}", path / SPEECH_FILE) from None
     ctc_tokens = speech.get("ctc.token_ids")
-    model = _assemble(config, llm, vocab, _encoder(config), None if ctc_tokens is None else ctc_tokens.tolist(),
+    model = _assemble(config, llm, vocab, _encoder(config, path), None if ctc_tokens is None else ctc_tokens.tolist(),
                       tokenizer)
     for name, module in _speech_modules(model):
         prefix = name + "."

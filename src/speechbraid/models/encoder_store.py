@@ -13,8 +13,6 @@ resume exact (outputs computed in a batch can differ in the last bits from outpu
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from speechbraid.errors import CheckpointError
+from speechbraid.files import atomic_path
 
 TENSOR = "frames"
 
@@ -81,11 +80,8 @@ class EncoderOutputStore:
 
     def __setitem__(self, path: str, tensor: torch.Tensor) -> None:
         tensor = tensor.detach().to("cpu", torch.float32).contiguous()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".safetensors")
-        os.close(fd)
-        save_file({TENSOR: tensor}, tmp)
-        os.replace(tmp, self._file(path))  # readers see no file or a whole one
+        with atomic_path(self._file(path), suffix=".safetensors") as tmp:  # readers see no file or a whole one
+            save_file({TENSOR: tensor}, str(tmp))
         self._remember(path, tensor)
 
     def __bool__(self) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,16 +147,24 @@ class WhisperSpeechEncoder(nn.Module):
     downsample = 2
     input_kind = "whisper"
 
-    def __init__(self, model_dir: str | Path, trainable: bool = False) -> None:
+    def __init__(self, model_dir: str | Path | None = None, trainable: bool = False, config: Any = None) -> None:
+        """The encoder of the Whisper checkpoint in ``model_dir``; or, given only a ``WhisperConfig``, an encoder
+        of that shape whose weights the caller loads (a saved speech LLM holds them itself)."""
         super().__init__()
         from transformers import WhisperModel
+        from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-        # A bare WhisperEncoder.from_pretrained on a full Whisper checkpoint (keys "model.encoder.*") loads
-        # nothing and leaves random weights; the full model maps the keys and hands over its encoder.
-        whisper = load_pretrained(WhisperModel.from_pretrained, model_dir, "Whisper encoder")
-        self.encoder = whisper.get_encoder()
-        self.output_dim = whisper.config.d_model
-        self.max_frames = whisper.config.max_source_positions * 2
+        if model_dir is not None:
+            # A bare WhisperEncoder.from_pretrained on a full Whisper checkpoint (keys "model.encoder.*") loads
+            # nothing and leaves random weights; the full model maps the keys and hands over its encoder.
+            whisper = load_pretrained(WhisperModel.from_pretrained, model_dir, "Whisper encoder")
+            self.encoder, self.config = whisper.get_encoder(), whisper.config
+        elif config is not None:
+            self.encoder, self.config = WhisperEncoder(config), config
+        else:
+            raise ValueError("WhisperSpeechEncoder needs a checkpoint directory or a WhisperConfig")
+        self.output_dim = self.config.d_model
+        self.max_frames = self.config.max_source_positions * 2
         self.encoder.requires_grad_(trainable)
 
     @staticmethod

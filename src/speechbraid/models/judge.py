@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from speechbraid.data.audio import load_audio
+from speechbraid.device import pick_device
 from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
-from speechbraid.training.runtime import pick_device
 
 WHISPER_RATE = 16000
 CHUNK_SECONDS = 30  # Whisper's fixed input window

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.files import atomic_write_text
 
 HOME_ENV = "SPEECHBRAID_HOME"
 DEFAULT_HOME = Path("~/.cache/speechbraid")
@@ -87,13 +88,8 @@ def register_model_dir(name: str, path: str | Path) -> Path:
     else:
         registry[name] = str(directory)
     target = _registry_path()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Write-then-rename so a concurrent reader never sees a half-written registry.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".models.", suffix=".json")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(dict(sorted(registry.items())), handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, target)
+    # atomic, so a concurrent reader never sees a half-written registry
+    atomic_write_text(target, json.dumps(dict(sorted(registry.items())), indent=2) + "\n")
     return directory
 
 

@@ -18,7 +18,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from speechbraid.data.audio import write_wav
 from speechbraid.data.manifest import ManifestLine, write_manifest
 from speechbraid.data.records import SYNTH_SOURCE_PREFIX, Utterance
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.files import atomic_write_text
 from speechbraid.synth.augment import NOISE_KINDS, add_noise, speed_perturb
 from speechbraid.synth.base import SynthesisError, VoiceSpec, check_words_cover_speech, get_engine
 
@@ -292,19 +292,9 @@ def _run_task(task: dict[str, Any]) -> dict[str, Any]:
             "synth": {k: settings[k] for k in ("voice", "rate", "pitch", "speed", "noise", "snr_db")},
         },
     ).to_dict()
-    _write_json_atomic(out_dir / STATE_DIR / f"{task['id']}.json", {"key": task["key"], "record": record})
+    atomic_write_text(out_dir / STATE_DIR / f"{task['id']}.json",
+                      json.dumps({"key": task["key"], "record": record}, ensure_ascii=False))
     return {"status": "ok", "id": task["id"], "record": record, "cpu": cpu}
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

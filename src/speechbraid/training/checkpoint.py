@@ -9,11 +9,9 @@ any moment leaves the previous checkpoint intact and ``latest`` always names a c
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,20 +21,15 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.files import atomic_write_text
+from speechbraid.training.runlog import truncate_log
+from speechbraid.training.runtime import rng_state, set_rng_state
 
 T = TypeVar("T")
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 LATEST = "latest"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write beside the target then rename: readers see the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[str, Any], keep: int = 1) -> Path:
@@ -118,7 +111,6 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
 def save_loop_checkpoint(root: Path, step: int, model: nn.Module, optimizer: Any, scheduler: Any,
                          train_seconds: float) -> Path:
     """The checkpoint of a simple training loop: what :func:`restore_or_reset` continues from."""
-    from speechbraid.training.runtime import rng_state
 
     return save_checkpoint(root, step, model, {"step": step, "train_seconds": train_seconds,
                                                "optimizer": optimizer.state_dict(),
@@ -129,8 +121,6 @@ def restore_or_reset(root: Path, log_path: Path, model: nn.Module, optimizer: An
                      latest: Path | None) -> dict[str, Any] | None:
     """Continue from ``latest`` (weights, optimizer, scheduler, RNG; log lines past it dropped) and return
     its state; without one, start afresh: old checkpoints and log of the run directory are removed."""
-    from speechbraid.training.runlog import truncate_log
-    from speechbraid.training.runtime import set_rng_state
 
     if latest is None:
         log_path.unlink(missing_ok=True)
@@ -143,15 +133,3 @@ def restore_or_reset(root: Path, log_path: Path, model: nn.Module, optimizer: An
     set_rng_state(state["rng"])
     truncate_log(log_path, int(state["step"]))
     return state
-
-
-def read_model_config(directory: Path, file: str, what: str, parse: Callable[[dict[str, Any]], T]) -> T:
-    """``parse`` applied to the JSON config ``file`` of a saved model directory; a missing file says the directory
-    is not a ``what`` directory, unreadable JSON or missing/unexpected fields name the file as corrupt."""
-    meta_path = directory / file
-    if not meta_path.is_file():
-        raise CheckpointError(f"not a {what} directory (no {file})", directory)
-    try:
-        return parse(json.loads(meta_path.read_text(encoding="utf-8")))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"corrupt {what} config: {exc}", meta_path) from None

@@ -37,7 +37,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
 
+from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.files import atomic_write_text
 from speechbraid.models.text_lm import (
     build_text_lm,
     check_vocab_size,
@@ -46,13 +48,12 @@ from speechbraid.models.text_lm import (
     train_bpe_tokenizer,
 )
 from speechbraid.training.checkpoint import (
-    atomic_write_text,
     latest_checkpoint,
     restore_or_reset,
     save_loop_checkpoint,
 )
 from speechbraid.training.runlog import LOG_FILE, read_train_log
-from speechbraid.training.runtime import apply_gradients, autocast, autocast_dtype, batch_indices, pick_device
+from speechbraid.training.runtime import apply_gradients, batch_indices
 
 RUN_FILE = "pretrain_run.json"
 METRICS_FILE = "metrics.json"

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from speechbraid.batching.collate import collate
 from speechbraid.config import save_config, to_dict
 from speechbraid.data.features import FeatureConfig
+from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.errors import ConfigError
 from speechbraid.layouts.tokenizer import HFTextTokenizer
 from speechbraid.models.build import (
@@ -45,15 +46,7 @@ from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
 from speechbraid.training.runlog import LOG_FILE, truncate_log
-from speechbraid.training.runtime import (
-    apply_gradients,
-    autocast,
-    autocast_dtype,
-    pick_device,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from speechbraid.training.runtime import apply_gradients, rng_state, seed_everything, set_rng_state
 
 
 @dataclass

@@ -35,7 +35,7 @@ def resynthesis_report(
     device: str | None = None,
 ) -> dict[str, Any]:
     """Write ``<id>.orig_gl.wav`` / ``<id>.resynth.wav`` and ``report.jsonl`` under ``out_dir``; return the summary."""
-    from speechbraid.evaluation.asr_metrics import wer
+    from speechbraid.metrics.asr import wer
     from speechbraid.models.judge import transcribe_with_whisper
 
     if (tokenizer.config.n_units, tokenizer.rate_hz) != (vocoder.config.n_units, float(vocoder.config.unit_rate_hz)):

@@ -42,7 +42,7 @@ from speechbraid.data.audio import load_audio
 from speechbraid.data.features import FEATURE_SAMPLE_RATE, FeatureConfig
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.errors import CheckpointError, ConfigError, InputError
-from speechbraid.training.checkpoint import read_model_config
+from speechbraid.files import read_append_log, read_model_config
 
 CENTROIDS_FILE = "centroids.safetensors"
 CONFIG_FILE = "unit_tokenizer.json"
@@ -379,18 +379,4 @@ def tokenize_manifest(manifest: str | Path, out: str | Path, tokenizer: UnitToke
 
 def _partial_ids(partial: Path) -> list[str]:
     """Ids already written by an interrupted run; a last line cut short by the crash is dropped."""
-    if not partial.is_file():
-        return []
-    lines = partial.read_text(encoding="utf-8").splitlines(keepends=True)
-    ids = []
-    for line in lines:
-        try:
-            ids.append(json.loads(line)["id"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            break
-        if not line.endswith("\n"):
-            ids.pop()
-            break
-    # Rewrite without the torn tail so appending continues on a clean line boundary.
-    partial.write_text("".join(lines[: len(ids)]), encoding="utf-8")
-    return ids
+    return [row["id"] for _, row in read_append_log(partial)]

@@ -1,33 +1,10 @@
-"""File helpers shared by the exporters: atomic writes and portable audio paths."""
+"""Helpers shared by the exporters: portable audio paths and skip-or-raise."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
 
 from speechbraid.errors import InputError
-
-
-@contextmanager
-def atomic_text(path: str | Path) -> Iterator[TextIO]:
-    """Open ``path`` for writing through a temporary file that replaces it only on success.
-
-    A killed or failing export therefore never leaves a half-written file that looks complete.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def relative_audio(audio: str, base_dir: Path) -> str:

@@ -11,10 +11,10 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
-from speechbraid.data.interop._files import atomic_text, skip_or_raise
-from speechbraid.data.manifest import iter_text_lines
+from speechbraid.data.interop._files import skip_or_raise
 from speechbraid.data.records import Utterance, WordAlignment
 from speechbraid.errors import InputError
+from speechbraid.files import atomic_open, iter_text_lines
 
 
 def read_ctm(path: str | Path) -> dict[str, list[WordAlignment]]:
@@ -71,7 +71,7 @@ def write_ctm(
     ``skipped`` is a list, their ids are appended to it.
     """
     count = 0
-    with atomic_text(path) as handle:
+    with atomic_open(path) as handle:
         for record in records:
             if record.words is None:
                 skip_or_raise(record.id, "has no word alignment to write to CTM", skipped)

@@ -28,6 +28,7 @@ from lhotse.utils import fastcopy
 from speechbraid.data.interop._files import skip_or_raise
 from speechbraid.data.records import Utterance, WordAlignment
 from speechbraid.errors import InputError
+from speechbraid.files import atomic_path
 
 WORD_ALIGNMENT_KEY = "word"
 _CUSTOM_FIELDS = ("domain", "source", "units")
@@ -82,18 +83,12 @@ def write_cutset(records: Iterable[Utterance], path: str | Path, skipped: list[s
     Written to a temporary name and renamed on success, so an interrupted run leaves no partial manifest.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".partial.{path.name}")  # keeps the suffix lhotse uses to pick gzip
     count = 0
-    try:
-        with CutSet.open_writer(tmp) as writer:
-            for cut in _cuts(records, skipped):
-                writer.write(cut)
-                count += 1
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # the temporary name keeps the suffixes lhotse picks gzip by
+    with atomic_path(path, suffix="".join(path.suffixes)) as tmp, CutSet.open_writer(tmp) as writer:
+        for cut in _cuts(records, skipped):
+            writer.write(cut)
+            count += 1
     return count
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from speechbraid.data.audio import audio_info
-from speechbraid.data.interop._files import atomic_text, relative_audio, skip_or_raise
-from speechbraid.data.manifest import iter_text_lines
+from speechbraid.data.interop._files import relative_audio, skip_or_raise
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError, ManifestError
+from speechbraid.files import atomic_open, iter_text_lines
 
 
 def read_nemo(path: str | Path) -> Iterator[Utterance]:
@@ -76,7 +76,7 @@ def write_nemo(
     """
     path = Path(path)
     count = 0
-    with atomic_text(path) as handle:
+    with atomic_open(path) as handle:
         for record in records:
             if record.audio is None:
                 skip_or_raise(record.id, "is text-only; NeMo manifests need audio", skipped)

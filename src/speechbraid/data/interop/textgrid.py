@@ -16,6 +16,7 @@ from praatio.utilities.constants import Interval
 from speechbraid.data.interop._files import skip_or_raise
 from speechbraid.data.records import Utterance, WordAlignment
 from speechbraid.errors import InputError
+from speechbraid.files import atomic_path
 
 # Labels aligners put on non-speech intervals; compared case-insensitively after stripping.
 SILENCE_LABELS: frozenset[str] = frozenset({"", "sil", "sp", "<eps>"})
@@ -75,11 +76,8 @@ def write_textgrid(record: Utterance, path: str | Path, tier: str = WORD_TIER) -
         grid.addTier(textgrid.IntervalTier(tier, entries, 0.0, end), reportingMode="error")
     except praat_errors.PraatioException as exc:
         raise InputError(f"record '{record.id}': cannot build a TextGrid: {exc}") from None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    grid.save(str(tmp), format="long_textgrid", includeBlankSpaces=True, reportingMode="error")
-    tmp.replace(path)
+    with atomic_path(path, suffix=".TextGrid") as tmp:
+        grid.save(str(tmp), format="long_textgrid", includeBlankSpaces=True, reportingMode="error")
 
 
 def write_textgrids(

@@ -32,10 +32,10 @@ from typing import Any
 
 import jiwer
 
-from speechbraid.data.manifest import iter_text_lines
 from speechbraid.data.normalize import text_for_entities, tokens_for_ter, tokens_for_wer
 from speechbraid.data.records import EntitySpan, Utterance, voice_family
 from speechbraid.errors import InputError
+from speechbraid.files import iter_text_lines
 
 NO_DOMAIN = "(none)"  # the domain key for records that have no domain
 

@@ -1,0 +1,143 @@
+"""File helpers every layer uses: the one atomic-write mechanism, and JSONL lines read with their place.
+
+A killed or failing writer must never leave a half-written file that a later run (resume, a reader in
+another process) takes for a complete one: every file the package writes goes through :func:`atomic_path`
+(a temporary name beside the target, renamed onto it only when the whole write succeeded).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+from speechbraid.errors import CheckpointError, InputError
+
+T = TypeVar("T")
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it when the block ends without an error (else removed).
+
+    For writers that take a file name (soundfile, safetensors, numpy). ``suffix`` keeps an extension that such
+    a writer reads its format from.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """``open(path, mode)`` through :func:`atomic_path`: readers see the old file or the whole new one."""
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=None if "b" in mode else "utf-8") as handle:
+        yield handle
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_open(path) as handle:
+        handle.write(text)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    """One JSON object per line, atomically; returns the number of rows written."""
+    count = 0
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def iter_text_lines(path: str | Path, errors: list[InputError] | None = None,
+                    error_type: type[InputError] = InputError) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text without its line end) for every line of a UTF-8 text file, lazily.
+
+    A line that is not valid UTF-8 raises ``error_type`` naming the file, line and byte, unless ``errors``
+    is given: then the error is appended there and reading goes on with the next line (one bad byte
+    costs one line, never the rest of the file).
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                error = error_type(f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
+                                   "line (save the file as UTF-8)", path, line_no)
+                if errors is None:
+                    raise error from None
+                errors.append(error)
+                continue
+            yield line_no, text.rstrip("\r\n")
+
+
+def iter_jsonl(path: str | Path, error_type: type[InputError] = InputError) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) for every non-blank line of a JSONL file; a line that is not JSON raises
+    ``error_type`` naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise error_type("file not found", path)
+    for line_no, text in iter_text_lines(path, error_type=error_type):
+        if not text.strip():
+            continue
+        try:
+            yield line_no, json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise error_type(f"not a JSON line ({exc.msg} at column {exc.colno})", path, line_no) from None
+
+
+def read_model_config(directory: str | Path, file: str, what: str, parse: Callable[[dict[str, Any]], T]) -> T:
+    """``parse`` applied to the JSON config ``file`` of a saved model directory; a missing file says the directory
+    is not a ``what`` directory, unreadable JSON or missing/unexpected fields name the file as corrupt."""
+    directory = Path(directory)
+    meta_path = directory / file
+    if not meta_path.is_file():
+        raise CheckpointError(f"not a {what} directory (no {file})", directory)
+    try:
+        return parse(json.loads(meta_path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"corrupt {what} config: {exc}", meta_path) from None
+
+
+def read_append_log(path: str | Path, error_type: type[InputError] = InputError) -> list[tuple[int, Any]]:
+    """(line number, parsed value) of an append-only JSONL log that an interrupted run may have cut short.
+
+    Resumable jobs append one line per finished piece of work. A kill can tear the last line (no line end, or
+    not JSON): that line is removed from the file, so the job redoes that piece and appends from a clean line
+    end. A bad line before the last one is not a torn write: it raises ``error_type`` naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    whole = lines[:-1]  # the piece after the last line end ('' when the file ends cleanly) is torn
+    rows: list[tuple[int, Any]] = []
+    good_bytes = 0
+    for number, line in enumerate(whole, start=1):
+        if line.strip():
+            try:
+                rows.append((number, json.loads(line)))
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if number < len(whole):
+                    raise error_type("corrupt line in a resumable log; delete the file to start over", path,
+                                     number) from None
+                break  # the last line: cut short mid-write
+        good_bytes += len(line) + 1
+    if good_bytes < len(raw):
+        with path.open("r+b") as handle:
+            handle.truncate(good_bytes)
+    return rows

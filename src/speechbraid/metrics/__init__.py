@@ -1,0 +1,1 @@
+"""Metrics: pure functions from hypotheses and references to numbers (WER, EER, ...); jobs live in evaluation/."""
