@@ -12,7 +12,7 @@ PYTHON=${PYTHON:-python3}
 # version we test with. GPU users can pre-install their own torch build: it is then left alone.
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 DEB_PACKAGES=(espeak-ng libespeak-ng1 wordnet-base fortunes dict-gcide pocketsphinx-testdata alsa-utils)
-EXTRAS=""
+EXTRAS="[all]"  # the main job needs synthesis, units and the pretrained wheels
 [[ "${1:-}" == "--dev" ]] && EXTRAS="[dev]"
 
 missing=()

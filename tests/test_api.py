@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from test_reliability_cli import make_whisper_speech_llm
 
 from speechbraid import SpeechLLM
 from speechbraid.data.audio import write_wav
 from speechbraid.errors import CheckpointError
 from speechbraid.inference.transcribe import audio_item, load_transcriber
+from test_reliability_cli import make_whisper_speech_llm
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,18 @@ def test_from_pretrained_names_what_is_wrong(saved, tmp_path):
     (newer / "speech.safetensors").unlink()
     with pytest.raises(CheckpointError, match="speech.safetensors"):
         SpeechLLM.from_pretrained(newer)
+
+
+def test_the_readme_quick_start_runs(saved, tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    wav = tmp_path / "call.wav"
+    write_wav(wav, np.zeros(16000, dtype=np.float32), 16000)
+    code = (block.replace("runs/main/rows/asr-only/seed0/model", str(saved)).replace('"call.wav"', repr(str(wav)))
+            .replace('"other.wav"', repr(str(wav))).replace('"my-model"', repr(str(tmp_path / "my-model"))))
+    # generate needs a model trained with speech units (the ESI study's); this one has none
+    code = "\n".join(line for line in code.splitlines() if ".generate(" not in line)
+    exec(compile(code, "README.md", "exec"), {"samples_16k": np.zeros(16000, dtype=np.float32)})
+    assert (tmp_path / "my-model" / "README.md").is_file()

@@ -119,9 +119,10 @@ def test_conformer_output_does_not_depend_on_batch_mates():
     assert torch.allclose(together[0, :n], alone[0, :n], atol=1e-5)
 
 
-def test_adapter_context_sees_neighbours_but_not_batch_padding():
+@pytest.mark.parametrize("layers", [0, 1])
+def test_adapter_context_sees_neighbours_but_not_batch_padding(layers):
     torch.manual_seed(0)
-    adapter = FrameStackAdapter(8, 16, stack=2, context=5).eval()
+    adapter = FrameStackAdapter(8, 16, stack=2, hidden=64, context=5, layers=layers).eval()
     short, long = torch.randn(1, 6, 8), torch.randn(1, 14, 8)
     alone, alone_lengths = adapter(short, torch.tensor([6]))
     batch = torch.cat([torch.cat([short, torch.full((1, 8, 8), 7.0)], dim=1), long])  # padding is not zeros
@@ -137,3 +138,5 @@ def test_adapter_context_sees_neighbours_but_not_batch_padding():
     assert (plain(nudged, torch.tensor([6]))[0] - plain(short, torch.tensor([6]))[0]).abs().sum(-1)[0, 1:].max() == 0
     with pytest.raises(ValueError, match="odd kernel"):
         FrameStackAdapter(8, 16, context=4)
+    with pytest.raises(ValueError, match="divisible by 64"):
+        FrameStackAdapter(8, 16, hidden=48, layers=1)

@@ -30,7 +30,8 @@ def drug_dictionary_path() -> Path:
     """The pickled dictionary inside the installed ``drug_named_entity_recognition`` package."""
     spec = find_spec("drug_named_entity_recognition")
     if spec is None or spec.origin is None:
-        raise InputError("the package 'drug-named-entity-recognition' is not installed (pip install it)")
+        raise InputError("the package 'drug-named-entity-recognition' is not installed: pip install "
+                         "'speechbraid[synth]'")
     path = Path(spec.origin).parent / "drug_ner_dictionary.pkl.bz2"
     if not path.is_file():
         raise InputError("drug dictionary missing from the installed drug-named-entity-recognition", path)

@@ -27,6 +27,7 @@ from typing import Any
 from speechbraid.corpora.spoken_qa import Judge, SpokenQA, load_spoken_qa
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.experiments.common import corpus_and_text_prior
+from speechbraid.extras import require
 from speechbraid.files import atomic_write_text
 from speechbraid.patterns import get_pattern
 from speechbraid.training.trainer import TrainConfig, train
@@ -290,8 +291,7 @@ def format_markdown(table: dict[str, dict[str, Any]], reference: dict[str, Any],
 
 
 def plot(table: dict[str, dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "units", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

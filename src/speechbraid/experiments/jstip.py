@@ -32,6 +32,7 @@ from typing import Any
 
 from speechbraid.errors import ConfigError
 from speechbraid.experiments.common import corpus_and_text_prior
+from speechbraid.extras import require
 from speechbraid.files import atomic_write_text
 
 
@@ -157,8 +158,7 @@ def format_markdown(table: dict[str, dict[str, Any]], rows: Sequence[str]) -> st
 
 
 def plot(table: dict[str, dict[str, Any]], rows: Sequence[str], path: Path) -> None:
-    import matplotlib
-
+    matplotlib = require("matplotlib", "units", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

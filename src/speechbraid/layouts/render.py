@@ -28,6 +28,7 @@ from typing import Any, Literal
 from speechbraid.braid.frames import frame_range, num_frames_for
 from speechbraid.braid.spans import Braid, SpecialSpan, SpeechSpan, TextSpan, UnitSpan
 from speechbraid.braid.vocab import VocabLayout
+from speechbraid.extras import require
 from speechbraid.layouts.tokenizer import TextTokenizer
 
 DEFAULT_FRAME_RATE = 12.5  # Hz: 80 ms adapter frames (METHODS.md section 1)
@@ -265,8 +266,7 @@ _CHAR_INCHES = _FONT * 0.6 / 72  # average glyph width of the label font
 
 def plot_braids(rows: Sequence[tuple[str, Braid]], view: BraidView, path: str | Path, dpi: int = 110) -> Path:
     """Draw each ``(title, braid)`` as a strip of boxes and save a PNG (matplotlib, Agg backend)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "units", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle

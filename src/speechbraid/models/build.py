@@ -73,6 +73,7 @@ class ModelConfig:
     adapter_hidden: int | None = None
     adapter_dropout: float = 0.0
     adapter_context: int = 0  # kernel of the adapter's depthwise convolution over neighbouring frames; 0: none
+    adapter_layers: int = 0  # Transformer layers in the adapter (at adapter_hidden width); 0: none
     num_units: int = 0  # discrete speech units appended to the vocabulary
     speech_head: bool = False  # a second output head for the speech stream (parallel generation pattern)
     stream_combine: Literal["sum", "mean"] = "sum"  # how parallel streams' input embeddings combine
@@ -204,7 +205,7 @@ def _assemble(config: ModelConfig, llm: Any, vocab: VocabLayout, encoder: torch.
         spelling = _spelling(tokenizer) if config.ctc.units == "chars" else None
         ctc = CTCBridge(ctc_tokens or [], llm_dim, int(tokenizer.eos_token_id), config.ctc.temperature, spelling)
     adapter = FrameStackAdapter(encoder.output_dim, llm_dim, config.stack, config.adapter_hidden,
-                                config.adapter_dropout, config.adapter_context)
+                                config.adapter_dropout, config.adapter_context, config.adapter_layers)
     frame_rate = 100.0 / (encoder.downsample * config.stack)  # feature frames are 10 ms
     if config.lora is not None:
         llm = with_lora(llm, config.lora)

@@ -57,7 +57,8 @@ def load_gguf(path: str | Path):  # -> (LlamaForCausalLM, tokenizer)
     try:
         import gguf  # noqa: F401  (transformers' GGUF reader needs it; say so before it fails deep inside)
     except ImportError:
-        raise ConfigError(f"reading {path.name} needs the 'gguf' package; run `pip install gguf`") from None
+        raise ConfigError(f"reading {path.name} needs the 'gguf' package: pip install 'speechbraid[pretrained]'"
+                          ) from None
     try:
         tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name)

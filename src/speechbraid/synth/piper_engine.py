@@ -29,6 +29,7 @@ import numpy as np
 import soxr
 
 from speechbraid.errors import ConfigError
+from speechbraid.extras import require
 from speechbraid.synth.base import (
     OUTPUT_SAMPLE_RATE,
     SynthEngine,
@@ -79,11 +80,12 @@ class PiperEngine(SynthEngine):
     def _voice(self, name: str):  # -> piper.PiperVoice (imported lazily: onnxruntime is heavy)
         if name in self._loaded:
             return self._loaded[name]
-        import onnx
-        import onnxruntime
-        from piper import PiperVoice
-        from piper.config import PiperConfig
-        from piper.patch_voice_with_alignment import add_alignment_output
+        onnx = require("onnx", "synth", "Piper synthesis")
+        onnxruntime = require("onnxruntime", "synth", "Piper synthesis")
+        PiperVoice = require("piper", "synth", "Piper synthesis").PiperVoice
+        PiperConfig = require("piper.config", "synth", "Piper synthesis").PiperConfig
+        add_alignment_output = require("piper.patch_voice_with_alignment", "synth",
+                                       "Piper synthesis").add_alignment_output
 
         model_path = installed_voices().get(name) or Path(name)
         config_path = Path(f"{model_path}.json")

@@ -42,6 +42,7 @@ from speechbraid.data.audio import load_audio
 from speechbraid.data.features import FEATURE_SAMPLE_RATE, FeatureConfig
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.errors import CheckpointError, ConfigError, InputError
+from speechbraid.extras import require
 from speechbraid.files import read_append_log, read_model_config
 
 CENTROIDS_FILE = "centroids.safetensors"
@@ -203,7 +204,7 @@ class UnitTokenizer:
 def train_tokenizer(manifest: str | Path, config: UnitTokenizerConfig, device: str | torch.device = "cpu",
                     progress: bool = True) -> UnitTokenizer:
     """Fit k-means on frames of the manifest's audio; ``stats`` records codebook usage and timing."""
-    from sklearn.cluster import MiniBatchKMeans
+    MiniBatchKMeans = require("sklearn.cluster", "units", "training a unit tokenizer").MiniBatchKMeans
 
     start = time.perf_counter()
     source = FeatureSource(config, device)
