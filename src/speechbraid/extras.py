@@ -8,12 +8,6 @@ from types import ModuleType
 
 from speechbraid.errors import ConfigError
 
-EXTRAS = {  # extra -> what it adds (pyproject.toml's optional-dependencies)
-    "synth": "speech synthesis (Piper voice, ONNX) and the drug-name dictionary of the embedded corpora",
-    "units": "discrete speech units (k-means) and plots",
-    "pretrained": "whisper-base and SmolLM2 from their PyPI wheels (GGUF reader)",
-}
-
 
 def require(module: str, extra: str, purpose: str) -> ModuleType:
     """``import module``, or a ConfigError naming the extra that provides it."""

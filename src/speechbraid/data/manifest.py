@@ -67,7 +67,6 @@ def write_manifest(records: Iterable[Utterance], path: str | Path, relative_audi
     corpus directory can be moved as a whole. Returns the number of records written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     base_dir = path.parent.resolve()
     count = 0
     with atomic_open(path) as handle:

@@ -42,7 +42,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -459,55 +459,55 @@ def validate_manifest(
     path = Path(path)
     _check_not_empty(path)
     report = ValidationReport(manifest=str(path), policy=policy)
-    with ExitStack() as stack:
-        # bad records stream to the rejects file, which appears only when the whole run succeeds
-        rejects_out = None if rejects is None else stack.enter_context(atomic_open(rejects))
-        if rejects is not None:
-            report.rejects = str(rejects)
+    rejects_out: IO[str] | None = None  # opened below, for the run only
 
-        def add(problems: Sequence[Problem], where: tuple[str, int | None, str | None]) -> bool:
-            """Record a line's problems; True when the line is clean enough to keep."""
-            report.records_total += 1
-            report.problem_total += len(problems)
-            report.counts.update(p.code for p in problems)
-            room = len(problems) if max_problems is None else max(0, max_problems - len(report.problems))
-            report.problems.extend(problems[:room])
-            bad = any(p.severity == "error" for p in problems)
-            if bad:
-                report.records_bad += 1
-                if rejects_out is not None:
-                    reasons = [{"code": p.code, "message": p.message} for p in problems if p.severity == "error"]
-                    record = {"path": where[0], "line": where[1], "id": where[2], "problems": reasons}
-                    rejects_out.write(json.dumps(record) + "\n")
-            else:
-                report.records_ok += 1
-            return not bad
+    def add(problems: Sequence[Problem], where: tuple[str, int | None, str | None]) -> bool:
+        """Record a line's problems; True when the line is clean enough to keep."""
+        report.records_total += 1
+        report.problem_total += len(problems)
+        report.counts.update(p.code for p in problems)
+        room = len(problems) if max_problems is None else max(0, max_problems - len(report.problems))
+        report.problems.extend(problems[:room])
+        bad = any(p.severity == "error" for p in problems)
+        if bad:
+            report.records_bad += 1
+            if rejects_out is not None:
+                reasons = [{"code": p.code, "message": p.message} for p in problems if p.severity == "error"]
+                record = {"path": where[0], "line": where[1], "id": where[2], "problems": reasons}
+                rejects_out.write(json.dumps(record) + "\n")
+        else:
+            report.records_ok += 1
+        return not bad
 
-        def parse_problems(parse_errors: list[ManifestError]) -> None:
-            for err in parse_errors:
-                problem = Problem(err.path or str(path), err.line, None, "invalid_record", err.message)
-                add([problem], (problem.path, problem.line, None))
-            parse_errors.clear()  # drained as we go, so they never pile up
+    def parse_problems(parse_errors: list[ManifestError]) -> None:
+        for err in parse_errors:
+            problem = Problem(err.path or str(path), err.line, None, "invalid_record", err.message)
+            add([problem], (problem.path, problem.line, None))
+        parse_errors.clear()  # drained as we go, so they never pile up
 
-        def clean_records() -> Iterator[Utterance]:
-            seen = _SeenIds()
-            parse_errors: list[ManifestError] = []
-            items = iter_manifest(path, errors=parse_errors)
-            for item in tqdm(items, desc="validate", unit="utt", disable=None if progress else True):
-                parse_problems(parse_errors)
-                problems = validate_record(
-                    item,
-                    expected_sample_rate=expected_sample_rate,
-                    duration_tolerance=duration_tolerance,
-                    check_audio=check_audio,
-                )
-                first = seen.first_line(item.record.id, item.line)
-                if first != item.line:
-                    problems.append(_problem(item, "duplicate_id", f"id already used on line {first}"))
-                if add(problems, (item.path, item.line, item.record.id)):
-                    yield item.record
+    def clean_records() -> Iterator[Utterance]:
+        seen = _SeenIds()
+        parse_errors: list[ManifestError] = []
+        items = iter_manifest(path, errors=parse_errors)
+        for item in tqdm(items, desc="validate", unit="utt", disable=None if progress else True):
             parse_problems(parse_errors)
+            problems = validate_record(
+                item,
+                expected_sample_rate=expected_sample_rate,
+                duration_tolerance=duration_tolerance,
+                check_audio=check_audio,
+            )
+            first = seen.first_line(item.record.id, item.line)
+            if first != item.line:
+                problems.append(_problem(item, "duplicate_id", f"id already used on line {first}"))
+            if add(problems, (item.path, item.line, item.record.id)):
+                yield item.record
+        parse_problems(parse_errors)
 
+    with ExitStack() as stack:
+        if rejects is not None:  # bad records stream there; the file appears only when the whole run succeeds
+            rejects_out = stack.enter_context(atomic_open(rejects))
+            report.rejects = str(rejects)
         if output is not None:
             report.records_written = write_manifest(clean_records(), output)
             report.output = str(output)
