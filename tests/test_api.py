@@ -40,6 +40,12 @@ def test_save_pretrained_is_self_contained_with_a_card(saved, tmp_path):
     assert "SpeechLLM.from_pretrained" in card and '"encoder": "whisper"' in card
     again = SpeechLLM.from_pretrained(out)
     assert again.module.adapter.inner[1].weight.equal(model.module.adapter.inner[1].weight)
+    # the word n-gram a directory holds for --decoder ctc-lm travels with it
+    from speechbraid.models.ngram_lm import build_kneser_ney
+
+    build_kneser_ney(["a test sentence"]).write_arpa(out / "lm.arpa.gz")
+    copied = again.save_pretrained(tmp_path / "copy2")
+    assert (copied / "lm.arpa.gz").read_bytes() == (out / "lm.arpa.gz").read_bytes()
 
 
 def test_from_pretrained_names_what_is_wrong(saved, tmp_path):

@@ -3,19 +3,23 @@
 import json
 
 from speechbraid.cli.main import main
-from speechbraid.experiments.jstip import CTC_ROW
+from speechbraid.experiments.jstip import CTC_LM_ROWS, CTC_ROW
 from speechbraid.experiments.main_job import run_main_job
 
 
 def test_main_job_tiny_runs_end_to_end_and_resumes(tmp_path, capsys, home):
     out, corpus = tmp_path / "run", tmp_path / "corpus"
     first = run_main_job(out, corpus, plan="tiny", progress=False)
-    # the default recipe's rows, the warm-up's CTC bridge alone, and whisper-base on the same utterances
-    assert set(first["table"]) == {"asr-only", "asr +il", CTC_ROW, "whisper-base (reference)"}
+    # the default recipe's rows, the warm-up's CTC bridge alone and with the n-gram LMs, and whisper-base on the same
+    # utterances
+    lm_rows = {row for row, _ in CTC_LM_ROWS.values()}
+    assert set(first["table"]) == {"asr-only", "asr +il", CTC_ROW, "whisper-base (reference)", *lm_rows}
     assert [row["stage"] for row in map(json.loads, (out / "shared" / "train_log.jsonl").open())] == ["ctc"] * 2 + [
         "llm"]
     printed = capsys.readouterr().out
-    assert "ASR-only speech LLM on the held-out test set" in printed
+    assert "ASR-only speech LLM (LLM decoding) on the held-out test set" in printed
+    assert "its CTC bridge beam-searched with the n-gram LM" in printed
+    assert {p.name for p in (out / "lm").glob("*.arpa.gz")} == {"transcripts.arpa.gz", "domain.arpa.gz"}
     assert "whisper-base on the same utterances" in printed
     saved = json.loads((out / "results.json").read_text())
     assert saved["table"] == first["table"]

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from speechbraid.braid.vocab import SPECIAL_TOKENS
 from speechbraid.config import load_config
@@ -240,6 +241,19 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_llm_dir, noise_cor
     assert len(read_train_log(tmp_path / "run")) == 2
 
 
+def test_run_saved_before_an_option_existed_resumes(tmp_path, tiny_llm_dir, noise_corpus):
+    """A run whose config.yaml predates a new option (here model.adapter_layers) resumes when the option keeps its
+    default: it reads as the default, not as a changed setting (bug: the demo refused to resume a session-5 run)."""
+    config = tiny_config(tiny_llm_dir, noise_corpus, steps=(1, 1))
+    train(config, tmp_path / "run", progress=False, stop_after=1)
+    saved = tmp_path / "run" / "config.yaml"
+    old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    del old["model"]["adapter_layers"]
+    saved.write_text(yaml.safe_dump(old), encoding="utf-8")
+    train(config, tmp_path / "run", progress=False, resume=True)
+    assert len(read_train_log(tmp_path / "run")) == 2
+
+
 def ctc_config(llm_dir, manifest, steps=(2, 3)) -> TrainConfig:
     from speechbraid.models.build import CTCSettings, LoraSettings
 
@@ -365,6 +379,21 @@ def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tok
     assert model.frame_selector(features)(audio) == hyp.frames
     run = load_transcriber(tmp_path / "run" / "model", decoder="ctc").transcribe([audio_item(audio)], progress=False)
     assert run.texts == [tokenizer.decode(list(hyp.tokens)).strip()]
+    # The beam search with a word n-gram (ctc-lm) reads the same bridge: the model's lm.arpa.gz unless one is given.
+    from speechbraid.inference.ctc_beam import CTCBeamDecoder
+    from speechbraid.models.ngram_lm import build_kneser_ney
+
+    with pytest.raises(ConfigError, match="no n-gram LM .lm.arpa.gz"):
+        load_transcriber(tmp_path / "run" / "model", decoder="ctc-lm")
+    lm = build_kneser_ney(normalize_for_wer(r.text) for r in read_manifest(noise_corpus))
+    lm.write_arpa(tmp_path / "run" / "model" / "lm.arpa.gz")
+    with pytest.raises(ConfigError, match="only by --decoder ctc-lm"):
+        load_transcriber(tmp_path / "run" / "model", decoder="ctc", lm=tmp_path / "run" / "model" / "lm.arpa.gz")
+    run = load_transcriber(tmp_path / "run" / "model", decoder="ctc-lm").transcribe([audio_item(audio)],
+                                                                                    progress=False)
+    log_probs = model.ctc_log_probs([audio], features)[0]
+    assert log_probs.shape[-1] == len(model.ctc.labels()) and model.ctc.labels()[0] == ""
+    assert run.texts == [CTCBeamDecoder(model.ctc.labels(), lm).decode(log_probs.numpy())]
 
 
 def test_a_saved_whisper_speech_llm_loads_without_the_checkpoint_its_encoder_came_from(tmp_path, tiny_llm_dir):

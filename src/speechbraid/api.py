@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from speechbraid.errors import CheckpointError, ConfigError
-from speechbraid.files import atomic_write_text
+from speechbraid.files import atomic_open, atomic_write_text
 
 AudioInput = str | Path | np.ndarray
 CARD_FILE = "README.md"
@@ -36,16 +36,19 @@ class SpeechLLM:
         self._transcriber = transcriber  # an inference.transcribe.SpeechLLMTranscriber
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | Path, *, device: str | None = None, decoder: str = "llm") -> SpeechLLM:
+    def from_pretrained(cls, name_or_dir: str | Path, *, device: str | None = None, decoder: str = "llm",
+                        lm: str | Path | None = None) -> SpeechLLM:
         """Load a model saved by ``speechbraid train`` / :meth:`save_pretrained` (a directory, or a name from the
-        local model store). ``decoder="ctc"`` transcribes with the CTC bridge alone (no LLM step)."""
+        local model store). ``decoder="ctc"`` transcribes with the CTC bridge alone (no LLM step);
+        ``decoder="ctc-lm"`` beam-searches it with a word n-gram LM (``lm``, an ARPA file; default the model
+        directory's ``lm.arpa.gz``)."""
         from speechbraid.inference.transcribe import SPEECH_LLM_FILE, SpeechLLMTranscriber
         from speechbraid.models.registry import resolve_model
 
         directory = resolve_model(name_or_dir)
         if not (directory / SPEECH_LLM_FILE).is_file():
             raise CheckpointError(f"not a speechbraid speech LLM directory (no {SPEECH_LLM_FILE})", directory)
-        return cls(SpeechLLMTranscriber(directory, device, decoder))
+        return cls(SpeechLLMTranscriber(directory, device, decoder, lm))
 
     @property
     def module(self) -> Any:
@@ -112,12 +115,15 @@ class SpeechLLM:
     def save_pretrained(self, out_dir: str | Path) -> Path:
         """Write a self-contained model directory (weights of every part, config, tokenizer) and a model card
         that states the config and, when the source directory has them, the measured test metrics."""
+        from speechbraid.inference.transcribe import MODEL_LM_FILE
         from speechbraid.models.build import save_speech_llm
 
         out = save_speech_llm(self.module, self.tokenizer, self.config, out_dir)
-        metrics = self.directory / METRICS_FILE
-        if metrics.is_file() and metrics.resolve() != (out / METRICS_FILE).resolve():
-            atomic_write_text(out / METRICS_FILE, metrics.read_text(encoding="utf-8"))
+        for name in (METRICS_FILE, MODEL_LM_FILE):  # what the source directory holds beside the weights
+            source = self.directory / name
+            if source.is_file() and source.resolve() != (out / name).resolve():
+                with atomic_open(out / name, "wb") as handle:
+                    handle.write(source.read_bytes())
         atomic_write_text(out / CARD_FILE, model_card(out))
         return out
 

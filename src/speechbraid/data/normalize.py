@@ -37,8 +37,9 @@ _NUMBER_INTERNAL = frozenset(".,")
 _SPOKEN_MARKS = frozenset("%\u2030&@#")
 
 
-def normalize_for_wer(text: str) -> str:
-    """Normalise a transcript for WER; the result is single-space separated words.
+def normalize_for_wer(text: str, casefold: bool = True) -> str:
+    """Normalise a transcript for WER; the result is single-space separated words. ``casefold=False`` keeps the
+    case (step 1 is then NFKC alone): the written words of a text, e.g. for an n-gram LM that writes names.
 
     Steps, in order:
 
@@ -54,7 +55,9 @@ def normalize_for_wer(text: str) -> str:
        ``P*`` characters ``% ‰ & @ #``.
     4. Whitespace runs collapse to one space; leading and trailing whitespace is removed.
     """
-    text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    text = unicodedata.normalize("NFKC", text)
+    if casefold:
+        text = unicodedata.normalize("NFKC", text.casefold())
     text = text.translate(_FOLD)
     chars = list(text)
     for i, char in enumerate(chars):

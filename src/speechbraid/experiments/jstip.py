@@ -16,6 +16,9 @@ Data names in the rows:
   entities (the domain vocabulary the speech pairs lack, as in the paper); the text prior never reads it;
 - ``tts``: domain sentences synthesised into speech-text pairs for the study (TTS pairs); used with the
   ``text`` layout they are "TTS transcripts", with an interleaved layout "TTS-interleave".
+Beside the rows, the shared warm-up's CTC bridge is scored alone (greedy) and beam-searched with word n-gram LMs
+(shallow fusion, no LLM step): one of the speech transcripts and the general text, one with the domain text
+added - the classic way text without audio reaches an ASR model, the baseline JSTIP's rows are read against.
 "+il" adds interleaved sequences (mixed word/segment level, silence+punctuation segments) built from
 the pairs named in the row. Weights are target-token shares of the mix.
 """
@@ -34,6 +37,7 @@ from speechbraid.errors import ConfigError
 from speechbraid.experiments.common import corpus_and_text_prior
 from speechbraid.extras import require
 from speechbraid.files import atomic_write_text
+from speechbraid.models.ngram_lm import build_ngram_lm_file
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ ROWS: dict[str, tuple[Source, ...]] = {
     "asr+random-il (extra)": (ASR, Source("asr", "random-il", 0.5)),
 }
 CTC_ROW = "ctc bridge alone (shared warm-up, no LLM)"
+# the same bridge, beam-searched with a word n-gram of the text each row may know (shallow fusion, no LLM step):
+# name -> (row, corpus text files); never dev or test text
+CTC_LM_ROWS = {"transcripts": ("ctc + n-gram LM (transcripts + general text)", ("train", "general_lm")),
+               "domain": ("ctc + n-gram LM (+ domain text)", ("train", "general_lm", "domain"))}
 TABLE_I = tuple(list(ROWS)[:8])
 TABLE_III = ("asr-only", *list(ROWS)[8:])
 
@@ -231,6 +239,14 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
         # what the CTC bridge alone recognises after the warm-up: the floor the LLM stage builds on
         runs[CTC_ROW] = [_scored_alone(shared / "model", test, shared / "ctc_eval", progress, decoder="ctc")]
         extra_rows.append(CTC_ROW)
+    if shared_config.model.ctc is not None and shared_config.model.ctc.units == "chars":
+        for name, (row, texts) in CTC_LM_ROWS.items():
+            lm = out / "lm" / f"{name}.arpa.gz"
+            if not lm.is_file():
+                build_ngram_lm_file([corpus / "text" / f"{text}.txt" for text in texts], lm)
+            runs[row] = [_scored_alone(shared / "model", test, out / "lm" / f"{name}_eval", progress,
+                                       decoder="ctc-lm", lm=lm)]
+            extra_rows.append(row)
     for row in chosen:
         for seed in spec.seeds:
             run_dir = out / "rows" / row.replace(" ", "_") / f"seed{seed}"
@@ -311,14 +327,16 @@ def _score_asr(transcriber: Any, test: Path, out: Path, progress: bool) -> dict[
     return asr
 
 
-def _scored_alone(model: str | Path, test: Path, out: Path, progress: bool, decoder: str = "llm") -> dict[str, Any]:
+def _scored_alone(model: str | Path, test: Path, out: Path, progress: bool, decoder: str = "llm",
+                  lm: Path | None = None) -> dict[str, Any]:
     """A model's scores on the study's test utterances alone (computed once, then read back): the off-the-shelf
-    reference, or the shared warm-up's CTC bridge without the LLM (``decoder="ctc"``)."""
+    reference, or the shared warm-up's CTC bridge without the LLM (``decoder="ctc"``, or ``"ctc-lm"`` with the
+    word n-gram ``lm``)."""
     from speechbraid.inference.transcribe import load_transcriber
 
     done = out / "test_eval.json"
     if not done.is_file():
-        _score_asr(load_transcriber(model, decoder=decoder), test, out, progress)
+        _score_asr(load_transcriber(model, decoder=decoder, lm=lm), test, out, progress)
     return _metrics(json.loads(done.read_text(encoding="utf-8")), None, None)
 
 

@@ -2,7 +2,8 @@
 
 It is the JSTIP study's ``quick`` preset: one shared ASR warm-up on SmolLM2-135M (frozen whisper-base encoder;
 the adapter through the CTC bridge, then LoRA on the LLM), continued for the same steps and seed ASR-only and with
-ASR + interleaved sequences; both are scored on the held-out test set beside whisper-base on the same utterances.
+ASR + interleaved sequences; both are scored on the held-out test set beside whisper-base on the same utterances,
+and so is the warm-up's CTC bridge alone and beam-searched with word n-gram LMs (with and without domain text).
 Every step resumes: re-running the command skips finished steps and continues an interrupted one (corpus
 synthesis per utterance, training from its last checkpoint, transcription from its partial hypotheses file).
 """
@@ -23,12 +24,15 @@ def run_main_job(out_dir: str | Path = "runs/main", corpus_dir: str | Path = "da
 
     out = Path(out_dir)
     result = run_jstip_study(out, corpus_dir, preset=PLANS[plan], progress=progress)
-    asr_only = json.loads((out / "rows" / "asr-only" / "seed0" / "test_eval.json").read_text(encoding="utf-8"))
-    print("\nASR-only speech LLM on the held-out test set (entities never seen in speech training):")
-    print(format_report(asr_only))
-    reference = out / "reference" / "test_eval.json"
-    if reference.is_file():  # the open-source ASR a user would otherwise pick, on the same utterances
-        print(f"\n{PRESETS[PLANS[plan]].reference} on the same utterances:")
-        print(format_report(json.loads(reference.read_text(encoding="utf-8"))))
+    reports = [("ASR-only speech LLM (LLM decoding) on the held-out test set (entities never seen in speech training)",
+                out / "rows" / "asr-only" / "seed0" / "test_eval.json"),
+               ("its CTC bridge beam-searched with the n-gram LM of transcripts, general and domain text (no LLM step)",
+                out / "lm" / "domain_eval" / "test_eval.json"),
+               # the open-source ASR a user would otherwise pick, on the same utterances
+               (f"{PRESETS[PLANS[plan]].reference} on the same utterances", out / "reference" / "test_eval.json")]
+    for title, path in reports:
+        if path.is_file():
+            print(f"\n{title}:")
+            print(format_report(json.loads(path.read_text(encoding="utf-8"))))
     print(f"\nresults: {out / 'results.json'}, table: {out / 'table.md'}, plot: {out / 'table.png'}")
     return result

@@ -282,16 +282,22 @@ def _cut_long_inputs(items: Sequence[AudioItem], max_seconds: float, scratch: Pa
     return pieces, owner, spans
 
 
-DECODERS = ("llm", "ctc")
+# llm: the speech LLM decodes; ctc: the CTC bridge's greedy spelling; ctc-lm: the bridge's beam search fused with a
+# word n-gram LM (inference/ctc_beam.py) - the model directory's lm.arpa.gz unless another ARPA file is given
+DECODERS = ("llm", "ctc", "ctc-lm")
+MODEL_LM_FILE = "lm.arpa.gz"
 
 
 class SpeechLLMTranscriber(Transcriber):
     """A speechbraid speech LLM decoding ``[context][speech][<|asr|>]`` prompts until the tokenizer's EOS;
-    ``decoder="ctc"`` reads the CTC bridge's greedy output instead (no LLM step; models with ``model.ctc``)."""
+    ``decoder="ctc"`` reads the CTC bridge's greedy output instead (no LLM step; models with ``model.ctc``);
+    ``decoder="ctc-lm"`` beam-searches the bridge's spelling with a word n-gram LM (``lm``: an ARPA file; default
+    the model directory's :data:`MODEL_LM_FILE`)."""
 
     kind = "speech-llm"
 
-    def __init__(self, model_dir: Path, device: str | None = None, decoder: str = "llm") -> None:
+    def __init__(self, model_dir: Path, device: str | None = None, decoder: str = "llm",
+                 lm: str | Path | None = None) -> None:
         from speechbraid.device import pick_device
         from speechbraid.layouts.tokenizer import HFTextTokenizer
         from speechbraid.models.build import load_speech_llm
@@ -301,11 +307,27 @@ class SpeechLLMTranscriber(Transcriber):
         self.model, self.hf_tokenizer, self.config = load_speech_llm(model_dir, self.device)
         if decoder not in DECODERS:
             raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
-        if decoder == "ctc" and self.model.ctc is None:
+        if decoder != "llm" and self.model.ctc is None:
             raise ConfigError(f"the model {model_dir} has no CTC bridge (model.ctc); use --decoder llm")
+        if lm is not None and decoder != "ctc-lm":
+            raise ConfigError(f"an n-gram LM ({lm}) is used only by --decoder ctc-lm, not {decoder}")
         self.decoder = decoder
+        self.beam = self._beam_decoder(model_dir, lm) if decoder == "ctc-lm" else None
         self.tokenizer = HFTextTokenizer(self.hf_tokenizer)
         self.features = self.config.feature_config.extract_file
+
+    def _beam_decoder(self, model_dir: Path, lm: str | Path | None) -> Any:
+        from speechbraid.inference.ctc_beam import CTCBeamDecoder
+        from speechbraid.models.ngram_lm import NgramLM
+
+        if self.model.ctc.spelling is None:
+            raise ConfigError(f"--decoder ctc-lm needs a spelling CTC bridge (model.ctc.units: chars); {model_dir} "
+                              "spells with LLM tokens")
+        path = Path(lm) if lm is not None else model_dir / MODEL_LM_FILE
+        if lm is None and not path.is_file():
+            raise ConfigError(f"the model {model_dir} has no n-gram LM ({MODEL_LM_FILE}); build one with "
+                              "'speechbraid lm --text ... --out MODEL/lm.arpa.gz' or pass --lm FILE.arpa")
+        return CTCBeamDecoder(self.model.ctc.labels(), NgramLM.read_arpa(path))
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
                     context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
@@ -321,6 +343,13 @@ class SpeechLLMTranscriber(Transcriber):
         with tqdm(total=len(items), desc="transcribe", unit="utt", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
+                if self.beam is not None:  # the CTC bridge's beam search with the n-gram LM, no LLM step
+                    log_probs = self.model.ctc_log_probs([str(items[i].path) for i in batch], self.features)
+                    for i, scores in zip(batch, log_probs, strict=True):
+                        texts[i] = self.beam.decode(scores.numpy())
+                    on_batch(batch, [texts[i] for i in batch])
+                    bar.update(len(batch))
+                    continue
                 if self.decoder == "ctc":  # the CTC bridge alone: greedy, no LLM step
                     hypotheses = self.model.ctc_hypotheses([str(items[i].path) for i in batch], self.features)
                     for i, hypothesis in zip(batch, hypotheses, strict=True):
@@ -398,13 +427,14 @@ class WhisperTranscriber(Transcriber):
         return float(CHUNK_SECONDS)  # Whisper's window; longer pieces would take its slower sequential path
 
 
-def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder: str = "llm") -> Transcriber:
+def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder: str = "llm",
+                     lm: str | Path | None = None) -> Transcriber:
     """Load a model for transcription, deciding its kind from the directory's contents.
 
     ``speechbraid.json`` -> speech LLM; a Hugging Face ``config.json`` with ``model_type`` ``whisper`` ->
     Whisper. Anything else is a :class:`CheckpointError` naming the directory and what was expected;
     an unknown name is a :class:`ConfigError` listing the known ones. ``device`` defaults to CUDA when
-    available, else CPU.
+    available, else CPU. ``lm`` is the word n-gram (ARPA) of ``decoder="ctc-lm"``.
     """
     model_dir = resolve_model(name_or_dir)
     if device is not None:
@@ -415,7 +445,7 @@ def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder
         except RuntimeError as exc:
             raise ConfigError(f"invalid device {device!r}: {exc}") from None
     if (model_dir / SPEECH_LLM_FILE).is_file():
-        return SpeechLLMTranscriber(model_dir, device, decoder)
+        return SpeechLLMTranscriber(model_dir, device, decoder, lm)
     hf_config = model_dir / "config.json"
     if hf_config.is_file():
         try:
@@ -423,9 +453,9 @@ def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder
         except (json.JSONDecodeError, AttributeError) as exc:
             raise CheckpointError(f"config.json is not a JSON object: {exc}", hf_config) from None
         if model_type == "whisper":
-            if decoder != "llm":
-                raise ConfigError(f"the Whisper model {model_dir} has its own decoder; --decoder {decoder} is for "
-                                  "speech LLMs with a CTC bridge")
+            if decoder != "llm" or lm is not None:
+                raise ConfigError(f"the Whisper model {model_dir} has its own decoder; --decoder {decoder} and --lm "
+                                  "are for speech LLMs with a CTC bridge")
             return WhisperTranscriber(model_dir, device)
         found = f"a Hugging Face config.json with model_type {model_type!r}"
     else:

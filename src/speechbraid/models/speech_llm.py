@@ -130,6 +130,13 @@ class CTCBridge(nn.Module):
             out.append(self._class_of[token])
         return out
 
+    def labels(self) -> list[str]:
+        """Each class's text, blank (class 0) as ``""``: the characters of a spelling bridge (``" "`` between
+        words), for beam search over words; a token-unit bridge has no spelling to search."""
+        if self.spelling is None:
+            raise ValueError("a CTC bridge over LLM tokens (model.ctc.units: tokens) has no spelling to beam-search")
+        return ["", *self._chars()]
+
     def _char_token(self, char: str) -> int:
         chars = self._chars()
         if char not in chars:
@@ -291,6 +298,16 @@ class SpeechLLM(nn.Module):
     def ctc_hypotheses(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[Hypothesis]:
         """The CTC bridge's greedy output for each audio file (no LLM step)."""
         return [self._hypothesis(frames) for frames in self.adapter_frames(paths, features)]
+
+    def ctc_log_probs(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[torch.Tensor]:
+        """Per-frame CTC class log-probabilities ``(frames, 1 + units)`` for each audio file (class 0 is blank;
+        :meth:`CTCBridge.labels` names the others), in float32 on the CPU, for beam search."""
+        if self.ctc is None:
+            raise ValueError("this model has no CTC bridge")
+        table = self.llm.get_input_embeddings().weight
+        with torch.no_grad():
+            return [self.ctc.logits(frames[None], table)[0].float().log_softmax(-1).cpu()
+                    for frames in self.adapter_frames(paths, features)]
 
     def frame_selector(self, features: Callable[[str], torch.Tensor]) -> Callable[[str], tuple[int, ...]] | None:
         """``path -> frames to keep`` under CTC compression (None without it). Kept frames are remembered per path:

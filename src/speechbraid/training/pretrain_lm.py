@@ -39,7 +39,7 @@ from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFas
 
 from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.files import atomic_write_text
+from speechbraid.files import atomic_write_text, read_text_lines
 from speechbraid.models.text_lm import (
     build_text_lm,
     check_vocab_size,
@@ -66,32 +66,6 @@ MAX_GRAD_NORM = 1.0
 
 
 # ----------------------------------------------------------------------------------------------- text
-
-
-def read_text_lines(text_files: Sequence[str | Path]) -> list[str]:
-    """All non-blank lines (stripped) of the given UTF-8 files, in order.
-
-    A missing, undecodable or empty file raises :class:`InputError` naming it (and the line, for bad
-    UTF-8) rather than being skipped: a silently missing corpus would quietly weaken the LM.
-    """
-    if not text_files:
-        raise InputError("no text files given")
-    lines: list[str] = []
-    for name in text_files:
-        path = Path(name)
-        if not path.is_file():
-            raise InputError("text file not found", path)
-        data = path.read_bytes()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line_no = data.count(b"\n", 0, exc.start) + 1
-            raise InputError(f"not valid UTF-8 text ({exc.reason})", path, line_no) from None
-        found = [line.strip() for line in text.splitlines() if line.strip()]
-        if not found:
-            raise InputError("text file is empty (no non-blank lines)", path)
-        lines.extend(found)
-    return lines
 
 
 def split_train_val(lines: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:

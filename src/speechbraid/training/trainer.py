@@ -12,6 +12,7 @@ the same deterministic batch sequence and trains on its own share (batch ``k`` g
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -26,7 +27,7 @@ import yaml
 from tqdm import tqdm
 
 from speechbraid.batching.collate import collate
-from speechbraid.config import save_config, to_dict
+from speechbraid.config import from_dict, save_config, to_dict
 from speechbraid.data.features import FeatureConfig
 from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.errors import ConfigError
@@ -316,6 +317,10 @@ def _check_same_run(saved_path: Path, config: TrainConfig) -> None:
     if not saved_path.is_file():
         return
     saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+    # options added since the run started read as their defaults, so an older run still resumes; an option that no
+    # longer exists fails to load and is compared as written, so it is named below
+    with contextlib.suppress(ConfigError):
+        saved = to_dict(from_dict(TrainConfig, saved, str(saved_path)))
     current = to_dict(config)
     differing = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
     if differing:
