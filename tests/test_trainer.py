@@ -383,7 +383,7 @@ def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tok
     from speechbraid.inference.ctc_beam import CTCBeamDecoder
     from speechbraid.models.ngram_lm import build_kneser_ney
 
-    with pytest.raises(ConfigError, match="no n-gram LM .lm.arpa.gz"):
+    with pytest.raises(ConfigError, match="no n-gram LM .lm.arpa.gz.; build one with 'speechbraid ngram-lm"):
         load_transcriber(tmp_path / "run" / "model", decoder="ctc-lm")
     lm = build_kneser_ney(normalize_for_wer(r.text) for r in read_manifest(noise_corpus))
     lm.write_arpa(tmp_path / "run" / "model" / "lm.arpa.gz")

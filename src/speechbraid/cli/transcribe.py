@@ -34,7 +34,7 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
                              "step (speech LLMs trained with model.ctc); ctc-lm: the CTC bridge's beam search fused "
                              "with a word n-gram LM (the model's lm.arpa.gz, or --lm)")
     parser.add_argument("--lm", metavar="FILE.arpa[.gz]",
-                        help="word n-gram LM for --decoder ctc-lm (ARPA; 'speechbraid lm' builds one)")
+                        help="word n-gram LM for --decoder ctc-lm (ARPA; 'speechbraid ngram-lm' builds one)")
 
 
 def register(subparsers: Any) -> None:

@@ -326,7 +326,7 @@ class SpeechLLMTranscriber(Transcriber):
         path = Path(lm) if lm is not None else model_dir / MODEL_LM_FILE
         if lm is None and not path.is_file():
             raise ConfigError(f"the model {model_dir} has no n-gram LM ({MODEL_LM_FILE}); build one with "
-                              "'speechbraid lm --text ... --out MODEL/lm.arpa.gz' or pass --lm FILE.arpa")
+                              "'speechbraid ngram-lm --text ... --out MODEL/lm.arpa.gz' or pass --lm FILE.arpa")
         return CTCBeamDecoder(self.model.ctc.labels(), NgramLM.read_arpa(path))
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
