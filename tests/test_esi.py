@@ -13,7 +13,8 @@ from speechbraid.batching.collate import IGNORE_INDEX
 from speechbraid.braid.spans import ParallelSpan, SpecialSpan, SpeechSpan, TextSpan
 from speechbraid.braid.vocab import VocabLayout
 from speechbraid.cli.main import main
-from speechbraid.corpora.spoken_qa import SpokenQA, make_qa_candidates, write_spoken_qa
+from speechbraid.corpora.spoken_qa import make_qa_candidates
+from speechbraid.data.questions import SpokenQA, write_spoken_qa
 from speechbraid.errors import InputError
 from speechbraid.experiments.esi import run_esi_study
 from speechbraid.inference.patterns import teacher_forced_lengths

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from speechbraid.cli.main import main
-from speechbraid.corpora.questions import SQAQuestion
-from speechbraid.corpora.spoken_qa import SpokenQA, write_spoken_qa
 from speechbraid.data.audio import audio_info, load_audio, write_wav
+from speechbraid.data.questions import SpokenQA, SQAQuestion, write_spoken_qa
 from speechbraid.evaluation.generation import generate_and_score, generation_prompt, score_generations
 from speechbraid.inference.patterns import PatternDecodeConfig, generate_response
 from speechbraid.layouts.tokenizer import HFTextTokenizer

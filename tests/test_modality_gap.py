@@ -7,7 +7,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from speechbraid.batching import collate, flatten_braid
 from speechbraid.braid import SpeechSpan, TextSpan, VocabLayout
-from speechbraid.corpora.questions import MCQuestion
+from speechbraid.data.questions import MCQuestion
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.evaluation.modality_gap import letter_tokens, mc_accuracy, mc_prompt, modality_gap, next_token_logits
 from speechbraid.models.adapter import FrameStackAdapter

@@ -1,6 +1,7 @@
 """The full path on a tiny trained speech LLM: espeak-spoken questions, T2T vs S2T multiple choice, zero-shot SQA."""
 
-from speechbraid.corpora.questions import build_question_sets, load_questions
+from speechbraid.corpora.questions import build_question_sets
+from speechbraid.data.questions import load_questions
 from speechbraid.evaluation.modality_gap import modality_gap
 from speechbraid.evaluation.sqa import spoken_qa
 from speechbraid.models.build import ModelConfig, load_speech_llm

@@ -8,18 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from speechbraid.corpora.questions import SQAQuestion
-from speechbraid.corpora.spoken_qa import (
-    SpokenQA,
-    answer_sentence,
-    build_spoken_qa,
-    load_spoken_qa,
-    make_qa_candidates,
-    spell_numbers,
-    split_of,
-    write_spoken_qa,
-)
+from speechbraid.corpora.spoken_qa import answer_sentence, build_spoken_qa, make_qa_candidates, spell_numbers, split_of
 from speechbraid.data.audio import audio_info
+from speechbraid.data.questions import SpokenQA, SQAQuestion, load_spoken_qa, write_spoken_qa
 from speechbraid.errors import ConfigError, InputError
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs Debian espeak-ng")

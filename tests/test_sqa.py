@@ -3,7 +3,7 @@
 import pytest
 
 from speechbraid.braid import SpeechSpan, TextSpan
-from speechbraid.corpora.questions import SQAQuestion
+from speechbraid.data.questions import SQAQuestion
 from speechbraid.errors import ConfigError
 from speechbraid.evaluation.sqa import answer_matches, spoken_qa, sqa_accuracy, sqa_prompt
 from test_modality_gap import ByteTokenizer, fake_features, prefer_token, tiny_model

@@ -9,16 +9,14 @@ import pytest
 
 from speechbraid.corpora.questions import (
     CATEGORIES,
-    LETTERS,
     MC_MIX,
-    SQAQuestion,
     _category_members,
     build_question_sets,
     find_question_overlaps,
-    load_questions,
     make_mc_questions,
     make_sqa_questions,
 )
+from speechbraid.data.questions import LETTERS, SQAQuestion, load_questions
 from speechbraid.errors import ConfigError, InputError
 
 SPEAKABLE = re.compile(r"[A-Za-z][A-Za-z ,'?-]*")

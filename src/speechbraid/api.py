@@ -95,7 +95,7 @@ class SpeechLLM:
     def generate(self, question: str, *, pattern: str = "esi", max_steps: int = 512) -> tuple[str, list[int]]:
         """Answer a text question with text and speech units under a generation pattern (interleaved, esi,
         parallel); returns (text, units). A unit vocoder turns the units into audio (``speechbraid generate``)."""
-        from speechbraid.corpora.questions import SQAQuestion
+        from speechbraid.data.questions import SQAQuestion
         from speechbraid.evaluation.generation import generation_prompt
         from speechbraid.evaluation.modality_gap import as_text_tokenizer
         from speechbraid.inference.patterns import PatternDecodeConfig, generate_response

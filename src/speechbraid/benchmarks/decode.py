@@ -36,7 +36,8 @@ def _references(qa: Path | None, n: int) -> tuple[list[Any], str]:
     """(spoken QA pairs with units, where they come from)."""
     from dataclasses import replace
 
-    from speechbraid.corpora.spoken_qa import load_spoken_qa, make_qa_candidates
+    from speechbraid.corpora.spoken_qa import make_qa_candidates
+    from speechbraid.data.questions import load_spoken_qa
     from speechbraid.synth import get_engine
 
     if qa is not None:

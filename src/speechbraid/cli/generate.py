@@ -34,8 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from speechbraid.corpora.questions import SQAQuestion
     from speechbraid.data.audio import audio_info, write_wav
+    from speechbraid.data.questions import SQAQuestion
     from speechbraid.device import pick_device
     from speechbraid.evaluation.generation import SAMPLE_RATE, decode_streamed, generation_prompt
     from speechbraid.evaluation.modality_gap import as_text_tokenizer

@@ -40,20 +40,20 @@ import functools
 import random
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from speechbraid.corpora.banking import ACCOUNT_TYPES
 from speechbraid.corpora.clean import sentence_key
 from speechbraid.corpora.general import WORDNET_DIR
 from speechbraid.corpora.medical import CONDITIONS, drug_names
 from speechbraid.corpora.templates import number_words
+from speechbraid.data.questions import MCQuestion, Question, SQAQuestion
 from speechbraid.data.records import Utterance
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.files import iter_jsonl, write_jsonl
+from speechbraid.files import write_jsonl
 
-LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 MIN_SENSE_COUNT = 3
 MIN_LEMMA_COUNT = 3
 MIN_MEMBER_SENSE_COUNT = 1
@@ -85,44 +85,6 @@ _GLOSS = re.compile(r"[a-z][a-z ,'-]*[a-z]")
 _POS_NAME = {"n": "noun", "v": "verb", "a": "adjective"}
 _SS_TYPE = {"n": 1, "v": 2, "a": 3}  # sense-key numbers of the synset types we use
 _ADJ_MARKER = re.compile(r"\((?:a|p|ip)\)$")
-
-
-@dataclass(frozen=True)
-class MCQuestion:
-    """A four-option question; ``question`` is the part that is spoken in the S2T condition."""
-
-    id: str
-    kind: str
-    question: str
-    options: tuple[str, ...]
-    answer: int  # index into options / LETTERS
-    audio: str | None = None
-    duration: float | None = None
-
-    @property
-    def answer_letter(self) -> str:
-        return LETTERS[self.answer]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-@dataclass(frozen=True)
-class SQAQuestion:
-    """A short-answer question; ``answers[0]`` is canonical, the rest are accepted aliases."""
-
-    id: str
-    kind: str
-    question: str
-    answers: tuple[str, ...]
-    audio: str | None = None
-    duration: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-Question = MCQuestion | SQAQuestion
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -531,27 +493,3 @@ def build_question_sets(out_dir: str | Path, *, n_mc: int, n_sqa: int, seed: int
     return paths
 
 
-def load_questions(path: str | Path, kind: Literal["mc", "sqa"]) -> list[Question]:
-    """Read a question JSONL; relative audio paths resolve against the file's directory."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("question file not found", path)
-    out: list[Question] = []
-    for number, obj in iter_jsonl(path):
-        try:
-            if obj.get("audio") and not Path(obj["audio"]).is_absolute():
-                obj["audio"] = str(path.parent / obj["audio"])
-            if kind == "mc":
-                q: Question = MCQuestion(obj["id"], obj["kind"], obj["question"], tuple(obj["options"]),
-                                         int(obj["answer"]), obj.get("audio"), obj.get("duration"))
-                if len(q.options) != len(LETTERS) or not 0 <= q.answer < len(LETTERS):
-                    raise ValueError(f"needs {len(LETTERS)} options and an answer index below {len(LETTERS)}")
-            else:
-                q = SQAQuestion(obj["id"], obj["kind"], obj["question"], tuple(obj["answers"]),
-                                obj.get("audio"), obj.get("duration"))
-                if not q.answers or not all(a.strip() for a in q.answers):
-                    raise ValueError("needs at least one non-empty answer")
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"bad {kind} question: {exc}", path, number) from None
-        out.append(q)
-    return out

@@ -28,17 +28,18 @@ import json
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from speechbraid.corpora.questions import SQAQuestion, make_sqa_questions
+from speechbraid.corpora.questions import make_sqa_questions
 from speechbraid.data.normalize import normalize_for_wer
+from speechbraid.data.questions import SpokenQA, SQAQuestion, write_spoken_qa
 from speechbraid.data.records import Utterance
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.files import atomic_write_text, iter_jsonl, read_append_log
+from speechbraid.files import atomic_write_text, read_append_log
 
 MAX_ANSWER_WER = 0.2
 DRUG_SHARE = 0.2  # of the candidates: drug-dictionary questions; the rest follow QA_MIX
@@ -54,31 +55,6 @@ class Judge(Protocol):
 
     def transcribe(self, wav_paths: Sequence[str | Path], batch_size: int = 8,
                    on_batch: Callable[[list[int], list[str]], None] | None = None) -> list[str]: ...
-
-
-@dataclass(frozen=True)
-class SpokenQA:
-    """One curated pair: the question (text + audio), accepted short answers, the full answer sentence
-    (text + audio + units) and what the judge heard in the answer audio."""
-
-    id: str
-    kind: str
-    split: str
-    question: str
-    answers: tuple[str, ...]
-    answer_text: str
-    question_audio: str | None = None
-    question_duration: float | None = None
-    answer_audio: str | None = None
-    answer_duration: float | None = None
-    units: tuple[int, ...] | None = None
-    judge_text: str | None = None
-    judge_wer: float | None = None
-
-    def as_question(self) -> SQAQuestion:
-        """The pair as an :class:`SQAQuestion` (question audio), for the prompt builders of ``evaluation``."""
-        return SQAQuestion(self.id, self.kind, self.question, self.answers, self.question_audio,
-                           self.question_duration)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -151,50 +127,6 @@ def split_of(question: str, test_fraction: float = 0.2) -> str:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Files
-
-
-def _to_json(pair: SpokenQA, base: Path) -> dict[str, Any]:
-    obj = asdict(pair)
-    for key in ("question_audio", "answer_audio"):
-        if obj[key] is not None:
-            # resolved first: a cwd-relative path is neither relative to the file's folder nor absolute, and
-            # would be re-rooted at the folder on loading (regression: "runs/x/qa/runs/x/qa/speech/...")
-            path = Path(obj[key]).resolve()
-            obj[key] = str(path.relative_to(base)) if path.is_relative_to(base) else str(path)
-    obj["answers"] = list(pair.answers)
-    obj["units"] = list(pair.units) if pair.units is not None else None
-    return obj
-
-
-def write_spoken_qa(pairs: Sequence[SpokenQA], path: str | Path) -> Path:
-    """Write pairs as JSONL (atomically); audio inside the file's folder is stored relative to it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    base = path.parent.resolve()
-    atomic_write_text(path, "".join(json.dumps(_to_json(p, base), ensure_ascii=False) + "\n" for p in pairs))
-    return path
-
-
-def load_spoken_qa(path: str | Path) -> list[SpokenQA]:
-    """Read a file written by :func:`write_spoken_qa`; relative audio paths resolve against its folder."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("spoken QA file not found", path)
-    out = []
-    for number, obj in iter_jsonl(path):
-        try:
-            for key in ("question_audio", "answer_audio"):
-                if obj.get(key) and not Path(obj[key]).is_absolute():
-                    obj[key] = str(path.parent / obj[key])
-            obj["answers"] = tuple(obj["answers"])
-            obj["units"] = tuple(obj["units"]) if obj.get("units") is not None else None
-            pair = SpokenQA(**obj)
-            if not pair.answers or not pair.answer_text.strip():
-                raise ValueError("needs answers and an answer sentence")
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"bad spoken QA record: {exc}", path, number) from None
-        out.append(pair)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from speechbraid.braid.spans import Braid
-from speechbraid.corpora.questions import SQAQuestion
 from speechbraid.corpora.spoken_qa import Judge, spell_numbers
 from speechbraid.data.audio import write_wav
+from speechbraid.data.questions import SQAQuestion
 from speechbraid.evaluation.modality_gap import as_text_tokenizer
 from speechbraid.evaluation.sqa import answer_matches
 from speechbraid.layouts.generation import generation_prompt

@@ -42,7 +42,7 @@ import torch
 
 from speechbraid.batching.collate import collate, flatten_braid
 from speechbraid.braid.spans import Braid
-from speechbraid.corpora.questions import LETTERS, MCQuestion, Question
+from speechbraid.data.questions import LETTERS, MCQuestion, Question
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.layouts.question import Modality, question_braid
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer

@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from speechbraid.braid.spans import Braid
-from speechbraid.corpora.questions import SQAQuestion
 from speechbraid.data.normalize import normalize_for_wer
+from speechbraid.data.questions import SQAQuestion
 from speechbraid.errors import ConfigError
 from speechbraid.evaluation.modality_gap import Features, accuracy_by_kind, as_text_tokenizer, require_features
 from speechbraid.inference.decode import DecodeConfig, generate

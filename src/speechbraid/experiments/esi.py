@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechbraid.corpora.spoken_qa import Judge, SpokenQA, load_spoken_qa
+from speechbraid.corpora.spoken_qa import Judge
+from speechbraid.data.questions import SpokenQA, load_spoken_qa
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.experiments.common import corpus_and_text_prior
 from speechbraid.extras import require

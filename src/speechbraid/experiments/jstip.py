@@ -286,7 +286,8 @@ def _tts_pairs(corpus: Path, out: Path, n: int, progress: bool) -> Path:
 
 
 def _questions(out: Path, spec: StudyPreset, progress: bool) -> dict[str, Any]:
-    from speechbraid.corpora.questions import build_question_sets, load_questions
+    from speechbraid.corpora.questions import build_question_sets
+    from speechbraid.data.questions import load_questions
 
     paths = build_question_sets(out, n_mc=max(spec.n_mc, 1), n_sqa=max(spec.n_sqa, 1), progress=progress)
     return {"mc": load_questions(paths["mc"], "mc"), "shots": load_questions(paths["shots"], "mc"),

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from speechbraid.braid.spans import Braid
-from speechbraid.corpora.questions import SQAQuestion
+from speechbraid.data.questions import SQAQuestion
 from speechbraid.errors import InputError
 from speechbraid.layouts.question import Modality, question_braid
 from speechbraid.layouts.tokenizer import TextTokenizer
 from speechbraid.patterns import build_generation_braid, get_pattern
 
 if TYPE_CHECKING:
-    from speechbraid.corpora.spoken_qa import SpokenQA
+    from speechbraid.data.questions import SpokenQA
 
 PROMPT_BEFORE = "Question:"
 PROMPT_AFTER = "\nAnswer:"

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from speechbraid.braid.spans import Braid, SpeechSpan, TextSpan
-from speechbraid.corpora.questions import Question
+from speechbraid.data.questions import Question
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.layouts.tokenizer import TextTokenizer
 

@@ -21,7 +21,7 @@ from speechbraid.layouts.tokenizer import TextTokenizer
 from speechbraid.patterns import PATTERNS
 
 if TYPE_CHECKING:
-    from speechbraid.corpora.spoken_qa import SpokenQA
+    from speechbraid.data.questions import SpokenQA
 
 GENERATION_LAYOUTS: dict[str, str] = {f"gen-{name}": name for name in PATTERNS}  # layout -> decoding pattern
 # records: Utterance; random-il is an extra (SpiritLM-style random boundaries), not the paper's JSTIP

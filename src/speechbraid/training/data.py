@@ -29,7 +29,7 @@ from speechbraid.layouts.registry import (
 from speechbraid.layouts.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
-    from speechbraid.corpora.spoken_qa import SpokenQA
+    from speechbraid.data.questions import SpokenQA
 
 
 @dataclass
@@ -94,7 +94,7 @@ class BraidSource:
         return records
 
     def _load_spoken_qa(self, config: SourceConfig) -> list[SpokenQA]:
-        from speechbraid.corpora.spoken_qa import load_spoken_qa
+        from speechbraid.data.questions import load_spoken_qa
 
         records, problems = load_spoken_qa(config.manifest), []
         for number, pair in enumerate(records, start=1):
