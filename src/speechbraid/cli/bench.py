@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SUITES = ("data", "train", "asr-decode", "jstip", "decode")
+SUITES = ("data", "train", "asr-decode", "jstip", "decode", "llm")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "braid building rate per layout); decode (joint text-speech generation per pattern - interleaved, esi, "
         "parallel - on one model and prompt set: decoding steps, sequence length, wall time, units/s, time to first "
         "audio chunk, teacher-forced length ratios on reference answers, KV-cache speed-up, batched throughput; "
-        "--model or an untrained stand-in). train, asr-decode and jstip use the default corpus when it exists "
+        "--model or an untrained stand-in); llm (one causal LM's fwd+bwd step throughput with its weights frozen, with "
+        "LoRA and fully trained, AdamW included, on the same batches, and greedy KV-cache decoding speed; --model, "
+        "default the registered 'smollm2-135m'). train, asr-decode and jstip use the default corpus when it exists "
         "(else a tiny stand-in built for "
         "the run) and the registered 'default-lm' when there is one (else an untrained small Llama).",
     )
@@ -34,13 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="data: manifest sizes for the validation benchmark (default: %(default)s)")
     parser.add_argument("--steps", type=int,
                         help="train: measured steps per row, after one warm-up step; jstip: measured batches "
-                        "per row (default: 5 for train, 2 for jstip)")
+                        "per row; llm: measured steps per row after one warm-up step, and decoding repeats "
+                        "(default: 5 for train, 2 for jstip, 3 for llm)")
     parser.add_argument("--corpus", type=Path, default=Path("data/default"),
                         help="train, asr-decode, jstip: default corpus directory (default: %(default)s)")
     parser.add_argument("--device",
-                        help="train, asr-decode, jstip: torch device (default: cuda if available, else cpu)")
+                        help="train, asr-decode, jstip, llm: torch device (default: cuda if available, else cpu)")
     parser.add_argument("--model", type=Path,
-                        help="decode: a trained speech-LLM directory with units (default: an untrained stand-in)")
+                        help="decode: a trained speech-LLM directory with units (default: an untrained stand-in); "
+                        "llm: a causal LM directory or registered name (default: smollm2-135m when registered, "
+                        "else the stand-in LLM of train)")
     parser.add_argument("--patterns", default="interleaved,esi,parallel",
                         help="decode: comma-separated generation patterns (default: %(default)s)")
     parser.add_argument("--qa", type=Path,
@@ -48,6 +53,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: candidate questions, answer lengths from espeak-ng)")
     parser.add_argument("--max-steps", type=int, default=160,
                         help="decode: decoding steps per response at most (default: %(default)s)")
+    parser.add_argument("--rows", type=int, default=4, help="llm: rows per training batch (default: %(default)s)")
+    parser.add_argument("--length", type=int, default=384,
+                        help="llm: positions per training row (default: %(default)s)")
+    parser.add_argument("--decode-batch", type=int, default=8,
+                        help="llm: prompts decoded together (default: %(default)s)")
+    parser.add_argument("--prompt-tokens", type=int, default=128,
+                        help="llm: prompt length for decoding (default: %(default)s)")
+    parser.add_argument("--new-tokens", type=int, default=64,
+                        help="llm: tokens generated per prompt (default: %(default)s)")
     parser.set_defaults(func=run)
 
 
@@ -82,6 +96,13 @@ def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         result = bench_decode(args.model, [p for p in args.patterns.split(",") if p], qa=args.qa,
                               max_steps=args.max_steps, corpus_dir=args.corpus, device=args.device)
         return result, format_decode(result)
+    if args.suite == "llm":
+        from speechbraid.benchmarks.llm import bench_llm_steps, format_llm
+
+        result = bench_llm_steps(args.model, steps=_steps(args, 3), rows=args.rows, length=args.length,
+                                 decode_batch=args.decode_batch, prompt_tokens=args.prompt_tokens,
+                                 new_tokens=args.new_tokens, device=args.device)
+        return result, format_llm(result)
     from speechbraid.benchmarks.asr_decode import bench_asr_decode, format_asr_decode
 
     result = bench_asr_decode(args.corpus, device=args.device)
