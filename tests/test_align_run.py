@@ -33,19 +33,19 @@ def test_training_runs_and_resumes_exactly(noise_corpus, tmp_path, monkeypatch):
     log = [json.loads(line) for line in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) for r in log)
 
-    import speechbraid.align.train as train_module
+    from speechbraid.training.loop import TrainingLoop
 
-    real_save = train_module.save_loop_checkpoint
+    real_save = TrainingLoop.save
 
-    def save_then_crash(root, step, *args, **kwargs):
-        real_save(root, step, *args, **kwargs)
+    def save_then_crash(self, step):
+        real_save(self, step)
         if step == 2:
             raise KeyboardInterrupt  # killed right after the step-2 checkpoint
 
-    monkeypatch.setattr(train_module, "save_loop_checkpoint", save_then_crash)
+    monkeypatch.setattr(TrainingLoop, "save", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         _train(noise_corpus, tmp_path / "split", 4)
-    monkeypatch.setattr(train_module, "save_loop_checkpoint", real_save)
+    monkeypatch.setattr(TrainingLoop, "save", real_save)
     _train(noise_corpus, tmp_path / "split", 4, resume=True)
     full = load_file(str(tmp_path / "full" / "model.safetensors"))
     split = load_file(str(tmp_path / "split" / "model.safetensors"))

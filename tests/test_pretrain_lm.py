@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import speechbraid.training.pretrain_lm as pretrain_module
 from speechbraid.cli.main import main
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.models.registry import resolve_model
@@ -124,16 +123,18 @@ def test_output_loads_with_plain_transformers_and_generates(trained: tuple[Path,
 
 
 def _interrupt_at(step_to_stop: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the training loop raise KeyboardInterrupt before running step ``step_to_stop``."""
-    real = pretrain_module._iter_steps
+    """Make the training loop raise KeyboardInterrupt in the optimizer step of step ``step_to_stop`` (0-based), as
+    a kill would: steps before it are done and logged, that one is not."""
+    real = torch.nn.utils.clip_grad_norm_
+    calls = {"n": 0}
 
-    def stopping(start: int, steps: int, progress: bool):
-        for step, bar in real(start, steps, progress):
-            if step == step_to_stop:
-                raise KeyboardInterrupt
-            yield step, bar
+    def stopping(*args, **kwargs):
+        if calls["n"] == step_to_stop:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(pretrain_module, "_iter_steps", stopping)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", stopping)
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,11 @@ from speechbraid.device import pick_device
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.files import atomic_write_text
 from speechbraid.models.encoders import ConformerConfig
-from speechbraid.training.checkpoint import (
-    latest_checkpoint,
-    restore_or_reset,
-    save_loop_checkpoint,
-)
-from speechbraid.training.runlog import LOG_FILE, read_train_log
-from speechbraid.training.runtime import apply_gradients, batch_indices, seed_everything
+from speechbraid.training.checkpoint import latest_checkpoint
+from speechbraid.training.loop import CHECKPOINT_DIR, TrainingLoop, make_scheduler, progress_bar
+from speechbraid.training.runlog import read_train_log
+from speechbraid.training.runtime import batch_indices, seed_everything
 
-CHECKPOINT_DIR = "checkpoints"
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.json"
 WARMUP_FRACTION = 0.1
@@ -78,14 +73,6 @@ def _length_buckets(examples: list[tuple[torch.Tensor, torch.Tensor]], batch_siz
     return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _lr_factor(step: int, steps: int) -> float:
-    """Linear warm-up, then linear decay to FINAL_LR_FRACTION at ``steps``."""
-    warmup = max(1, round(WARMUP_FRACTION * steps))
-    if step < warmup:
-        return (step + 1) / warmup
-    return 1.0 - (1.0 - FINAL_LR_FRACTION) * min(1.0, (step - warmup) / max(1, steps - warmup))
-
-
 def train_ctc_aligner(
     manifests: Sequence[str | Path],
     out_dir: str | Path,
@@ -113,8 +100,8 @@ def train_ctc_aligner(
     out.mkdir(parents=True, exist_ok=True)
     run = {"aligner": config.to_dict(), "manifests": [str(m) for m in manifests], "batch_size": batch_size,
            "lr": lr, "seed": seed}
-    ckpt_root, log_path, run_path = out / CHECKPOINT_DIR, out / LOG_FILE, out / RUN_FILE
-    latest = latest_checkpoint(ckpt_root) if resume else None
+    run_path = out / RUN_FILE
+    latest = latest_checkpoint(out / CHECKPOINT_DIR) if resume else None
     if latest is not None and (not run_path.is_file() or json.loads(run_path.read_text(encoding="utf-8")) != run):
         raise ConfigError(f"{out} holds a run with other settings ({run_path}); use another --out or the same "
                           "settings to resume")
@@ -125,37 +112,27 @@ def train_ctc_aligner(
     seed_everything(seed)
     model = CTCAligner(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, steps))
-    start, train_seconds = 0, 0.0
-    state = restore_or_reset(ckpt_root, log_path, model, optimizer, scheduler, latest)
-    if state is not None:
-        start, train_seconds = int(state["step"]), float(state["train_seconds"])
+    # warm-up, then decay to a floor: the aligner keeps learning to the last step
+    scheduler = make_scheduler(optimizer, steps, WARMUP_FRACTION, "cosine_with_min_lr", FINAL_LR_FRACTION)
+    loop = TrainingLoop(model, optimizer, scheduler, out, clip=MAX_GRAD_NORM, checkpoint_every=checkpoint_every)
+    start, _ = loop.restore(latest is not None)
     model.to(dev).train()
     buckets = _length_buckets(examples, batch_size)
     ctc = torch.nn.CTCLoss(blank=BLANK_ID, reduction="mean", zero_infinity=True)
 
-    bar = tqdm(total=steps, initial=start, desc="align train", unit="step", disable=not progress, dynamic_ncols=True)
-    with log_path.open("a", encoding="utf-8") as log:
-        for step in range(start, steps):
-            began = time.perf_counter()
-            batch = [examples[i] for i in buckets[batch_indices(step, 1, len(buckets), seed)[0]]]
-            feats, lengths = pad_features([f for f, _ in batch])
-            targets = [t for _, t in batch]
-            log_probs, out_lengths = model(feats.to(dev), lengths.to(dev))
-            loss = ctc(log_probs.transpose(0, 1), torch.cat(targets).to(dev), out_lengths,
-                       torch.tensor([len(t) for t in targets], device=dev))
-            loss.backward()
-            grad_norm = apply_gradients(model, optimizer, scheduler, MAX_GRAD_NORM)
-            train_seconds += time.perf_counter() - began
-            record = {"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                      "grad_norm": grad_norm, "train_seconds": round(train_seconds, 3)}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
-            bar.update(1)
-            if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-                save_loop_checkpoint(ckpt_root, step + 1, model, optimizer, scheduler, train_seconds)
-    bar.close()
+    def step_fn(step: int) -> dict[str, Any]:
+        batch = [examples[i] for i in buckets[batch_indices(step, 1, len(buckets), seed)[0]]]
+        feats, lengths = pad_features([f for f, _ in batch])
+        targets = [t for _, t in batch]
+        log_probs, out_lengths = model(feats.to(dev), lengths.to(dev))
+        loss = ctc(log_probs.transpose(0, 1), torch.cat(targets).to(dev), out_lengths,
+                   torch.tensor([len(t) for t in targets], device=dev))
+        loss.backward()
+        return {"loss": loss.item()}
+
+    with progress_bar(steps, start, "align train", progress) as bar:
+        loop.run(step_fn, start, steps, bar)
+    train_seconds = loop.train_seconds
 
     tail = [r["loss"] for r in read_train_log(out)[-20:]]
     metrics = {

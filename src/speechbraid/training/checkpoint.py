@@ -22,8 +22,6 @@ from torch import nn
 
 from speechbraid.errors import CheckpointError, ConfigError, InputError
 from speechbraid.files import atomic_write_text
-from speechbraid.training.runlog import truncate_log
-from speechbraid.training.runtime import rng_state, set_rng_state
 
 T = TypeVar("T")
 
@@ -106,30 +104,3 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
         return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError, EOFError) as exc:
         raise CheckpointError(f"cannot load trainer state: {exc}", path / STATE_FILE) from None
-
-
-def save_loop_checkpoint(root: Path, step: int, model: nn.Module, optimizer: Any, scheduler: Any,
-                         train_seconds: float) -> Path:
-    """The checkpoint of a simple training loop: what :func:`restore_or_reset` continues from."""
-
-    return save_checkpoint(root, step, model, {"step": step, "train_seconds": train_seconds,
-                                               "optimizer": optimizer.state_dict(),
-                                               "scheduler": scheduler.state_dict(), "rng": rng_state()})
-
-
-def restore_or_reset(root: Path, log_path: Path, model: nn.Module, optimizer: Any, scheduler: Any,
-                     latest: Path | None) -> dict[str, Any] | None:
-    """Continue from ``latest`` (weights, optimizer, scheduler, RNG; log lines past it dropped) and return
-    its state; without one, start afresh: old checkpoints and log of the run directory are removed."""
-
-    if latest is None:
-        log_path.unlink(missing_ok=True)
-        if root.exists():
-            shutil.rmtree(root)
-        return None
-    state = load_checkpoint(latest, model)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    truncate_log(log_path, int(state["step"]))
-    return state

@@ -28,14 +28,12 @@ import hashlib
 import json
 import math
 import shutil
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
-from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.errors import ConfigError, InputError
@@ -47,17 +45,12 @@ from speechbraid.models.text_lm import (
     save_tokenizer,
     train_bpe_tokenizer,
 )
-from speechbraid.training.checkpoint import (
-    latest_checkpoint,
-    restore_or_reset,
-    save_loop_checkpoint,
-)
-from speechbraid.training.runlog import LOG_FILE, read_train_log
-from speechbraid.training.runtime import apply_gradients, batch_indices
+from speechbraid.training.loop import TrainingLoop, make_scheduler, progress_bar
+from speechbraid.training.runlog import read_train_log
+from speechbraid.training.runtime import batch_indices
 
 RUN_FILE = "pretrain_run.json"
 METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
 
 WARMUP_FRACTION = 0.1
 WEIGHT_DECAY = 0.1
@@ -142,15 +135,6 @@ def evaluate_perplexity(model: LlamaForCausalLM, blocks: torch.Tensor, pad_id: i
     return total / max(count, 1), count
 
 
-def _iter_steps(start: int, steps: int, progress: bool) -> Iterator[tuple[int, tqdm]]:
-    bar = tqdm(total=steps, initial=start, desc="pretrain-lm", unit="step", disable=not progress, dynamic_ncols=True)
-    try:
-        for step in range(start, steps):
-            yield step, bar
-    finally:
-        bar.close()
-
-
 def pretrain_lm(
     text_files: Sequence[str | Path],
     out_dir: str | Path,
@@ -229,37 +213,24 @@ def pretrain_lm(
     torch.manual_seed(seed)
     model = build_text_lm(spec, tokenizer)
     optimizer = _optimizer(model, lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, max(1, round(WARMUP_FRACTION * steps)), steps)
-
-    ckpt_root = out / CHECKPOINT_DIR
-    log_path = out / LOG_FILE
-    start, train_seconds = 0, 0.0
-    latest = latest_checkpoint(ckpt_root) if resume else None
-    state = restore_or_reset(ckpt_root, log_path, model, optimizer, scheduler, latest)
-    if state is not None:
-        start, train_seconds = int(state["step"]), float(state["train_seconds"])
+    loop = TrainingLoop(model, optimizer, make_scheduler(optimizer, steps, WARMUP_FRACTION), out,
+                        clip=MAX_GRAD_NORM, checkpoint_every=checkpoint_every)
+    start, _ = loop.restore(resume)
     model.to(device)
     model.train()
 
     tokens_per_step = batch_size * seq_len
-    with log_path.open("a", encoding="utf-8") as log:
-        for step, bar in _iter_steps(start, steps, progress):
-            began = time.perf_counter()
-            batch = _inputs(train_blocks[batch_indices(step, batch_size, len(train_blocks), seed)], pad_id, device)
-            with autocast(device, dtype):
-                loss = model(**batch).loss
-            loss.backward()
-            grad_norm = apply_gradients(model, optimizer, scheduler, MAX_GRAD_NORM)
-            train_seconds += time.perf_counter() - began
-            record = {"step": step + 1, "loss": loss.item(), "lr": scheduler.get_last_lr()[0],
-                      "grad_norm": grad_norm, "tokens": (step + 1) * tokens_per_step,
-                      "train_seconds": round(train_seconds, 3)}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.1e}")
-            bar.update(1)
-            if (step + 1) % checkpoint_every == 0 or step + 1 == steps:
-                save_loop_checkpoint(ckpt_root, step + 1, model, optimizer, scheduler, train_seconds)
+
+    def step_fn(step: int) -> dict[str, Any]:
+        batch = _inputs(train_blocks[batch_indices(step, batch_size, len(train_blocks), seed)], pad_id, device)
+        with autocast(device, dtype):
+            loss = model(**batch).loss
+        loss.backward()
+        return {"loss": loss.item(), "tokens": (step + 1) * tokens_per_step}
+
+    with progress_bar(steps, start, "pretrain-lm", progress) as bar:
+        loop.run(step_fn, start, steps, bar)
+    train_seconds = loop.train_seconds
 
     val_loss, val_tokens = evaluate_perplexity(model, val_blocks, pad_id, batch_size, device, dtype)
     log_records = read_train_log(out)
@@ -276,5 +247,5 @@ def pretrain_lm(
     model.to("cpu").save_pretrained(out)
     save_tokenizer(tokenizer, out)
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    shutil.rmtree(ckpt_root)
+    shutil.rmtree(loop.checkpoints)
     return metrics

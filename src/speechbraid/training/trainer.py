@@ -13,7 +13,6 @@ the same deterministic batch sequence and trains on its own share (batch ``k`` g
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from collections import OrderedDict
@@ -24,7 +23,6 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 import yaml
-from tqdm import tqdm
 
 from speechbraid.batching.collate import collate
 from speechbraid.config import from_dict, save_config, to_dict
@@ -46,8 +44,8 @@ from speechbraid.models.registry import speechbraid_home
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
-from speechbraid.training.runlog import LOG_FILE, truncate_log
-from speechbraid.training.runtime import apply_gradients, rng_state, seed_everything, set_rng_state
+from speechbraid.training.loop import TrainingLoop, make_scheduler, progress_bar
+from speechbraid.training.runtime import seed_everything
 
 
 @dataclass
@@ -110,17 +108,6 @@ class FeatureCache:
         if len(self._items) > self.max_items:
             self._items.popitem(last=False)
         return feats
-
-
-def _schedule(stage: StageConfig) -> Any:
-    warmup = max(1, int(stage.warmup * stage.steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (stage.steps - step) / max(1, stage.steps - warmup))
-
-    return factor
 
 
 def _optimizer(model: torch.nn.Module, stage: StageConfig, weight_decay: float) -> torch.optim.AdamW:
@@ -189,66 +176,51 @@ class Trainer:
         """Train to the end (or ``stop_after`` global steps, checkpointed as an interruption would be);
         the finished model is saved to ``out_dir/model``. Returns the last step's metrics."""
         config, out, model = self.config, self.out, self.model
-        step, state = 0, None
-        latest = ckpt.latest_checkpoint(out / "checkpoints") if resume else None
-        if latest is not None:
+        writer = None
+        stage_index = 0
+
+        def on_step(metrics: dict[str, Any]) -> None:
+            if writer is not None and metrics["step"] % config.log_every == 0:
+                for key in ("loss", "lr", "grad_norm", "fill", "tokens_per_s"):
+                    writer.add_scalar(f"train/{key}", metrics[key], metrics["step"])
+            if self.world > 1:
+                dist.barrier()
+
+        loop = TrainingLoop(model, None, None, out, clip=config.clip, checkpoint_every=config.ckpt_every,
+                            state=lambda: {"stage": stage_index, "data": self.batcher.state_dict()},
+                            on_step=on_step, main=self.main)
+        if resume and ckpt.latest_checkpoint(loop.checkpoints) is not None:
             _check_same_run(out / "config.yaml", config)
         if self.main:
             out.mkdir(parents=True, exist_ok=True)
             save_config(config, out / "config.yaml")
-        if latest is not None:
-            state = ckpt.load_checkpoint(latest, model)
-            step = int(state["step"])
+        step, state = loop.restore(resume, optimizer_state=False)  # each stage has its own optimizer (below)
+        if state is not None:
             self.batcher.load_state_dict(state["data"])
-            set_rng_state(state["rng"])
-            if self.main:
-                truncate_log(out / LOG_FILE, step)
-        elif self.main and (out / LOG_FILE).exists():
-            (out / LOG_FILE).unlink()
-        writer = None
         if self.main and config.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(out / "tensorboard"))
         end_step = min(self.total_steps, stop_after) if stop_after is not None else self.total_steps
-        bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step",
-                   disable=not (progress and self.main), dynamic_ncols=True)
         metrics: dict[str, Any] = {}
-        while step < end_step:
-            stage_index, stage_step = _stage_at(config.stages, step)
-            stage = config.stages[stage_index]
-            trainable = set_trainable(model, stage.trainable)
-            self._select_frames(stage)
-            self.batcher.rows = stage.rows or config.data.rows
-            ddp = _wrap(model, self.device) if self.world > 1 else None
-            optimizer = _optimizer(model, stage, config.weight_decay)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(stage))
-            if state is not None and state["stage"] == stage_index:  # resumed inside this stage
-                optimizer.load_state_dict(state["optimizer"])
-                scheduler.load_state_dict(state["scheduler"])
-            state = None
-            bar.set_description(f"train[{stage.name}]")
-            stage_end = min(end_step, step - stage_step + stage.steps)
-            while step < stage_end:
-                metrics = self._step(ddp or model, optimizer, scheduler, stage.objective) | {
-                    "stage": stage.name, "trainable": trainable}
-                step += 1
-                metrics["step"] = step
-                if self.main:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.1e}")
-                    with (out / LOG_FILE).open("a", encoding="utf-8") as log:
-                        log.write(json.dumps(metrics) + "\n")
-                    if writer is not None and step % config.log_every == 0:
-                        for key in ("loss", "lr", "grad_norm", "fill", "tokens_per_s"):
-                            writer.add_scalar(f"train/{key}", metrics[key], step)
-                if self.main and (step % config.ckpt_every == 0 or step == stage_end):
-                    ckpt.save_checkpoint(out / "checkpoints", step, model, {
-                        "step": step, "stage": stage_index, "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "rng": rng_state(), "data": self.batcher.state_dict()})
-                if self.world > 1:
-                    dist.barrier()
-        bar.close()
+        with progress_bar(self.total_steps, step, "train", progress and self.main) as bar:
+            while step < end_step:
+                stage_index, stage_step = _stage_at(config.stages, step)
+                stage = config.stages[stage_index]
+                trainable = set_trainable(model, stage.trainable)
+                self._select_frames(stage)
+                self.batcher.rows = stage.rows or config.data.rows
+                module = _wrap(model, self.device) if self.world > 1 else model
+                loop.optimizer = _optimizer(model, stage, config.weight_decay)
+                loop.scheduler = make_scheduler(loop.optimizer, stage.steps, stage.warmup)
+                if state is not None and state["stage"] == stage_index:  # resumed inside this stage
+                    loop.load_optimizer(state)
+                state = None
+                bar.set_description(f"train[{stage.name}]")
+                stage_end = min(end_step, step - stage_step + stage.steps)
+                metrics = loop.run(lambda _, module=module, stage=stage, trainable=trainable: self._step(
+                    module, stage.objective) | {"stage": stage.name, "trainable": trainable}, step, stage_end, bar)
+                step = stage_end
         if writer is not None:
             writer.close()
         if self.main and step >= self.total_steps:
@@ -264,9 +236,8 @@ class Trainer:
         for source in self.batcher.sampler.sources:
             source.select = select
 
-    def _step(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-              objective: str = "lm") -> dict[str, Any]:
-        """One optimizer step over ``grad_accum`` micro-batches per rank."""
+    def _step(self, module: torch.nn.Module, objective: str = "lm") -> dict[str, Any]:
+        """Forward and backward over ``grad_accum`` micro-batches per rank (the loop then steps the optimizer)."""
         config, model = self.config, self.model
         t0 = time.perf_counter()
         model.train()
@@ -286,11 +257,8 @@ class Trainer:
             positions += batch.example_ids.numel()
             filled += int((batch.example_ids > 0).sum())
             audio_s += float(batch.audio_frames.sum()) / model.frame_rate
-        grad_norm = apply_gradients(model, optimizer, scheduler, config.clip)
-        seconds = time.perf_counter() - t0
-        return {"loss": loss_sum / config.grad_accum, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                "target_tokens": tokens, "fill": filled / max(positions, 1), "audio_seconds": audio_s,
-                "tokens_per_s": positions / seconds}
+        return {"loss": loss_sum / config.grad_accum, "target_tokens": tokens, "fill": filled / max(positions, 1),
+                "audio_seconds": audio_s, "tokens_per_s": positions / (time.perf_counter() - t0)}
 
 
 def _check_objectives(config: TrainConfig, model: SpeechLLM) -> None:

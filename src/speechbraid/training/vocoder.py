@@ -1,27 +1,26 @@
 """Training the unit vocoder (units -> log-mel, :mod:`speechbraid.units.vocoder`): L1 on log-mel over random crops.
 
-Checkpoints, RNG handling and the step log are the training package's own, so a resumed run repeats exactly the
-steps an uninterrupted run would have taken.
+It runs in the one training loop (:mod:`speechbraid.training.loop`), so a resumed run repeats exactly the steps an
+uninterrupted run would have taken.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from speechbraid.device import pick_device
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from speechbraid.training.runlog import LOG_FILE, truncate_log
-from speechbraid.training.runtime import apply_gradients, rng_state, seed_everything, set_rng_state
+from speechbraid.training.loop import TrainingLoop, make_scheduler, progress_bar
+from speechbraid.training.runtime import seed_everything
 from speechbraid.units.vocoder import N_MELS, UnitToMel, UnitVocoder, VocoderConfig, log_mel
+
+WARMUP_FRACTION = 0.05
 
 
 @dataclass
@@ -54,9 +53,9 @@ def train_vocoder(
 ) -> UnitVocoder:
     """Train :class:`UnitToMel` with L1 on log-mel over random crops; resumes from ``out/checkpoints``.
 
-    Checkpoints, RNG/device handling and the step log reuse ``speechbraid.training`` (atomic
-    checkpoints, ``train_log.jsonl`` truncated to the checkpoint on resume), so a resumed run repeats
-    exactly the steps an uninterrupted run would have taken. The final model is saved to ``out``.
+    The steps run in :class:`speechbraid.training.loop.TrainingLoop` (atomic checkpoints, ``train_log.jsonl``
+    truncated to the checkpoint on resume), so a resumed run repeats exactly the steps an uninterrupted run would
+    have taken. The final model is saved to ``out``.
     """
     usable = [p for p in pairs if p.units.numel() > 0]
     if not usable:
@@ -70,49 +69,31 @@ def train_vocoder(
     seed_everything(seed)
     model = UnitToMel(config).to(target)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 20)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup))))
     sampler = torch.Generator().manual_seed(seed)
-    step = 0
-    ckpt_root = out / "checkpoints"
-    latest = latest_checkpoint(ckpt_root)
     settings = {"config": asdict(config), "batch_size": batch_size, "crop_units": crop_units, "lr": lr,
                 "steps": steps, "seed": seed}
-    if latest is not None:
-        state = load_checkpoint(latest, model)
+    loop = TrainingLoop(model, optimizer, make_scheduler(optimizer, steps, WARMUP_FRACTION), out, clip=1.0,
+                        checkpoint_every=save_every, state=lambda: {"sampler": sampler.get_state(),
+                                                                    "settings": settings})
+    step, state = loop.restore(resume=True, optimizer_state=False)  # a re-run always continues its run
+    if state is not None:
         if state["settings"] != settings:
-            raise ConfigError(f"{ckpt_root} holds a run with settings {state['settings']}, not {settings}; "
+            raise ConfigError(f"{loop.checkpoints} holds a run with settings {state['settings']}, not {settings}; "
                               "use another --out directory")
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        loop.load_optimizer(state)
         sampler.set_state(state["sampler"])
-        set_rng_state(state["rng"])
-        step = int(state["step"])
-    log_path = out / LOG_FILE
-    truncate_log(log_path, step)
     model.train()
-    start = time.perf_counter()
-    with log_path.open("a", encoding="utf-8") as log, tqdm(total=steps, initial=step, desc="vocoder",
-                                                           unit="step", disable=not progress) as bar:
-        while step < steps:
-            units, mel, mask = _batch(usable, batch_size, crop_units, config.upsample, sampler)
-            pred = model(units.to(target))
-            err = (pred - mel.to(target)).abs().mean(dim=-1)
-            loss = (err * mask.to(target)).sum() / mask.sum().to(target)
-            loss.backward()
-            apply_gradients(model, optimizer, scheduler, 1.0)
-            step += 1
-            log.write(json.dumps({"step": step, "loss": round(loss.item(), 5),
-                                  "lr": scheduler.get_last_lr()[0],
-                                  "seconds": round(time.perf_counter() - start, 2)}) + "\n")
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-            if step % save_every == 0 or step == steps:
-                log.flush()
-                save_checkpoint(ckpt_root, step, model, {
-                    "step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "sampler": sampler.get_state(), "rng": rng_state(), "settings": settings})
+
+    def step_fn(step: int) -> dict[str, Any]:
+        units, mel, mask = _batch(usable, batch_size, crop_units, config.upsample, sampler)
+        pred = model(units.to(target))
+        err = (pred - mel.to(target)).abs().mean(dim=-1)
+        loss = (err * mask.to(target)).sum() / mask.sum().to(target)
+        loss.backward()
+        return {"loss": round(loss.item(), 5)}
+
+    with progress_bar(steps, step, "vocoder", progress) as bar:
+        loop.run(step_fn, step, steps, bar)
     vocoder = UnitVocoder(model.cpu())
     vocoder.save(out)
     return vocoder
