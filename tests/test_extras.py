@@ -8,7 +8,8 @@ import pytest
 from speechbraid.errors import ConfigError
 from speechbraid.extras import require
 
-OPTIONAL = ("piper", "onnx", "onnxruntime", "sklearn", "matplotlib", "gguf", "drug_named_entity_recognition")
+OPTIONAL = ("piper", "onnx", "onnxruntime", "sklearn", "matplotlib", "gguf", "drug_named_entity_recognition",
+            "gradio")
 
 
 def test_core_modules_import_no_optional_extra():
