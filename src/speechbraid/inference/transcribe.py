@@ -340,31 +340,25 @@ class SpeechLLMTranscriber(Transcriber):
         # Sorting by duration keeps the padding inside each batch small; texts go back to input order.
         order = sorted(range(len(items)), key=lambda i: items[i].duration)
         texts = [""] * len(items)
+
+        def batch_texts(batch: list[int]) -> list[str]:
+            paths = [str(items[i].path) for i in batch]
+            if self.beam is not None:  # the CTC bridge's beam search with the n-gram LM, no LLM step
+                return [self.beam.decode(scores.numpy()) for scores in self.model.ctc_log_probs(paths, self.features)]
+            if self.decoder == "ctc":  # the CTC bridge alone: greedy, no LLM step
+                return [self.decode(h.tokens) for h in self.model.ctc_hypotheses(paths, self.features)]
+            prompts = [asr_prompt(Utterance(items[i].id, "", audio=items[i].path, duration=items[i].duration),
+                                  context, self.tokenizer) for i in batch]
+            limit = max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS,
+                                          math.ceil(TOKENS_PER_SECOND * max(items[i].duration for i in batch)) + 4)
+            return [self.decode(r.tokens) for r in generate(self.model, prompts, self.features,
+                                                            replace(config, max_new_tokens=limit))]
+
         with tqdm(total=len(items), desc="transcribe", unit="utt", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
-                if self.beam is not None:  # the CTC bridge's beam search with the n-gram LM, no LLM step
-                    log_probs = self.model.ctc_log_probs([str(items[i].path) for i in batch], self.features)
-                    for i, scores in zip(batch, log_probs, strict=True):
-                        texts[i] = self.beam.decode(scores.numpy())
-                    on_batch(batch, [texts[i] for i in batch])
-                    bar.update(len(batch))
-                    continue
-                if self.decoder == "ctc":  # the CTC bridge alone: greedy, no LLM step
-                    hypotheses = self.model.ctc_hypotheses([str(items[i].path) for i in batch], self.features)
-                    for i, hypothesis in zip(batch, hypotheses, strict=True):
-                        texts[i] = self.decode(hypothesis.tokens)
-                    on_batch(batch, [texts[i] for i in batch])
-                    bar.update(len(batch))
-                    continue
-                prompts = [asr_prompt(Utterance(items[i].id, "", audio=items[i].path, duration=items[i].duration),
-                                      context, self.tokenizer) for i in batch]
-                if max_new_tokens is None:
-                    longest = max(items[i].duration for i in batch)
-                    config = replace(config, max_new_tokens=min(DEFAULT_MAX_NEW_TOKENS,
-                                                                math.ceil(TOKENS_PER_SECOND * longest) + 4))
-                for i, result in zip(batch, generate(self.model, prompts, self.features, config), strict=True):
-                    texts[i] = self.decode(result.tokens)
+                for i, text in zip(batch, batch_texts(batch), strict=True):
+                    texts[i] = text
                 on_batch(batch, [texts[i] for i in batch])
                 bar.update(len(batch))
         return texts
