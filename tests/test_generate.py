@@ -161,19 +161,3 @@ def test_bench_decode_structure(tiny_models, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed["skipped_patterns"] == [] and len(printed["patterns"]) == 3
 
-
-def test_python_stream_gives_the_generate_answer_with_its_audio_in_chunks(tiny_models):
-    from speechbraid import SpeechLLM
-    from speechbraid.errors import SpeechbraidError
-
-    models, vocoder_dir, _, _ = tiny_models
-    model, vocoder = SpeechLLM.from_pretrained(models["esi"]), UnitVocoder.load(vocoder_dir)
-    text, units = model.generate("What is the opposite of hot?", max_steps=40)
-    chunks, pieces = [], []
-    streamed, audio = model.stream("What is the opposite of hot?", vocoder, max_steps=40, on_audio=chunks.append,
-                                   on_text=pieces.extend)
-    assert streamed == text and len(chunks) > 1
-    np.testing.assert_array_equal(np.concatenate(chunks), audio)
-    assert len(audio) == pytest.approx(len(units) * 16000 / 25, abs=1)
-    with pytest.raises(SpeechbraidError, match="the question text is empty"):
-        model.stream("  ", vocoder)

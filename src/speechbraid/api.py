@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,25 +100,6 @@ class SpeechLLM:
         prompt, chosen, tokenizer = self._question(question, pattern)
         response = generate_response(self.module, [prompt], chosen, None, PatternDecodeConfig(max_steps=max_steps))[0]
         return tokenizer.decode(list(response.text)).strip(), list(response.units)
-
-    def stream(self, question: str, vocoder: Any, *, pattern: str = "esi", max_steps: int = 512,
-               on_text: Callable[[list[int]], None] | None = None,
-               on_audio: Callable[[np.ndarray], None] | None = None) -> tuple[str, np.ndarray]:
-        """:meth:`generate` with the speech made while decoding runs: ``on_text`` gets each text chunk's token ids,
-        ``on_audio`` each 16 kHz audio chunk the unit ``vocoder`` (a :class:`speechbraid.units.vocoder.UnitVocoder`
-        of this model's units) makes; returns (text, the whole audio)."""
-        from speechbraid.evaluation.generation import decode_streamed
-        from speechbraid.inference.patterns import PatternDecodeConfig
-
-        if vocoder.config.n_units != self.module.vocab.num_units:
-            raise ConfigError(f"the vocoder speaks {vocoder.config.n_units} units, the model "
-                              f"{self.module.vocab.num_units}")
-        prompt, chosen, tokenizer = self._question(question, pattern)
-        responses, waves, _, _ = decode_streamed(
-            self.module, [prompt], chosen, vocoder, None, PatternDecodeConfig(max_steps=max_steps),
-            on_text=None if on_text is None else lambda _, chunk: on_text(list(chunk.tokens)),
-            on_audio=None if on_audio is None else lambda _, samples: on_audio(samples))
-        return tokenizer.decode(list(responses[0].text)).strip(), waves[0]
 
     def _question(self, question: str, pattern: str) -> tuple[Any, Any, Any]:
         """(prompt, pattern, text tokenizer) of a text question."""

@@ -56,6 +56,15 @@ def brand_stems() -> list[str]:
     return sorted(h + t for h in _BRAND_HEADS for t in _BRAND_TAILS)
 
 
+def banking_entity_names() -> dict[str, str]:
+    """Every name a banking entity slot can hold (all splits' stems), with its entity type."""
+    names = dict.fromkeys(ACCOUNT_TYPES, "account_type")
+    names.update((f"{stem} {kind}", "institution") for stem in institution_stems() for kind in _INSTITUTION_KINDS)
+    names.update((f"{stem} {tier}", "product") for stem in brand_stems() for tier in _PRODUCT_TIERS)
+    names.update((f"{stem} {tier}", "card_name") for stem in brand_stems() for tier in _CARD_TIERS)
+    return names
+
+
 def _amount(rng: random.Random) -> tuple[str, str | None]:
     scale = rng.random()
     if scale < 0.35:

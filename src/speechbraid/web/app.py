@@ -1,127 +1,151 @@
-"""The browser demo (Gradio): speech in -> transcript with its entities marked; a question -> an answer in text and
-streamed speech.
+"""The Gradio page of ``speechbraid serve``: a Transcribe tab (audio in, transcript with the entities marked) and,
+with a generation model, an Ask tab (a typed or spoken question in, the answer's text and speech out as they are
+decoded).
 
-:func:`build_app` takes loaded models (so tests and notebooks can build the page around any model) and returns a
-``gradio.Blocks``; ``speechbraid serve`` loads the models named on the command line and launches it. Every user
-error (an unreadable upload, no audio, an empty question) is shown in the page's status line, never as a trace.
+A request that fails shows a one-line message in the page (and a toast), never a traceback: the toolkit's own
+errors say what is wrong with the input; anything else is logged with its traceback on the server and named in
+one line on the page.
 """
 
 from __future__ import annotations
 
-import queue
+import io
+import logging
+import os
 import re
-import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+import shutil
+from collections.abc import Iterator
 from typing import Any
 
-from speechbraid.data.manifest import read_manifest
-from speechbraid.errors import SpeechbraidError
+import numpy as np
+
+from speechbraid.errors import ConfigError, SpeechbraidError
 from speechbraid.extras import require
-from speechbraid.files import read_text_lines
+from speechbraid.web.demo import SAMPLE_RATE, Demo
 
-ENTITY_LABEL = "entity"  # the label of entities read from a plain word list (manifests give each entity its type)
+log = logging.getLogger(__name__)
 
-
-def load_entities(paths: Sequence[str | Path]) -> dict[str, str]:
-    """Entity surface -> type from plain lists (one entity a line, typed ``entity``) and JSONL manifests (the
-    entity spans of their records), e.g. the default corpus's ``text/domain.jsonl``."""
-    entities: dict[str, str] = {}
-    for path in paths:
-        if str(path).endswith((".jsonl", ".json")):
-            for record in read_manifest(path):
-                entities.update({span.text: span.type for span in record.entities})
-        else:
-            entities.update(dict.fromkeys(read_text_lines([path]), ENTITY_LABEL))
-    return entities
+TITLE = "speechbraid"
+# one colour per entity type of the default corpus; any other type gets Gradio's own colour
+COLORS = {"drug": "#f4a261", "condition": "#e76f51", "institution": "#2a9d8f", "product": "#8ab17d",
+          "card_name": "#e9c46a", "account_type": "#a8dadc"}
 
 
-def mark_entities(text: str, entities: dict[str, str]) -> list[tuple[str, str | None]]:
-    """``text`` cut into (piece, entity type or None) for ``gradio.HighlightedText``: whole-word, case-blind
-    matches of the known entities, the longest first where two overlap."""
-    if not text or not entities:
-        return [(text, None)]
-    by_lower = {surface.lower(): kind for surface, kind in entities.items()}
-    names = sorted(by_lower, key=len, reverse=True)
-    pattern = re.compile(r"(?<![^\W_])(" + "|".join(re.escape(n) for n in names) + r")(?![^\W_])", re.IGNORECASE)
-    pieces: list[tuple[str, str | None]] = []
-    last = 0
-    for match in pattern.finditer(text):
-        if match.start() > last:
-            pieces.append((text[last:match.start()], None))
-        pieces.append((match.group(0), by_lower[match.group(0).lower()]))
-        last = match.end()
-    if last < len(text):
-        pieces.append((text[last:], None))
-    return pieces
+def gradio() -> Any:
+    """The ``gradio`` module, or the error naming the ``[web]`` extra."""
+    # Gradio would otherwise report usage to its makers: the toolkit runs offline and sends nothing
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    return require("gradio", "web", "the web demo (speechbraid serve)")
 
 
-def build_app(speech_llm: Any, entities: dict[str, str] | None = None, generator: Any | None = None,
-              vocoder: Any | None = None, pattern: str = "esi") -> Any:
-    """The page: an ASR tab around ``speech_llm`` (a :class:`speechbraid.SpeechLLM`), and, with a ``generator``
-    (a SpeechLLM trained with speech units) and its unit ``vocoder``, a question tab answering under ``pattern``
-    with the speech streamed as it is decoded."""
-    gr = require("gradio", "web", "the web demo")
-    entities = entities or {}
+def streams_audio() -> bool:
+    """Whether the answer's speech can be streamed: Gradio encodes an audio stream with the ``ffmpeg`` program,
+    so without it the page plays the whole answer once it is decoded (the text streams either way)."""
+    return shutil.which("ffmpeg") is not None
 
-    def transcribe(audio_path: str | None) -> tuple[list[tuple[str, str | None]], str]:
-        if not audio_path:
-            return [], "No audio: record or upload a file first."
+
+def _markdown_text(text: str) -> str:
+    """``text`` shown literally by Markdown (file names have underscores, messages have brackets)."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)
+
+
+def _failure(gr: Any, what: str, exc: BaseException) -> str:
+    """The page's one-line message for a failed request (and a toast); the traceback of a bug goes to the log."""
+    if isinstance(exc, SpeechbraidError):
+        message = str(exc)
+    else:
+        log.error("%s failed", what, exc_info=exc)
+        message = f"{what} failed ({type(exc).__name__}: {exc}); the server log has the details"
+    gr.Warning(message)
+    return f"**Error:** {_markdown_text(message)}"
+
+
+def wav_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
+    """16-bit WAV bytes: what Gradio's streamed audio output reads without ffmpeg decoding (and it does not
+    rescale each chunk to its own peak, as it would a numpy chunk: the loudness stays the same across chunks)."""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(samples, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def build_app(demo: Demo, *, stream_audio: bool | None = None) -> Any:
+    """The page (a ``gradio.Blocks``) over ``demo``; ``stream_audio`` defaults to :func:`streams_audio`."""
+    gr = gradio()
+    stream_audio = streams_audio() if stream_audio is None else stream_audio
+
+    def transcribe(path: str | None) -> tuple[Any, str, str]:
         try:
-            text = speech_llm.transcribe(audio_path)
-        except SpeechbraidError as exc:
-            return [], f"Cannot transcribe this audio: {exc.message}"
-        found = sum(1 for _, kind in mark_entities(text, entities) if kind)
-        return mark_entities(text, entities), f"Transcribed; {found} known entit{'y' if found == 1 else 'ies'}."
+            result = demo.transcribe(path)
+        except Exception as exc:  # shown in the page: a request must never end in a traceback
+            return None, "", _failure(gr, "transcription", exc)
+        status = (f"{result.audio_seconds:.2f} s of audio transcribed in {result.wall_seconds:.2f} s; "
+                  f"{result.entities} entit{'y' if result.entities == 1 else 'ies'} marked")
+        notes = [*result.warnings, *(f"not marked: {m}" for m in demo.lexicon.missing)]
+        return result.pieces, result.text, _markdown_text("; ".join([status, *notes]))
 
-    with gr.Blocks(title="speechbraid") as app:
-        gr.Markdown("# speechbraid\nSpeech and text braided into one sequence for a decoder-only LLM.")
-        with gr.Tab("Transcribe"):
-            audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech",
-                             elem_id="asr-audio")
-            run = gr.Button("Transcribe", variant="primary", elem_id="asr-run")
-            transcript = gr.HighlightedText(label="Transcript (entities marked)", elem_id="asr-transcript")
-            status = gr.Markdown(elem_id="asr-status")
-            run.click(transcribe, inputs=audio, outputs=[transcript, status])
-        if generator is not None and vocoder is not None:
-            _question_tab(gr, generator, vocoder, pattern)
-    return app
-
-
-def _question_tab(gr: Any, generator: Any, vocoder: Any, pattern: str) -> None:
-    from speechbraid.units.vocoder import SAMPLE_RATE
-
-    def answer(question: str) -> Iterator[tuple[str, Any, str]]:
-        if not question or not question.strip():
-            yield "", None, "Type a question first."
+    def answer(question: str | None, audio: str | None) -> Iterator[tuple[Any, Any, Any]]:
+        generator = demo.generator
+        if generator is None:  # the tab exists only with a generator
             return
-        chunks: queue.Queue[Any] = queue.Queue()
-        text_ids: list[int] = []
-        done = object()
+        # the previous answer goes (a streamed output starts afresh by itself)
+        yield "", gr.skip() if stream_audio else None, ""
+        pieces: list[np.ndarray] = []
+        try:
+            for update in generator.answer(question, audio):
+                if update.done:
+                    whole = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
+                    final_audio = (gr.skip() if stream_audio
+                                   else (SAMPLE_RATE, (np.clip(whole, -1, 1) * 32767).astype(np.int16)))
+                    yield update.text, final_audio, _markdown_text(update.summary)
+                elif update.audio is not None:
+                    pieces.append(update.audio)
+                    if stream_audio:
+                        yield update.text, wav_bytes(update.audio), gr.skip()
+                else:
+                    yield update.text, gr.skip(), gr.skip()
+        except Exception as exc:  # shown in the page, as above
+            yield "", gr.skip(), _failure(gr, "answering", exc)
 
-        def decode() -> None:
-            try:
-                generator.stream(question, pattern=pattern, vocoder=vocoder,
-                                 on_text=lambda tokens: text_ids.extend(tokens),
-                                 on_audio=lambda samples: chunks.put(samples))
-            except SpeechbraidError as exc:
-                chunks.put(exc)
-            finally:
-                chunks.put(done)
+    with gr.Blocks(title=TITLE) as page:
+        gr.Markdown(f"# {TITLE}\nDecoder-only speech LLM demo. Transcribe: `{demo.transcriber.model_dir}`"
+                    + (f"; answer: `{demo.generator.pattern.name}` pattern" if demo.generator else ""))
+        with gr.Tab("Transcribe", id="asr"):
+            audio_in = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech (record or upload)",
+                                elem_id="asr-audio")
+            run = gr.Button("Transcribe", variant="primary", elem_id="asr-button")
+            marked = gr.HighlightedText(label="Transcript, entities marked", color_map=COLORS, show_legend=True,
+                                        elem_id="asr-entities")
+            plain = gr.Textbox(label="Transcript", interactive=False, elem_id="asr-transcript")
+            status = gr.Markdown(elem_id="asr-status")
+            run.click(transcribe, audio_in, [marked, plain, status])
+        if demo.generator is not None:
+            with gr.Tab("Ask", id="ask"):
+                question = gr.Textbox(label="Question", placeholder="What is the opposite of hot?",
+                                      elem_id="gen-question")
+                spoken = gr.Audio(sources=["microphone", "upload"], type="filepath",
+                                  label="... or ask it aloud (used instead of the typed question)", elem_id="gen-audio")
+                ask = gr.Button("Answer", variant="primary", elem_id="gen-button")
+                text_out = gr.Textbox(label="Answer", interactive=False, elem_id="gen-answer")
+                speech_out = gr.Audio(label="Answer, spoken" + ("" if stream_audio else
+                                                                " (whole, once decoded: no ffmpeg to stream it)"),
+                                      streaming=stream_audio, autoplay=True, interactive=False, elem_id="gen-speech")
+                gen_status = gr.Markdown(elem_id="gen-status")
+                ask.click(answer, [question, spoken], [text_out, speech_out, gen_status])
+    return page
 
-        threading.Thread(target=decode, daemon=True).start()
-        while (item := chunks.get()) is not done:
-            if isinstance(item, SpeechbraidError):
-                yield "", None, f"Cannot answer: {item.message}"
-                return
-            yield generator.tokenizer.decode(text_ids, skip_special_tokens=True), (SAMPLE_RATE, item), "Speaking..."
-        yield generator.tokenizer.decode(text_ids, skip_special_tokens=True), None, f"Answered ({pattern})."
 
-    with gr.Tab("Ask"):
-        question = gr.Textbox(label="Question", elem_id="qa-question")
-        ask = gr.Button("Answer", variant="primary", elem_id="qa-run")
-        text = gr.Textbox(label="Answer (text)", elem_id="qa-text")
-        speech = gr.Audio(label="Answer (speech, streamed)", streaming=True, autoplay=True, elem_id="qa-audio")
-        status = gr.Markdown(elem_id="qa-status")
-        ask.click(answer, inputs=question, outputs=[text, speech, status])
-
+def launch(page: Any, host: str = "127.0.0.1", port: int = 7860) -> str:
+    """Serve ``page`` at http://host:port/ from a thread and return that URL; ``page.block_thread()`` waits (until
+    Ctrl+C), ``page.close()`` stops it. A port that is taken is a ConfigError, not a traceback."""
+    page.queue()  # generators (the streamed answer) and one request at a time per model need the queue
+    try:
+        # ssr_mode off: server-side rendering would need Node.js; the page is served by Python alone. quiet: the
+        # CLI prints its own line (Gradio's would offer share=True, which the command does not have)
+        page.launch(server_name=host, server_port=port, prevent_thread_lock=True, ssr_mode=False, share=False,
+                    quiet=True)
+    except OSError:  # Gradio's own message names its launch() arguments, which mean nothing to a CLI user
+        raise ConfigError(f"cannot serve on {host}:{port}: the port is taken (or the address is not this "
+                          "machine's); choose another with --port / --host") from None
+    return f"http://{host}:{port}/"
