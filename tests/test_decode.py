@@ -11,6 +11,7 @@ from speechbraid.errors import ConfigError
 from speechbraid.inference import DecodeConfig, asr_prompt, generate, measure_decode_speed
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder
+from speechbraid.models.lm_state import LMState
 from speechbraid.models.speech_llm import SpeechLLM
 
 RATE = 12.5
@@ -76,6 +77,35 @@ def test_cached_greedy_equals_full_recompute(family):
     assert [r.tokens for r in cached] == [r.tokens for r in full]
     assert all(len(r.tokens) == 10 and r.finish_reason == "length" and r.steps == 10 for r in cached)
     assert [r.log_prob for r in cached] == pytest.approx([r.log_prob for r in full], abs=1e-4)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("inputs", ["ids", "embeds"])
+def test_lm_state_gives_the_same_logits_with_and_without_the_cache(family, inputs):
+    """The one stepper over several steps fed token ids or embeddings, with a beam-like reorder that repeats rows
+    and a finished row dropped: the KV cache gives the logits and hidden states of recomputing everything."""
+    model = tiny_model(family)
+    generator = torch.Generator().manual_seed(0)
+
+    def same(outs, n):
+        (cached_logits, cached_hidden), (full_logits, full_hidden) = outs
+        assert cached_logits.shape == (n, VOCAB.size) and cached_hidden.shape == (n, 32)
+        torch.testing.assert_close(cached_logits, full_logits, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(cached_hidden, full_hidden, atol=1e-5, rtol=1e-4)
+
+    with torch.no_grad():
+        states = [LMState.from_prompts(model, PROMPTS, features, use_cache, hidden=True) for use_cache in (True, False)]
+        n = len(PROMPTS)
+        same([state.first() for state in states], n)
+        for rows in (None, [2, 0, 0, 1], None, [3, 1, 2], None):
+            if rows is not None:
+                for state in states:
+                    state.select(torch.tensor(rows))
+                n = len(rows)
+            new = (torch.randint(0, VOCAB.size, (n,), generator=generator) if inputs == "ids"
+                   else 0.02 * torch.randn(n, 32, generator=generator))
+            same([state.step(new) for state in states], n)
+    assert states[0].embeds is None and states[1].embeds.shape[:2] == states[1].mask.shape  # only one recomputes
 
 
 @pytest.mark.parametrize("family", FAMILIES)

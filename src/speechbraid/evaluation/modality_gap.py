@@ -103,8 +103,8 @@ def next_token_logits(model: SpeechLLM, prompts: Sequence[Braid], features: Feat
         batch = collate([[flats[i]] for i in rows], features).to(device)
         inputs = model.prepare_inputs(batch)
         last = (batch.example_ids > 0).sum(dim=1) - 1
-        logits = model.llm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
-                           position_ids=inputs.position_ids, use_cache=False, logits_to_keep=last[:, None]).logits
+        logits = model.lm_forward(inputs.inputs_embeds, inputs.attention_mask, inputs.position_ids,
+                                  keep=last[:, None]).logits
         for row, i in enumerate(rows):
             out[i] = logits[row, 0].float().cpu()
     return torch.stack(out) if out else torch.empty(0)

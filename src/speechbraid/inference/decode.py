@@ -1,17 +1,9 @@
 """Batched autoregressive decoding for :class:`~speechbraid.models.speech_llm.SpeechLLM`: greedy, sampling, beam search.
 
-A prompt is a braid prefix (e.g. ASR: ``[speech][<|asr|>]``). Prompts are collated and turned into
-``inputs_embeds`` by ``SpeechLLM.prepare_inputs`` - the one embedding-assembly place - then moved to
-LEFT padding so every row's last prompt position is the last column: one forward pass over the batch
-yields every row's next-token logits, and each new token is appended in the same column for all rows.
-The HF causal LM gets a 2D attention mask (1 = real, 0 = pad) and position ids that count real
-positions only, so a padded row computes exactly what it would compute alone.
-
-Two interchangeable "steppers" run the LM: :class:`_CachedLM` keeps the KV cache (``DynamicCache``) and
-feeds one token per step; :class:`_FullLM` recomputes the whole sequence every step (the reference the
-cache is tested and benchmarked against). Rows that finish are dropped from the batch (and from the
-cache via ``batch_select_indices``) so they stop costing compute; beam search reorders the cache with
-the same call, which also accepts repeated indices.
+A prompt is a braid prefix (e.g. ASR: ``[speech][<|asr|>]``). The LM runs in a
+:class:`~speechbraid.models.lm_state.LMState` (left-padded rows, with the KV cache or recomputing the whole
+sequence); this module picks the tokens. Rows that finish leave the batch so they stop costing compute;
+beam search reorders and repeats rows with the same ``select``.
 """
 
 from __future__ import annotations
@@ -23,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-from torch import nn
 from transformers.generation.logits_process import (
     LogitsProcessorList,
     TemperatureLogitsWarper,
@@ -31,11 +22,11 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
-from speechbraid.batching.collate import collate, flatten_braid
 from speechbraid.braid.spans import Braid, SpecialSpan, SpeechSpan, TextSpan
 from speechbraid.data.records import Utterance
 from speechbraid.errors import ConfigError
 from speechbraid.layouts.tokenizer import TextTokenizer
+from speechbraid.models.lm_state import LMState
 from speechbraid.models.speech_llm import SpeechLLM
 
 FinishReason = Literal["stop", "length"]
@@ -112,120 +103,6 @@ def asr_prompt(record: Utterance, context: str | None = None, tokenizer: TextTok
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Steppers: same interface, with and without the KV cache.
-
-
-@dataclass
-class PaddedPrompts:
-    embeds: torch.Tensor  # (N, L, D) left-padded
-    mask: torch.Tensor  # (N, L) 1 = real
-    positions: torch.Tensor  # (N, L) 0.. over real positions; 0 at padding
-
-
-def left_padded_prompts(model: SpeechLLM, prompts: Sequence[Braid],
-                         features: Callable[[str], torch.Tensor] | None) -> PaddedPrompts:
-    """Collate the prompts (one per row), assemble embeddings with ``prepare_inputs``, and left-align the rows."""
-    device = next(model.parameters()).device
-    select = model.frame_selector(features) if features is not None else None
-    flats = [flatten_braid(p, model.vocab, model.frame_rate, select) for p in prompts]
-    for p, flat in zip(prompts, flats, strict=True):
-        if len(flat) == 0:
-            raise ValueError(f"prompt {p.id!r} is empty; decoding needs at least one prompt position")
-    batch = collate([[f] for f in flats], features).to(device)
-    prepared = model.prepare_inputs(batch)
-    real = batch.example_ids > 0  # collate right-pads; shift every row right by its padding
-    lengths = real.sum(dim=1, keepdim=True)
-    width = real.shape[1]
-    cols = torch.arange(width, device=device)[None, :]
-    source = (cols - (width - lengths)).clamp(min=0)
-    is_real = cols >= width - lengths
-    embeds = prepared.inputs_embeds.gather(1, source[..., None].expand_as(prepared.inputs_embeds))
-    embeds = embeds * is_real[..., None].to(embeds.dtype)
-    positions = torch.where(is_real, prepared.position_ids.gather(1, source), 0)
-    return PaddedPrompts(embeds, is_real.long(), positions)
-
-
-class _Stepper:
-    """Runs the LM on a batch of rows; ``select`` keeps/reorders/duplicates rows (finished rows, beams)."""
-
-    def __init__(self, llm: nn.Module, prompts: PaddedPrompts) -> None:
-        self.llm = llm
-        self.mask = prompts.mask
-        self.positions = prompts.positions
-
-    def first(self) -> torch.Tensor:
-        """Next-token logits (N, V) after the prompts."""
-        raise NotImplementedError
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Append ``tokens`` (N,) and return the next-token logits (N, V)."""
-        raise NotImplementedError
-
-    def select(self, rows: torch.Tensor) -> None:
-        self.mask = self.mask[rows]
-        self.positions = self.positions[rows]
-
-    def _grow(self) -> torch.Tensor:
-        """Extend mask and positions by one real column; returns the new column's position ids (N, 1)."""
-        nxt = self.positions[:, -1:] + 1
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        self.positions = torch.cat([self.positions, nxt], dim=1)
-        return nxt
-
-
-class _CachedLM(_Stepper):
-    def __init__(self, llm: nn.Module, prompts: PaddedPrompts) -> None:
-        super().__init__(llm, prompts)
-        self.embeds = prompts.embeds
-        self.cache = None
-
-    def first(self) -> torch.Tensor:
-        out = self.llm(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions,
-                       use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
-        self.embeds = None  # the cache holds everything the prompt contributes from here on
-        return out.logits[:, -1]
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        nxt = self._grow()
-        out = self.llm(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=nxt,
-                       past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        self.cache = out.past_key_values
-        return out.logits[:, -1]
-
-    def select(self, rows: torch.Tensor) -> None:
-        super().select(rows)
-        self.cache.batch_select_indices(rows)
-
-
-class _FullLM(_Stepper):
-    """No cache: every step reruns the LM over prompt + generated tokens (the reference path)."""
-
-    def __init__(self, llm: nn.Module, prompts: PaddedPrompts) -> None:
-        super().__init__(llm, prompts)
-        self.embeds = prompts.embeds
-
-    def _run(self) -> torch.Tensor:
-        out = self.llm(inputs_embeds=self.embeds, attention_mask=self.mask, position_ids=self.positions,
-                       use_cache=False, logits_to_keep=1)
-        return out.logits[:, -1]
-
-    def first(self) -> torch.Tensor:
-        return self._run()
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        self._grow()
-        # the same lookup the LM does for input_ids, so both paths see identical inputs
-        new = self.llm.get_input_embeddings()(tokens[:, None]).to(self.embeds.dtype)
-        self.embeds = torch.cat([self.embeds, new], dim=1)
-        return self._run()
-
-    def select(self, rows: torch.Tensor) -> None:
-        super().select(rows)
-        self.embeds = self.embeds[rows]
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Search.
 
 
@@ -244,7 +121,7 @@ def sampling_warpers(config: DecodeConfig) -> LogitsProcessorList:
     return warpers
 
 
-def _greedy_or_sample(stepper: _Stepper, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
+def _greedy_or_sample(stepper: LMState, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
     stop = torch.tensor(config.stop_ids, dtype=torch.long, device=device)
     warpers = sampling_warpers(config)
     generator = torch.Generator(device=device).manual_seed(config.seed) if config.do_sample else None
@@ -252,7 +129,7 @@ def _greedy_or_sample(stepper: _Stepper, n: int, config: DecodeConfig, device: t
     log_probs = [0.0] * n
     results: list[GenerationResult | None] = [None] * n
     active = torch.arange(n, device=device)  # prompt index of every row still decoding
-    logits = stepper.first()
+    logits, _ = stepper.first()
     for step in range(1, config.max_new_tokens + 1):
         logp = torch.log_softmax(logits.float(), dim=-1)
         if generator is None:
@@ -279,7 +156,7 @@ def _greedy_or_sample(stepper: _Stepper, n: int, config: DecodeConfig, device: t
             rows = keep.nonzero().squeeze(1)
             stepper.select(rows)
             active, chosen = active[rows], chosen[rows]
-        logits = stepper.step(chosen)
+        logits, _ = stepper.step(chosen)
     return [r for r in results if r is not None]
 
 
@@ -299,7 +176,7 @@ class _BeamHyps:
         return self.hyps[-1].score if len(self.hyps) >= self.size else -math.inf
 
 
-def _beam_search(stepper: _Stepper, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
+def _beam_search(stepper: LMState, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
     """Beam search over ``n`` prompts x ``k`` beams, rows ``prompt * k + beam`` among the active prompts.
 
     At each step the top continuations per prompt are ranked: one ending in a stop id becomes a
@@ -312,7 +189,7 @@ def _beam_search(stepper: _Stepper, n: int, config: DecodeConfig, device: torch.
     stop = set(config.stop_ids)
     finished = [_BeamHyps(k) for _ in range(n)]
     steps_of = [0] * n
-    logits = stepper.first()
+    logits, _ = stepper.first()
     stepper.select(torch.arange(n, device=device).repeat_interleave(k))
     logits = logits.repeat_interleave(k, dim=0)
     # only beam 0 is live at first, so the k initial beams are k different tokens
@@ -364,7 +241,7 @@ def _beam_search(stepper: _Stepper, n: int, config: DecodeConfig, device: torch.
         beam_tokens = torch.cat([beam_tokens[rows], toks[:, None]], dim=1)
         active = [active[a] for a in still]
         stepper.select(rows)
-        logits = stepper.step(toks)
+        logits, _ = stepper.step(toks)
     results = []
     for prompt in range(n):
         best = finished[prompt].hyps[0]
@@ -384,8 +261,7 @@ def generate(model: SpeechLLM, prompts: Sequence[Braid], features: Callable[[str
     if not prompts:
         return []
     device = next(model.parameters()).device
-    stepper_cls = _CachedLM if use_cache else _FullLM
-    stepper = stepper_cls(model.llm, left_padded_prompts(model, prompts, features))
+    stepper = LMState.from_prompts(model, prompts, features, use_cache)
     if config.beam_size > 1:
         return _beam_search(stepper, len(prompts), config, device)
     return _greedy_or_sample(stepper, len(prompts), config, device)

@@ -8,14 +8,13 @@ model produce the response the way the pattern lays it out for training (``speec
   (text: text ids + ``<|eot|>``, or only ``<|tpad|>`` once the text has ended in the plain pattern;
   speech: units + ``<|eos_speech|>``; switch: only ``<|S|>``). So a decoded response always replays
   through the schedule, whatever the model's quality.
-- parallel: one text AND one speech token per step. The LM head picks the text token, the model's
-  ``speech_head`` on the last hidden state picks the speech token (``<|spad|>`` is forced during the
-  delay and after ``<|eos_speech|>``, ``<|tpad|>`` after ``<|eot|>``), and the next input is
+- parallel: one text AND one speech token per step. The LM head picks the text token, the model's speech
+  head on the last hidden state (``SpeechLLM.unit_logits``) picks the speech token (``<|spad|>`` is forced
+  during the delay and after ``<|eos_speech|>``, ``<|tpad|>`` after ``<|eot|>``), and the next input is
   ``SpeechLLM.combine_streams`` of both - exactly the training input of a ``ParallelSpan`` position.
 
-Prompts are left-padded and embedded by ``inference.decode``'s helper (``SpeechLLM.prepare_inputs``
-underneath). Every step feeds ``inputs_embeds`` (parallel inputs are not single token ids), with the KV
-cache or - the reference path - by recomputing the whole sequence. Finished rows leave the batch.
+The LM runs in a :class:`~speechbraid.models.lm_state.LMState` (left-padded prompts, with the KV cache or -
+the reference path - recomputing the whole sequence), as in ``inference.decode``. Finished rows leave the batch.
 
 Streaming: ``on_chunk(index, chunk)`` receives a :class:`TextChunk` as soon as a text token is chosen and
 a :class:`UnitChunk` every ``unit_chunk`` units (the rest at the end of speech), so a caller can vocode and
@@ -34,18 +33,12 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
 from speechbraid.braid.spans import Braid, SpecialSpan
 from speechbraid.braid.vocab import VocabLayout
 from speechbraid.errors import ConfigError
-from speechbraid.inference.decode import (
-    DecodeConfig,
-    FinishReason,
-    PaddedPrompts,
-    left_padded_prompts,
-    sampling_warpers,
-)
+from speechbraid.inference.decode import DecodeConfig, FinishReason, sampling_warpers
+from speechbraid.models.lm_state import LMState
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.patterns.build import build_generation_braid, response_steps
 from speechbraid.patterns.spec import (
@@ -259,55 +252,6 @@ class _ParallelRow(_Row):
         return self.text_ended and self.speech_ended
 
 
-class _EmbedsLM:
-    """Runs the LM on embeddings, with the KV cache or by recomputing the whole sequence (the reference).
-
-    Unlike ``decode``'s token steppers it takes ``inputs_embeds`` every step (parallel positions combine
-    two embeddings) and can return the last hidden state (the speech head's input).
-    """
-
-    def __init__(self, llm: nn.Module, prompts: PaddedPrompts, use_cache: bool, hidden: bool) -> None:
-        self.llm = llm
-        self.use_cache = use_cache
-        self.hidden = hidden
-        self.embeds: torch.Tensor | None = prompts.embeds
-        self.mask = prompts.mask
-        self.positions = prompts.positions
-        self.cache = None
-
-    def _run(self, embeds: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.llm(inputs_embeds=embeds, attention_mask=self.mask, position_ids=positions,
-                       past_key_values=self.cache, use_cache=self.use_cache, logits_to_keep=1,
-                       output_hidden_states=self.hidden)
-        if self.use_cache:
-            self.cache = out.past_key_values
-        return out.logits[:, -1], (out.hidden_states[-1][:, -1] if self.hidden else None)
-
-    def first(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(next-token logits (N, V), last hidden state (N, D) or None) after the prompts."""
-        out = self._run(self.embeds, self.positions)
-        if self.use_cache:
-            self.embeds = None  # the cache holds what the prompt contributes from here on
-        return out
-
-    def step(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Append one position per row (``embeds``: (N, D)) and return the next logits and hidden state."""
-        nxt = self.positions[:, -1:] + 1
-        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
-        self.positions = torch.cat([self.positions, nxt], dim=1)
-        if self.use_cache:
-            return self._run(embeds[:, None], nxt)
-        self.embeds = torch.cat([self.embeds, embeds[:, None]], dim=1)
-        return self._run(self.embeds, self.positions)
-
-    def select(self, rows: torch.Tensor) -> None:
-        self.mask, self.positions = self.mask[rows], self.positions[rows]
-        if self.cache is not None:
-            self.cache.batch_select_indices(rows)
-        if self.embeds is not None:
-            self.embeds = self.embeds[rows]
-
-
 def _with_response_token(prompt: Braid) -> Braid:
     last = prompt.spans[-1] if prompt.spans else None
     if isinstance(last, SpecialSpan) and last.token == RESPONSE:
@@ -319,7 +263,7 @@ def _check_model(model: SpeechLLM, pattern: Pattern) -> None:
     if model.vocab.num_units < 1:
         raise ConfigError("the model's vocabulary has no speech units (num_units = 0); it cannot speak")
     if isinstance(pattern, ParallelPattern):
-        if model.speech_head is None:
+        if not model.has_speech_head:
             raise ConfigError(f"pattern {pattern.name!r} needs a model with a speech head (speech_head: true)")
         if pattern.combine != model.stream_combine:
             raise ConfigError(f"pattern {pattern.name!r} combines streams by {pattern.combine!r} but the model "
@@ -342,10 +286,8 @@ def generate_response(model: SpeechLLM, prompts: Sequence[Braid], pattern: Patte
     device = next(model.parameters()).device
     vocab = model.vocab
     parallel = isinstance(pattern, ParallelPattern)
-    prepared = left_padded_prompts(model, [_with_response_token(p) for p in prompts], features)
-    prompt_lengths = prepared.mask.sum(dim=1).tolist()
-    lm = _EmbedsLM(model.llm, prepared, use_cache, hidden=parallel)
-    embed = model.llm.get_input_embeddings()
+    lm = LMState.from_prompts(model, [_with_response_token(p) for p in prompts], features, use_cache, hidden=parallel)
+    prompt_lengths = lm.mask.sum(dim=1).tolist()
     context = _Context(vocab, config.unit_chunk, on_chunk, start)
     rows: list[_Row] = [_ParallelRow(pattern, i, context) if isinstance(pattern, ParallelPattern)
                         else _InterleavedRow(pattern, i, context) for i in range(len(prompts))]
@@ -370,7 +312,7 @@ def generate_response(model: SpeechLLM, prompts: Sequence[Braid], pattern: Patte
     for step in range(1, config.max_steps + 1):
         rules = [rows[i].rules() for i in active]
         chosen = pick(logits, [r[0] for r in rules])
-        speech = pick(model.speech_head(hidden), [r[1] for r in rules]) if parallel else None
+        speech = pick(model.unit_logits(hidden), [r[1] for r in rules]) if parallel else None
         keep: list[int] = []
         chosen_list = chosen.tolist()
         speech_list = speech.tolist() if speech is not None else [None] * len(active)
@@ -388,10 +330,9 @@ def generate_response(model: SpeechLLM, prompts: Sequence[Braid], pattern: Patte
             active = [active[k] for k in keep]
             chosen = chosen[index]
             speech = speech[index] if speech is not None else None
-        embeds = embed(chosen)
-        if speech is not None:
-            embeds = model.combine_streams(embeds[:, None], speech[:, None])[:, 0]
-        logits, hidden = lm.step(embeds)
+        # a parallel position's input is both streams' embeddings combined, as in training
+        logits, hidden = lm.step(chosen if speech is None else
+                                 model.combine_streams(model.embed_tokens(chosen[:, None]), speech[:, None])[:, 0])
     return [r for r in results if r is not None]
 
 

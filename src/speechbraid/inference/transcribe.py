@@ -371,7 +371,7 @@ class SpeechLLMTranscriber(Transcriber):
         encoder_frames = getattr(self.model.encoder, "max_frames", None)  # feature frames at 100 per second
         if encoder_frames is not None:
             limit = min(limit, encoder_frames / 100.0)
-        positions = getattr(self.model.llm.config, "max_position_embeddings", None)
+        positions = self.model.max_positions
         if positions is not None:
             new_tokens = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
             text = len(self.tokenizer.encode(context)) if context else 0

@@ -1,1 +1,1 @@
-"""Model loading, the model-name registry, and imports of pretrained models into HF format."""
+"""Model loading, the decoding state (KV cache), the model-name registry, and imports of pretrained models."""

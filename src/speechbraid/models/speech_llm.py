@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +30,13 @@ class PreparedInputs:
     position_ids: torch.Tensor  # (B, L)
     labels: torch.Tensor  # (B, L) shifted: labels[:, i] is the target predicted at position i
     stream_labels: torch.Tensor | None = None  # (B, L) shifted targets of the speech head (parallel pattern)
+
+
+@dataclass
+class LMOutput:
+    logits: torch.Tensor  # (B, K, V) at the kept positions
+    hidden: torch.Tensor | None  # (B, L, D) last-layer states of every position (the speech head's input), if asked
+    cache: Any  # the KV cache after the call (an HF ``Cache``); None without use_cache
 
 
 def packed_causal_mask(example_ids: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -325,9 +333,37 @@ class SpeechLLM(nn.Module):
     def forget_selection(self) -> None:
         self._kept = {}
 
+    @property
+    def has_speech_head(self) -> bool:
+        return self.speech_head is not None
+
+    @property
+    def max_positions(self) -> int | None:
+        """The LLM's context length (``max_position_embeddings``); None when its config does not say."""
+        return getattr(self.llm.config, "max_position_embeddings", None)
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """The LLM's input embeddings of vocabulary ids: ``(...,)`` -> ``(..., D)``."""
+        return self.llm.get_input_embeddings()(ids)
+
+    def lm_forward(self, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any = None, *,
+                   use_cache: bool = False, keep: int | torch.Tensor = 0, hidden: bool = False) -> LMOutput:
+        """The causal LM on input embeddings ``(B, L, D)``. ``mask`` is 2D (1 = real) or :func:`packed_causal_mask`;
+        ``cache`` holds the positions before these; ``keep`` limits the logits to the last ``keep`` positions
+        (0 = all) or to given positions per row (a ``(B, K)`` tensor), as HF's ``logits_to_keep``."""
+        # past_key_values only when there is a cache: naming it, even as None, draws a deprecation warning (5.25)
+        past = {"past_key_values": cache} if cache is not None else {}
+        out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=use_cache,
+                       logits_to_keep=keep, output_hidden_states=hidden, **past)
+        return LMOutput(out.logits, out.hidden_states[-1] if hidden else None,
+                        out.past_key_values if use_cache else None)
+
+    def unit_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The speech head's logits over the vocabulary for last-layer states (the parallel pattern's speech stream)."""
+        return self.speech_head(hidden)
+
     def prepare_inputs(self, batch: BraidBatch) -> PreparedInputs:
-        embed = self.llm.get_input_embeddings()
-        inputs_embeds = embed(batch.input_ids)
+        inputs_embeds = self.embed_tokens(batch.input_ids)
         if bool(batch.speech_mask.any()):
             speech = self.encode_speech(batch).to(inputs_embeds.dtype)
             flat = speech.reshape(-1, speech.shape[-1])
@@ -347,7 +383,7 @@ class SpeechLLM(nn.Module):
     def combine_streams(self, text_embeds: torch.Tensor, stream_ids: torch.Tensor) -> torch.Tensor:
         """Input of a parallel position: the text and speech tokens' embeddings summed or averaged."""
         present = stream_ids >= 0
-        combined = text_embeds + self.llm.get_input_embeddings()(stream_ids.clamp(min=0))
+        combined = text_embeds + self.embed_tokens(stream_ids.clamp(min=0))
         if self.stream_combine == "mean":
             combined = combined / 2
         return torch.where(present[..., None], combined, text_embeds)
@@ -361,12 +397,11 @@ class SpeechLLM(nn.Module):
         parallel = inputs.stream_labels is not None
         if parallel and self.speech_head is None:
             raise ValueError("the batch holds parallel spans but the model has no speech head")
-        out = self.llm(inputs_embeds=inputs.inputs_embeds, attention_mask=inputs.attention_mask,
-                       position_ids=inputs.position_ids, use_cache=False, output_hidden_states=parallel)
+        out = self.lm_forward(inputs.inputs_embeds, inputs.attention_mask, inputs.position_ids, hidden=parallel)
         logits = out.logits
         targets = [(logits, inputs.labels)]
         if parallel:
-            targets.append((self.speech_head(out.hidden_states[-1]), inputs.stream_labels))
+            targets.append((self.unit_logits(out.hidden), inputs.stream_labels))
         total = sum(F.cross_entropy(lg.float().reshape(-1, lg.shape[-1]), lb.reshape(-1), ignore_index=IGNORE_INDEX,
                                     reduction="sum") for lg, lb in targets)
         count = sum(int((lb != IGNORE_INDEX).sum()) for _, lb in targets)
