@@ -25,7 +25,7 @@ from speechbraid.cli.main import main
 from speechbraid.data.features import FeatureConfig
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import WordAlignment
-from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, build_braid
+from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, get_layout
 from speechbraid.layouts.tokenizer import HFTextTokenizer
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.build import ModelConfig, build_speech_llm
@@ -66,9 +66,9 @@ def setup(tiny_llm_dir, noise_corpus):
 
 def _batch(model, tokenizer, records, features, pack):
     """Rows of word-il braids (``pack`` per row, several audios per row) plus one ASR braid, collated."""
-    flats = [flatten_braid(build_braid(r, "word-il", tokenizer, choice=i), model.vocab, model.frame_rate)
+    flats = [flatten_braid(get_layout("word-il").build(r, tokenizer, choice=i), model.vocab, model.frame_rate)
              for i, r in enumerate(records)]
-    flats.append(flatten_braid(build_braid(records[0], "asr", tokenizer), model.vocab, model.frame_rate))
+    flats.append(flatten_braid(get_layout("asr").build(records[0], tokenizer), model.vocab, model.frame_rate))
     rows = [flats[i:i + pack] for i in range(0, len(flats), pack)]
     return collate(rows, features), flats
 
@@ -76,8 +76,8 @@ def _batch(model, tokenizer, records, features, pack):
 def test_speech_runs_are_the_braids_speech_spans(setup):
     model, tokenizer, records, features = setup
     batch, flats = _batch(model, tokenizer, records, features, pack=3)
-    braids = [build_braid(r, "word-il", tokenizer, choice=i) for i, r in enumerate(records)]
-    braids.append(build_braid(records[0], "asr", tokenizer))
+    braids = [get_layout("word-il").build(r, tokenizer, choice=i) for i, r in enumerate(records)]
+    braids.append(get_layout("asr").build(records[0], tokenizer))
     runs = speech_runs(batch)
     assert len(runs) == sum(isinstance(s, SpeechSpan) for b in braids for s in b.spans)
     assert sum(r.length for r in runs) == int(batch.speech_mask.sum())

@@ -39,7 +39,7 @@ from speechbraid.benchmarks.common import (
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.device import autocast, autocast_dtype, pick_device
-from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, build_braid, needs_alignment
+from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, get_layout
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
 from speechbraid.models.build import ModelConfig, build_speech_llm
 from speechbraid.models.encoders import ConformerConfig
@@ -50,7 +50,7 @@ from speechbraid.training.trainer import DataConfig, FeatureCache
 
 THROUGHPUT_TARGET = 0.9  # interleaved positions/s at least this fraction of ASR-only's
 THROUGHPUT_LAYOUTS = ("asr", "word-il", "segment-il")  # the first is the reference
-PAIR = ("single", "per-span")  # the two assemblies of word-il speech
+PAIR = {"single": "word-il", "per-span": "word-il per-span"}  # the two assemblies of word-il speech -> their step
 # Timed steps of one batch index: (name, layout, assembly). "single" is the model as it is.
 STEPS = (("asr", "asr", "single"), ("word-il", "word-il", "single"),
          ("word-il per-span", "word-il", "per-span"), ("segment-il", "segment-il", "single"))
@@ -281,11 +281,11 @@ def measure_layout_building(records: Sequence[Utterance], tokenizer: TextTokeniz
     """Utterances/s of building each layout's braids over ``records``, and of building + flattening them
     to positions (what the training sampler does per example): median of ``repeats`` passes, layouts
     interleaved pass by pass, after one untimed pass (tokenizer and allocator warm-up)."""
-    usable = {layout: [r for r in records if r.has_alignment or not needs_alignment(layout)] for layout in layouts}
+    usable = {layout: [r for r in records if get_layout(layout).lacks(r) is None] for layout in layouts}
 
     def build(layout: str, flatten: bool) -> None:
         for choice, record in enumerate(usable[layout]):
-            braid = build_braid(record, layout, tokenizer, choice=choice)
+            braid = get_layout(layout).build(record, tokenizer, choice=choice)
             if flatten:
                 flatten_braid(braid, model.vocab, model.frame_rate)
 
@@ -328,10 +328,8 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
         batches = {layout: draw_layout_batches(corpus.train, layout, tokenizer, model, features, rows, max_len,
                                                warmup + steps, seed) for layout in THROUGHPUT_LAYOUTS}
         word_il = batches["word-il"][warmup:]
-        # on the batch whose memory is measured (first measured batch of each layout)
-        forward = {how: forward_figures(model, word_il[0], how, dev) for how in PAIR}
-        forward |= {layout: forward_figures(model, batches[layout][warmup], "single", dev)
-                    for layout in THROUGHPUT_LAYOUTS if layout != "word-il"}
+        # per step, on the batch whose memory is measured (first measured batch of each layout)
+        forward = {name: forward_figures(model, batches[layout][warmup], how, dev) for name, layout, how in STEPS}
         timing = measure_steps(model, batches, warmup, dev)
         frozen_timing = measure_steps(model, batches, warmup, dev, frozen=True)
         memory = {how: in_fresh_process(step_peak_memory, config, word_il[0], how, str(dev), seed)
@@ -339,16 +337,17 @@ def bench_jstip(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 2, warm
     encoder_feed = {how: encoder_input(model, word_il[0], how) for how in PAIR}
 
     # ratios are medians of batch-by-batch ratios (each pair timed side by side); [median, min, max]
-    single, per_span = timing["word-il"], timing["word-il per-span"]
+    single, per_span = timing[PAIR["single"]], timing[PAIR["per-span"]]
+    pair_forward = {how: forward[step] for how, step in PAIR.items()}
     speed, speed_cpu = paired_ratio(per_span, single, None, "wall"), paired_ratio(per_span, single, None, "cpu")
     trick = {"speed_ratio": speed[0], "speed_ratio_range": speed[1:], "speed_ratio_cpu_time": speed_cpu[0],
              "speed_ratio_cpu_time_range": speed_cpu[1:], "single_ms_per_step": single["ms_per_step"],
              "per_span_ms_per_step": per_span["ms_per_step"],
              "peak_step_mib": memory, "memory_ratio": memory["per-span"] / memory["single"],
-             "encoder_input": encoder_feed, "forward_gflop": {h: forward[h]["forward_gflop"] for h in PAIR},
-             "flop_ratio": forward["per-span"]["forward_gflop"] / forward["single"]["forward_gflop"],
-             "losses": {"single": forward["single"]["loss"], "per_span": forward["per-span"]["loss"],
-                        "relative_difference": forward["per-span"]["loss"] / forward["single"]["loss"] - 1.0}}
+             "encoder_input": encoder_feed, "forward_gflop": {h: f["forward_gflop"] for h, f in pair_forward.items()},
+             "flop_ratio": pair_forward["per-span"]["forward_gflop"] / pair_forward["single"]["forward_gflop"],
+             "losses": {"single": pair_forward["single"]["loss"], "per_span": pair_forward["per-span"]["loss"],
+                        "relative_difference": pair_forward["per-span"]["loss"] / pair_forward["single"]["loss"] - 1.0}}
     return {
         "device": str(dev), "autocast": str(autocast_dtype(dev)).removeprefix("torch."),
         "corpus": corpus.source, "llm": llm_note,
@@ -373,7 +372,7 @@ def throughput_rows(timing: dict[str, Any], forward: dict[str, Any] | None) -> l
             ratio = paired_ratio(row, reference, amount, clock)
             row[f"{key}_vs_asr"], row[f"{key}_vs_asr_range"] = ratio[0], ratio[1:]
         if forward is not None:
-            flops = forward["single" if layout == "word-il" else layout]["forward_gflop"]
+            flops = forward[layout]["forward_gflop"]  # a layout's own step: its single-pass assembly
             row["forward_gflop_first_batch"] = flops
             row["flop_per_position_vs_asr"] = (flops / row["per_batch"][0]["positions"]) / (
                 forward[THROUGHPUT_LAYOUTS[0]]["forward_gflop"] / reference["per_batch"][0]["positions"])

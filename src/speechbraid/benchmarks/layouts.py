@@ -1,7 +1,7 @@
 """Layout-building throughput: braids built and flattened per second, per layout.
 
 Data preparation runs on the CPU next to training; it must never starve the accelerator. Each case
-builds ``n`` braids exactly as the trainer's sources do (``build_braid`` with a per-utterance
+builds ``n`` braids exactly as the trainer's sources do (``Layout.build`` with a per-utterance
 ``choice``, then ``flatten_braid``), in one process, and reports the best of ``repeats`` passes (the
 least disturbed by other work on a shared machine).
 """
@@ -18,7 +18,7 @@ from speechbraid.braid.vocab import VocabLayout
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError
-from speechbraid.layouts.registry import build_braid
+from speechbraid.layouts.registry import get_layout
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
 
 # (layout, segment_by): the layouts of the JSTIP training mix, segment-level in both segmentation modes.
@@ -55,7 +55,8 @@ def bench_layouts(manifest: str | Path, tokenizer: TextTokenizer, n: int = 1000,
     vocab = VocabLayout(text_size=size)
     audio_s = sum(r.duration or 0.0 for r in records)
     rows = []
-    for layout, segment_by in CASES:
+    for name, segment_by in CASES:
+        layout = get_layout(name)
         best_build = best_total = float("inf")
         positions = 0
         for _ in range(repeats):
@@ -63,7 +64,7 @@ def bench_layouts(manifest: str | Path, tokenizer: TextTokenizer, n: int = 1000,
             positions = 0
             for choice, record in enumerate(records):
                 t0 = time.perf_counter()
-                braid = build_braid(record, layout, tokenizer, variant="both", segment_by=segment_by, choice=choice)
+                braid = layout.build(record, tokenizer, variant="both", segment_by=segment_by, choice=choice)
                 t1 = time.perf_counter()
                 positions += len(flatten_braid(braid, vocab, frame_rate))
                 t2 = time.perf_counter()
@@ -71,9 +72,8 @@ def bench_layouts(manifest: str | Path, tokenizer: TextTokenizer, n: int = 1000,
                 flatten_s += t2 - t1
             if build_s + flatten_s < best_total:
                 best_build, best_total = build_s, build_s + flatten_s
-        name = f"{layout}:{segment_by}" if layout in ("segment-il", "mixed-il") else layout
         rows.append({
-            "layout": name,
+            "layout": f"{name}:{segment_by}" if layout.takes_segment_by else name,
             "utterances_per_s": len(records) / best_total,
             "positions_per_s": positions / best_total,
             "audio_s_per_s": audio_s / best_total,

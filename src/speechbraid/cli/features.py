@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from speechbraid.cli.options import add_options, from_args
 from speechbraid.data.audio import load_audio
 from speechbraid.data.features import FEATURE_SAMPLE_RATE, FeatureConfig
 from speechbraid.data.manifest import ManifestLine, iter_manifest
@@ -36,14 +37,13 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("manifest", metavar="MANIFEST", help="JSONL manifest to read")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the .npy files")
-    parser.add_argument("--kind", choices=("fbank", "whisper"), default="fbank", help="feature variant")
-    parser.add_argument("--num-mel-bins", type=int, default=80, help="mel bins (128 for Whisper large-v3)")
+    add_options(parser, FeatureConfig, "kind", "num_mel_bins")
     parser.add_argument("--device", default=None, help="torch device to compute on, e.g. cuda:0")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = FeatureConfig(kind=args.kind, num_mel_bins=args.num_mel_bins)
+    config = from_args(FeatureConfig, args)
     out = Path(args.out)
     _claim_directory(out, config)
     total = _count_lines(args.manifest)

@@ -15,7 +15,7 @@ from speechbraid.data.records import Utterance
 from speechbraid.data.segment import SEGMENT_MODES
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.layouts.interleave import VARIANTS
-from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, VARIANT_CHOICES, build_braid, needs_alignment, needs_audio
+from speechbraid.layouts.registry import UTTERANCE_LAYOUTS, VARIANT_CHOICES, get_layout
 from speechbraid.layouts.render import (
     DEFAULT_FRAME_RATE,
     BraidView,
@@ -92,25 +92,16 @@ def load_tokenizer(name_or_dir: str) -> TextTokenizer:
         raise ConfigError(f"{directory} holds no usable Hugging Face tokenizer: {exc}") from None
 
 
-def unusable_reason(record: Utterance, layout: str) -> str | None:
-    """Why ``layout`` cannot build a braid from ``record`` (None when it can)."""
-    if needs_audio(layout) and (record.audio is None or record.duration is None):
-        return "has no audio/duration"
-    if needs_alignment(layout) and not record.has_alignment:
-        return "has no word alignment"
-    return None
-
-
 def braids_to_show(record: Utterance, layout: str, tokenizer: TextTokenizer, variant: str = "speech-first",
                    segment_by: str = "silence") -> list[Braid]:
     """Every braid the layout can make of ``record`` under ``variant``: one per alternation, and for
     ``mixed-il`` both its word-level and segment-level forms (``choice`` picks them, as in training)."""
-    if not needs_alignment(layout):
-        return [build_braid(record, layout, tokenizer)]
+    spec = get_layout(layout)
+    if not spec.interleaves:
+        return [spec.build(record, tokenizer)]
     variants = VARIANTS if variant == "both" else (variant,)
-    choices = (0, 2) if layout == "mixed-il" else (0,)  # (choice // 2) % 2 picks word- vs segment-level
-    return [build_braid(record, layout, tokenizer, variant=v, segment_by=segment_by, choice=c)
-            for v in variants for c in choices]
+    return [spec.build(record, tokenizer, variant=v, segment_by=segment_by, choice=c)
+            for v in variants for c in spec.form_choices()]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     width = args.width or shutil.get_terminal_size((100, 24)).columns
     if not args.json:
         print(legend(view, color) + "\n")
+    layout = get_layout(args.format)
     skipped: list[str] = []
     drawn: list[tuple[str, Braid]] = []
     shown = 0
@@ -136,12 +128,12 @@ def run(args: argparse.Namespace) -> int:
         if limit is not None and shown >= limit:
             break
         record = item.record
-        reason = unusable_reason(record, args.format)
-        if reason is not None:
+        lacks = layout.lacks(record)
+        if lacks is not None:
             if not args.skip_unaligned:
-                raise InputError(f"utterance {record.id!r} {reason}, which layout {args.format!r} needs "
+                raise InputError(f"utterance {record.id!r} has {lacks}, which layout {args.format!r} needs "
                                  "(pass --skip-unaligned to skip such utterances)", item.path, item.line)
-            skipped.append(f"{item.where()} [{record.id}] {reason}")
+            skipped.append(f"{item.where()} [{record.id}] has {lacks}")
             continue
         try:
             braids = braids_to_show(record, args.format, view.tokenizer, args.variant, args.segment_by)

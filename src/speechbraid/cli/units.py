@@ -9,7 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from speechbraid.cli.options import add_options, from_args
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.units.tokenizer import UnitTokenizerConfig
+from speechbraid.units.vocoder import VocoderConfig
 
 
 def register(subparsers: Any) -> None:
@@ -29,15 +32,7 @@ def register(subparsers: Any) -> None:
                            description="Fit k-means units on encoder frames of a manifest; saves DIR.")
     train.add_argument("--manifest", required=True, help="JSONL manifest with audio")
     train.add_argument("--out", required=True, metavar="DIR", help="output directory for the tokenizer")
-    train.add_argument("--encoder", choices=("whisper", "conformer", "fbank"), default="whisper")
-    train.add_argument("--encoder-model", default=None,
-                       help="whisper: model dir or name (default whisper-base); conformer: speech-LLM directory")
-    train.add_argument("--layer", type=int, default=4, help="whisper encoder layer to cluster (1-based)")
-    train.add_argument("--rate", type=float, choices=(25.0, 12.5), default=25.0, help="units per second")
-    train.add_argument("--n-units", type=int, default=500, help="codebook size")
-    train.add_argument("--dedup", action="store_true", help="collapse repeated units when encoding")
-    train.add_argument("--max-frames", type=int, default=200_000, help="frames sampled for k-means")
-    train.add_argument("--seed", type=int, default=0)
+    add_options(train, UnitTokenizerConfig, flags={"rate_hz": "--rate", "max_train_frames": "--max-frames"})
     train.add_argument("--device", default=None, help="torch device for the encoder")
     train.set_defaults(func=_train)
 
@@ -60,7 +55,7 @@ def register(subparsers: Any) -> None:
     voc.add_argument("--steps", type=int, default=2000)
     voc.add_argument("--batch-size", type=int, default=16)
     voc.add_argument("--lr", type=float, default=2e-3)
-    voc.add_argument("--d-model", type=int, default=192)
+    add_options(voc, VocoderConfig, "d_model")
     voc.add_argument("--seed", type=int, default=0)
     voc.add_argument("--device", default=None)
     voc.set_defaults(func=_vocoder_train)
@@ -91,12 +86,9 @@ def register(subparsers: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from speechbraid.units.tokenizer import UnitTokenizerConfig, train_tokenizer
+    from speechbraid.units.tokenizer import train_tokenizer
 
-    config = UnitTokenizerConfig(encoder=args.encoder, encoder_model=args.encoder_model, layer=args.layer,
-                                 rate_hz=args.rate, n_units=args.n_units, dedup=args.dedup,
-                                 seed=args.seed, max_train_frames=args.max_frames)
-    tokenizer = train_tokenizer(args.manifest, config, device=args.device or "cpu")
+    tokenizer = train_tokenizer(args.manifest, from_args(UnitTokenizerConfig, args), device=args.device or "cpu")
     tokenizer.save(args.out)
     print(json.dumps(tokenizer.stats))
     print(f"unit tokenizer saved to {args.out}", file=sys.stderr)
@@ -120,10 +112,9 @@ def _vocoder_train(args: argparse.Namespace) -> int:
     from speechbraid.data.manifest import iter_manifest
     from speechbraid.training.vocoder import make_pair, train_vocoder
     from speechbraid.units.tokenizer import UnitTokenizer
-    from speechbraid.units.vocoder import VocoderConfig
 
     tokenizer = UnitTokenizer.load(args.units_model, args.device or "cpu")
-    config = VocoderConfig(n_units=tokenizer.config.n_units, unit_rate_hz=tokenizer.rate_hz, d_model=args.d_model)
+    config = from_args(VocoderConfig, args, n_units=tokenizer.config.n_units, unit_rate_hz=tokenizer.rate_hz)
     start = time.perf_counter()
     pairs = []
     for item in tqdm(iter_manifest(args.manifest), desc="units+mel", unit="utt"):

@@ -46,8 +46,8 @@ Samples = np.ndarray | torch.Tensor
 class FeatureConfig:
     """Which features to compute; ``frames_for`` is the one place the frame count rule lives."""
 
-    kind: Literal["fbank", "whisper"] = "fbank"
-    num_mel_bins: int = 80
+    kind: Literal["fbank", "whisper"] = "fbank"  # feature variant
+    num_mel_bins: int = 80  # mel bins (128 for Whisper large-v3)
     frame_length: float = 0.025  # seconds
     frame_shift: float = 0.01  # seconds
     pad_to_30s: bool = False  # whisper only: pad (or cut) to Whisper's fixed 30 s window

@@ -43,7 +43,7 @@ from speechbraid.models.ngram_lm import build_ngram_lm_file
 @dataclass(frozen=True)
 class Source:
     data: str  # asr | domain | tts
-    layout: str  # asr | text | word-il | segment-il | mixed-il
+    layout: str  # a name in speechbraid.layouts.registry.LAYOUTS
     weight: float = 1.0
     segment_by: str = "silence+punct"
 

@@ -18,14 +18,7 @@ from speechbraid.braid.vocab import VocabLayout
 from speechbraid.data.manifest import iter_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError
-from speechbraid.layouts.registry import (
-    LAYOUT_NAMES,
-    build_braid,
-    is_generation,
-    needs_alignment,
-    needs_audio,
-    variant_choices,
-)
+from speechbraid.layouts.registry import get_layout
 from speechbraid.layouts.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
@@ -35,7 +28,7 @@ if TYPE_CHECKING:
 @dataclass
 class SourceConfig:
     manifest: str
-    layout: str = "asr"  # one of speechbraid.layouts.registry.LAYOUT_NAMES
+    layout: str = "asr"  # a name in speechbraid.layouts.registry.LAYOUTS
     weight: float = 1.0  # share of target tokens this source contributes to the mix
     # interleaved layouts: speech-first, text-first or both (alternating); generation layouts (gen-<pattern>,
     # manifest = a spoken QA file): the prompt's modality, text, speech or both
@@ -44,11 +37,7 @@ class SourceConfig:
     name: str = ""
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUT_NAMES:
-            raise ValueError(f"unknown layout {self.layout!r}; choose one of {', '.join(LAYOUT_NAMES)}")
-        if self.variant not in variant_choices(self.layout):
-            raise ValueError(f"unknown variant {self.variant!r} for layout {self.layout!r}; choose one of "
-                             f"{', '.join(variant_choices(self.layout))}")
+        get_layout(self.layout).check_variant(self.variant)
         if self.weight <= 0:
             raise ValueError(f"source weight must be > 0, got {self.weight}")
         self.name = self.name or f"{self.layout}:{self.manifest}"
@@ -64,6 +53,7 @@ class BraidSource:
     def __init__(self, config: SourceConfig, tokenizer: TextTokenizer, vocab: VocabLayout, frame_rate: float,
                  records: Sequence[Utterance] | None = None) -> None:
         self.config = config
+        self.layout = get_layout(config.layout)
         self.tokenizer = tokenizer
         self.vocab = vocab
         self.frame_rate = frame_rate
@@ -73,17 +63,14 @@ class BraidSource:
             raise InputError("no records to train on", config.manifest)
 
     def _load(self, config: SourceConfig) -> list[Utterance] | list[SpokenQA]:
-        if is_generation(config.layout):
+        if self.layout.reads == "spoken-qa":
             return self._load_spoken_qa(config)
         records, problems = [], []
         for item in iter_manifest(config.manifest):
             rec = item.record
-            if needs_audio(config.layout) and (rec.audio is None or rec.duration is None):
-                problems.append(f"{item.where()}: [{rec.id}] no audio/duration")
-            elif needs_alignment(config.layout) and not rec.has_alignment:
-                problems.append(f"{item.where()}: [{rec.id}] no word alignment")
-            elif not rec.text.strip():
-                problems.append(f"{item.where()}: [{rec.id}] empty text")
+            lacks = self.layout.lacks(rec) or (None if rec.text.strip() else "empty text")
+            if lacks:
+                problems.append(f"{item.where()}: [{rec.id}] {lacks}")
             else:
                 records.append(rec)
         if problems:
@@ -117,8 +104,8 @@ class BraidSource:
     def example(self, index: int, epoch: int) -> FlatBraid:
         record = self.records[index]
         choice = _stable_int(record.id) + epoch  # alternatives alternate across epochs
-        braid = build_braid(record, self.config.layout, self.tokenizer, variant=self.config.variant,
-                            segment_by=self.config.segment_by, choice=choice)
+        braid = self.layout.build(record, self.tokenizer, variant=self.config.variant,
+                                  segment_by=self.config.segment_by, choice=choice)
         return flatten_braid(braid, self.vocab, self.frame_rate, self.select)
 
 

@@ -29,6 +29,7 @@ from speechbraid.config import from_dict, save_config, to_dict
 from speechbraid.data.features import FeatureConfig
 from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.errors import ConfigError
+from speechbraid.layouts.registry import get_layout
 from speechbraid.layouts.tokenizer import HFTextTokenizer
 from speechbraid.models.build import (
     ModelConfig,
@@ -267,7 +268,7 @@ def _check_objectives(config: TrainConfig, model: SpeechLLM) -> None:
         if stage.objective == "ctc":
             if model.ctc is None:
                 raise ConfigError(f"stage {stage.name!r}: objective ctc needs model.ctc (the CTC bridge)")
-            others = sorted({s.layout for s in config.data.train} - {"asr"})
+            others = sorted({s.layout for s in config.data.train if not get_layout(s.layout).transcribes})
             if others:
                 raise ConfigError(f"stage {stage.name!r}: objective ctc trains on asr sources only; the mix also "
                                   f"holds {', '.join(others)} (give the CTC stage its own run or config)")

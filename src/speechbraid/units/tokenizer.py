@@ -28,7 +28,7 @@ import json
 import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,13 +57,13 @@ class UnitTokenizerConfig:
     """How units are made; stored with the centroids so a loaded tokenizer encodes exactly as trained."""
 
     encoder: Literal["whisper", "conformer", "fbank"] = "whisper"
-    encoder_model: str | None = None  # whisper: dir or name (default whisper-base); conformer: speech-LLM dir
-    layer: int = 4  # whisper: encoder layer whose output is clustered (1-based)
-    rate_hz: float = 25.0
-    n_units: int = 500
-    dedup: bool = False
+    encoder_model: str | None = None  # whisper: model dir or name (default whisper-base); conformer: speech-LLM dir
+    layer: int = 4  # whisper encoder layer to cluster (1-based)
+    rate_hz: float = field(default=25.0, metadata={"choices": RATES})  # units per second
+    n_units: int = 500  # codebook size
+    dedup: bool = False  # collapse repeated units when encoding
     seed: int = 0
-    max_train_frames: int = 200_000  # frames sampled from the manifest for k-means
+    max_train_frames: int = 200_000  # frames sampled for k-means
 
     def __post_init__(self) -> None:
         if self.encoder not in ("whisper", "conformer", "fbank"):

@@ -1,0 +1,65 @@
+"""Command-line options derived from a config dataclass: flags, types, defaults, help, and the dataclass back."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from speechbraid.cli.options import add_options, from_args
+
+
+@dataclass(frozen=True)
+class Example:
+    kind: Literal["a", "b"] = "a"  # which kind
+    model_dir: str | None = None  # where the model is
+    rate_hz: float = field(default=25.0, metadata={"choices": (25.0, 12.5)})  # per second
+    fast: bool = False
+    sizes: list[int] = field(default_factory=list)
+    steps: int = 3
+
+
+def parser(*names: str) -> argparse.ArgumentParser:
+    out = argparse.ArgumentParser()
+    add_options(out, Example, *names, flags={"rate_hz": "--rate"})
+    return out
+
+
+def test_flags_types_defaults_and_help() -> None:
+    assert from_args(Example, parser().parse_args([])) == Example()
+    args = parser().parse_args(["--kind", "b", "--model-dir", "m", "--rate", "12.5", "--fast", "--sizes", "1", "2",
+                                "--steps", "7"])
+    assert from_args(Example, args) == Example("b", "m", 12.5, True, [1, 2], 7)
+    for bad in (["--kind", "c"], ["--rate", "10"], ["--steps", "x"]):
+        with pytest.raises(SystemExit):
+            parser().parse_args(bad)
+    text = parser().format_help()
+    assert "which kind" in text and "where the model is" in text and "per second" in text
+    assert "--rate-hz" not in text
+
+
+def test_only_the_named_fields_and_extra_values() -> None:
+    args = parser("steps").parse_args(["--steps", "5"])
+    assert vars(args) == {"steps": 5}
+    assert from_args(Example, args, kind="b") == Example(kind="b", steps=5)
+
+
+def test_a_field_without_default_is_required_and_a_bool_defaulting_to_true_refused() -> None:
+    @dataclass
+    class Needs:
+        path: str
+
+    needs = argparse.ArgumentParser()
+    add_options(needs, Needs)
+    with pytest.raises(SystemExit):
+        needs.parse_args([])
+    assert from_args(Needs, needs.parse_args(["--path", "x"])) == Needs("x")
+
+    @dataclass
+    class On:
+        enabled: bool = True
+
+    with pytest.raises(TypeError, match="default must be False"):
+        add_options(argparse.ArgumentParser(), On)
