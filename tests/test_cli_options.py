@@ -63,3 +63,17 @@ def test_a_field_without_default_is_required_and_a_bool_defaulting_to_true_refus
 
     with pytest.raises(TypeError, match="default must be False"):
         add_options(argparse.ArgumentParser(), On)
+
+
+def test_generate_takes_every_decoding_setting_and_checks_it() -> None:
+    from speechbraid.cli.main import build_parser
+    from speechbraid.errors import ConfigError
+    from speechbraid.inference.settings import PatternDecodeConfig
+
+    cli = build_parser("generate")
+    base = ["generate", "hi", "--model", "m", "--vocoder", "v", "--out", "o.wav"]
+    args = cli.parse_args([*base, "--do-sample", "--temperature", "0.7", "--top-k", "5", "--unit-chunk", "4"])
+    config = from_args(PatternDecodeConfig, args)
+    assert config == PatternDecodeConfig(do_sample=True, temperature=0.7, top_k=5, unit_chunk=4)
+    with pytest.raises(ConfigError, match="temperature"):
+        from_args(PatternDecodeConfig, cli.parse_args([*base, "--temperature", "0"]))

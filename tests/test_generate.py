@@ -13,7 +13,8 @@ from speechbraid.cli.main import main
 from speechbraid.data.audio import audio_info, load_audio, write_wav
 from speechbraid.data.questions import SpokenQA, SQAQuestion, write_spoken_qa
 from speechbraid.evaluation.generation import generate_and_score, generation_prompt, score_generations
-from speechbraid.inference.patterns import PatternDecodeConfig, generate_response
+from speechbraid.inference.patterns import generate_response
+from speechbraid.inference.settings import PatternDecodeConfig
 from speechbraid.layouts.tokenizer import HFTextTokenizer
 from speechbraid.models.build import load_speech_llm
 from speechbraid.patterns import get_pattern

@@ -95,7 +95,8 @@ class SpeechLLM:
     def generate(self, question: str, *, pattern: str = "esi", max_steps: int = 512) -> tuple[str, list[int]]:
         """Answer a text question with text and speech units under a generation pattern (interleaved, esi,
         parallel); returns (text, units). A unit vocoder turns the units into audio (``speechbraid generate``)."""
-        from speechbraid.inference.patterns import PatternDecodeConfig, generate_response
+        from speechbraid.inference.patterns import generate_response
+        from speechbraid.inference.settings import PatternDecodeConfig
 
         prompt, chosen, tokenizer = self._question(question, pattern)
         response = generate_response(self.module, [prompt], chosen, None, PatternDecodeConfig(max_steps=max_steps))[0]

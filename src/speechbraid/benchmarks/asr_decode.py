@@ -21,7 +21,8 @@ from speechbraid.data.features import FeatureConfig
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.records import Utterance
 from speechbraid.device import autocast, autocast_dtype, pick_device
-from speechbraid.inference.decode import DecodeConfig, asr_prompt, generate, measure_decode_speed
+from speechbraid.inference.decode import asr_prompt, generate, measure_decode_speed
+from speechbraid.inference.settings import DecodeConfig
 from speechbraid.layouts.tokenizer import HFTextTokenizer, TextTokenizer
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import SpeechLLM

@@ -7,7 +7,9 @@ import sys
 import time
 from pathlib import Path
 
+from speechbraid.cli.options import add_options, from_args
 from speechbraid.errors import ConfigError, InputError
+from speechbraid.inference.settings import PatternDecodeConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pattern", default="esi", help="generation pattern (default: %(default)s)")
     parser.add_argument("--out", required=True, type=Path, help="output WAV")
     parser.add_argument("--stream", action="store_true", help="print text and synthesise audio as they are decoded")
-    parser.add_argument("--max-steps", type=int, default=512, help="decoding steps at most (default: %(default)s)")
-    parser.add_argument("--unit-chunk", type=int, default=10, help="units per streamed chunk (default: %(default)s)")
+    add_options(parser, PatternDecodeConfig)
     parser.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     parser.set_defaults(func=run)
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from speechbraid.device import pick_device
     from speechbraid.evaluation.generation import SAMPLE_RATE, decode_streamed, generation_prompt
     from speechbraid.evaluation.modality_gap import as_text_tokenizer
-    from speechbraid.inference.patterns import PatternDecodeConfig, generate_response
+    from speechbraid.inference.patterns import generate_response
     from speechbraid.models.build import load_speech_llm
     from speechbraid.patterns import get_pattern
     from speechbraid.units.vocoder import UnitVocoder
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     tokenizer = as_text_tokenizer(hf_tokenizer)
     prompt = generation_prompt(question, modality, tokenizer)  # type: ignore[arg-type]
     features = model_config.feature_config.extract_file
-    config = PatternDecodeConfig(max_steps=args.max_steps, unit_chunk=args.unit_chunk)
+    config = from_args(PatternDecodeConfig, args)
     start = time.perf_counter()
     if args.stream:
         printed = ""

@@ -64,7 +64,7 @@ def generate_and_score(model: Any, tokenizer: Any, questions: Sequence[SQAQuesti
     Writes ``<id>.wav`` per question under ``out_dir``; returns the summary figures and ``items`` (per
     question: text, transcript, steps, length, finish reason, first-audio seconds, correctness).
     """
-    from speechbraid.inference.patterns import PatternDecodeConfig
+    from speechbraid.inference.settings import PatternDecodeConfig
 
     config = config or PatternDecodeConfig()
     tok = as_text_tokenizer(tokenizer)

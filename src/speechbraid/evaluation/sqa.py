@@ -30,7 +30,8 @@ from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.data.questions import SQAQuestion
 from speechbraid.errors import ConfigError
 from speechbraid.evaluation.modality_gap import Features, accuracy_by_kind, as_text_tokenizer, require_features
-from speechbraid.inference.decode import DecodeConfig, generate
+from speechbraid.inference.decode import generate
+from speechbraid.inference.settings import DecodeConfig
 from speechbraid.layouts.question import Modality, question_braid
 from speechbraid.layouts.tokenizer import TextTokenizer
 from speechbraid.models.speech_llm import SpeechLLM

@@ -195,7 +195,7 @@ def _evaluate_pattern(name: str, run_dir: Path, test: Sequence[SpokenQA], vocode
                       spec: EsiPreset, device: str | None) -> dict[str, Any]:
     from speechbraid.device import pick_device
     from speechbraid.evaluation.generation import generate_and_score
-    from speechbraid.inference.patterns import PatternDecodeConfig
+    from speechbraid.inference.settings import PatternDecodeConfig
     from speechbraid.models.build import load_speech_llm
 
     model, tokenizer, config = load_speech_llm(run_dir / "model", pick_device(device))

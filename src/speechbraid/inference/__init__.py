@@ -1,7 +1,6 @@
 """Decoding: KV-cached batched greedy/sampling/beam search over braid prompts, and the generation patterns."""
 
 from speechbraid.inference.decode import (
-    DecodeConfig,
     GenerationResult,
     Hypothesis,
     asr_prompt,
@@ -9,7 +8,6 @@ from speechbraid.inference.decode import (
     measure_decode_speed,
 )
 from speechbraid.inference.patterns import (
-    PatternDecodeConfig,
     Response,
     TextChunk,
     UnitChunk,
@@ -18,6 +16,7 @@ from speechbraid.inference.patterns import (
     measure_pattern_decoding,
     teacher_forced_lengths,
 )
+from speechbraid.inference.settings import DecodeConfig, PatternDecodeConfig
 
 __all__ = [
     "DecodeConfig",

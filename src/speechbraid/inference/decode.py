@@ -24,46 +24,12 @@ from transformers.generation.logits_process import (
 
 from speechbraid.braid.spans import Braid, SpecialSpan, SpeechSpan, TextSpan
 from speechbraid.data.records import Utterance
-from speechbraid.errors import ConfigError
+from speechbraid.inference.settings import DecodeConfig
 from speechbraid.layouts.tokenizer import TextTokenizer
 from speechbraid.models.lm_state import LMState
 from speechbraid.models.speech_llm import SpeechLLM
 
 FinishReason = Literal["stop", "length"]
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    """How to decode. ``stop_ids`` end a sequence (pass the tokenizer's EOS, and e.g. ``<|eot|>``'s id).
-
-    Scores are ``log_prob / steps ** length_penalty`` where ``log_prob`` is the model's (untempered)
-    log-probability of the generated tokens INCLUDING the stop token and ``steps`` counts them too;
-    beam search ranks hypotheses by this score, and greedy/sampled results report it the same way.
-    """
-
-    max_new_tokens: int = 64
-    beam_size: int = 1
-    length_penalty: float = 1.0
-    stop_ids: tuple[int, ...] = ()
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = no top-k filter
-    top_p: float = 1.0  # 1.0 = no nucleus filter
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.beam_size < 1:
-            raise ConfigError(f"beam_size must be >= 1, got {self.beam_size}")
-        if self.do_sample and self.beam_size > 1:
-            raise ConfigError("sampling and beam search cannot be combined; set beam_size=1 or do_sample=False")
-        if self.temperature <= 0:
-            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ConfigError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
 
 
 @dataclass(frozen=True)

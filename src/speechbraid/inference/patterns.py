@@ -37,7 +37,8 @@ import torch
 from speechbraid.braid.spans import Braid, SpecialSpan
 from speechbraid.braid.vocab import VocabLayout
 from speechbraid.errors import ConfigError
-from speechbraid.inference.decode import DecodeConfig, FinishReason, sampling_warpers
+from speechbraid.inference.decode import FinishReason, sampling_warpers
+from speechbraid.inference.settings import PatternDecodeConfig
 from speechbraid.models.lm_state import LMState
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.patterns.build import build_generation_braid, response_steps
@@ -54,30 +55,6 @@ from speechbraid.patterns.spec import (
 )
 
 FeatureFn = Callable[[str], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class PatternDecodeConfig:
-    """How to decode a response. ``max_steps`` bounds the response positions (parallel: one per text/speech
-    pair); ``unit_chunk`` is how many units a streamed :class:`UnitChunk` carries (the last one may be shorter).
-    Sampling settings mean what they mean in :class:`~speechbraid.inference.decode.DecodeConfig`."""
-
-    max_steps: int = 512
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: int = 0  # 0 = no top-k filter
-    top_p: float = 1.0  # 1.0 = no nucleus filter
-    seed: int = 0
-    unit_chunk: int = 10
-
-    def __post_init__(self) -> None:
-        if self.unit_chunk < 1:
-            raise ConfigError(f"unit_chunk must be >= 1, got {self.unit_chunk}")
-        self.sampling()  # the same validation as the text decoder's settings
-
-    def sampling(self) -> DecodeConfig:
-        return DecodeConfig(max_new_tokens=self.max_steps, do_sample=self.do_sample, temperature=self.temperature,
-                            top_k=self.top_k, top_p=self.top_p, seed=self.seed)
 
 
 @dataclass(frozen=True)

@@ -333,7 +333,8 @@ class SpeechLLMTranscriber(Transcriber):
                     context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
         from tqdm import tqdm
 
-        from speechbraid.inference.decode import DecodeConfig, asr_prompt, generate
+        from speechbraid.inference.decode import asr_prompt, generate
+        from speechbraid.inference.settings import DecodeConfig
 
         config = DecodeConfig(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, beam_size=beam_size,
                               stop_ids=(self.tokenizer.eos_id,))

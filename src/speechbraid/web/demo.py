@@ -78,7 +78,7 @@ class Generator:
                  device: str | None = None, max_steps: int = DEFAULT_MAX_STEPS, unit_chunk: int = 10) -> None:
         from speechbraid.api import SpeechLLM
         from speechbraid.evaluation.modality_gap import as_text_tokenizer
-        from speechbraid.inference.patterns import PatternDecodeConfig
+        from speechbraid.inference.settings import PatternDecodeConfig
         from speechbraid.patterns import ParallelPattern, get_pattern
         from speechbraid.units.vocoder import UnitVocoder
 
