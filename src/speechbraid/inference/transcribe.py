@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speechbraid.data.audio import audio_info
 from speechbraid.data.manifest import iter_manifest
@@ -40,6 +40,13 @@ from speechbraid.errors import CheckpointError, ConfigError, InputError
 from speechbraid.files import atomic_write_text, read_append_log
 from speechbraid.inference.longform import stitch
 from speechbraid.models.registry import resolve_model
+
+if TYPE_CHECKING:  # torch and transformers load only when a model does
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from speechbraid.models.build import ModelConfig
+    from speechbraid.models.speech_llm import SpeechLLM
 
 DEFAULT_MAX_NEW_TOKENS = 128
 # Without --max-new-tokens a transcript may have at most this many tokens per second of audio (plus a few):
@@ -305,16 +312,37 @@ class SpeechLLMTranscriber(Transcriber):
         super().__init__(model_dir)
         self.device = pick_device(device)
         self.model, self.hf_tokenizer, self.config = load_speech_llm(model_dir, self.device)
+        self._check_decoder(model_dir, decoder, lm)
+        self.decoder = decoder
+        self.beam = self._beam_decoder(model_dir, lm) if decoder == "ctc-lm" else None
+        self.tokenizer = HFTextTokenizer(self.hf_tokenizer)
+        self.features = self.config.feature_config.extract_file
+
+    @classmethod
+    def from_model(cls, model: SpeechLLM, hf_tokenizer: PreTrainedTokenizerBase, config: ModelConfig,
+                   features: Callable[[str], torch.Tensor] | None = None,
+                   name: str = "<in-memory model>") -> SpeechLLMTranscriber:
+        """A transcriber over a speech LLM already in memory (the trainer's dev WER), decoding with the LLM exactly
+        as one loaded from disk would; ``features`` (e.g. the trainer's feature cache) defaults to the config's
+        extractor. The caller owns the model's train/eval mode and grad state."""
+        from speechbraid.layouts.tokenizer import HFTextTokenizer
+
+        self = cls.__new__(cls)
+        Transcriber.__init__(self, Path(name))
+        self.device = next(model.parameters()).device
+        self.model, self.hf_tokenizer, self.config = model, hf_tokenizer, config
+        self.decoder, self.beam = "llm", None
+        self.tokenizer = HFTextTokenizer(hf_tokenizer)
+        self.features = features or config.feature_config.extract_file
+        return self
+
+    def _check_decoder(self, model_dir: Path, decoder: str, lm: str | Path | None) -> None:
         if decoder not in DECODERS:
             raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
         if decoder != "llm" and self.model.ctc is None:
             raise ConfigError(f"the model {model_dir} has no CTC bridge (model.ctc); use --decoder llm")
         if lm is not None and decoder != "ctc-lm":
             raise ConfigError(f"an n-gram LM ({lm}) is used only by --decoder ctc-lm, not {decoder}")
-        self.decoder = decoder
-        self.beam = self._beam_decoder(model_dir, lm) if decoder == "ctc-lm" else None
-        self.tokenizer = HFTextTokenizer(self.hf_tokenizer)
-        self.features = self.config.feature_config.extract_file
 
     def _beam_decoder(self, model_dir: Path, lm: str | Path | None) -> Any:
         from speechbraid.inference.ctc_beam import CTCBeamDecoder

@@ -5,6 +5,8 @@ Layout of a run's ``checkpoints/``: ``step-XXXXXXXX/`` directories, each with ``
 only, loaded with ``torch.load(weights_only=True)``), plus ``latest`` naming the newest complete one.
 A directory is written under a temporary name and renamed; ``latest`` is repointed last, so a crash at
 any moment leaves the previous checkpoint intact and ``latest`` always names a complete one.
+``best`` (written by the trainer's validation, :mod:`speechbraid.training.validation`) names the checkpoint with
+the best dev metric; pruning never deletes it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,13 +31,20 @@ T = TypeVar("T")
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 LATEST = "latest"
+BEST = "best"
 
 
-def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[str, Any], keep: int = 1) -> Path:
-    """Write checkpoint ``step`` under ``root`` and keep only the newest ``keep`` ones."""
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[str, Any], keep: int = 1,
+                    protect: Collection[str] = ()) -> Path:
+    """Write checkpoint ``step`` under ``root`` and keep only the newest ``keep`` ones, besides the one ``best``
+    names and those named in ``protect`` (e.g. the checkpoint a resumed run started from)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    name = f"step-{step:08d}"
+    name = checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     save_model(model, str(tmp / MODEL_FILE))  # handles tied (shared) tensors
     torch.save(state, tmp / STATE_FILE)
@@ -47,7 +57,8 @@ def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[s
     # run in this directory: keeping it by name order would delete the new one and strand ``latest``.
     earlier = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name < name)
     later = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name > name]
-    for old in earlier[: max(0, len(earlier) - (keep - 1))] + later:
+    spared = set(protect) | {marked for marked in [read_marker(root, BEST)] if marked}
+    for old in [p for p in earlier[: max(0, len(earlier) - (keep - 1))] if p.name not in spared] + later:
         shutil.rmtree(old)
     for stale in root.glob(".step-*"):  # temp dirs of a run killed while saving
         shutil.rmtree(stale, ignore_errors=True)
@@ -81,6 +92,21 @@ def prepare_run_dir(out: str | Path, *, resume: bool, overwrite: bool) -> None:
     elif not resume:
         raise InputError("run directory is not empty; pass --resume to continue that run or --overwrite to delete "
                          "it and start afresh (or choose another --out)", out)
+
+
+def read_marker(root: str | Path, marker: str) -> str | None:
+    """The checkpoint name a marker file (``latest``, ``best``) holds, None without the file."""
+    pointer = Path(root) / marker
+    return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
+
+
+def write_marker(root: str | Path, marker: str, name: str | None) -> None:
+    """Point ``marker`` at checkpoint ``name`` (atomically), or remove it when ``name`` is None."""
+    if name is None:
+        (Path(root) / marker).unlink(missing_ok=True)
+    else:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(root) / marker, name + "\n")
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:

@@ -45,15 +45,18 @@ class TrainingLoop:
 
     ``state()`` returns what the trainer needs besides weights, optimizer, schedule and RNG to continue exactly
     (tensors and plain containers only); :meth:`restore` hands it back. ``on_step(metrics)`` runs after each step
-    is logged (TensorBoard, a DDP barrier); ``main`` is False on the other ranks of a distributed run, which step
-    but neither log nor checkpoint. A trainer with an optimizer per stage (the speech LLM's) sets ``optimizer`` and
-    ``scheduler`` before each :meth:`run`.
+    is logged (TensorBoard, validation, a DDP barrier); ``main`` is False on the other ranks of a distributed run,
+    which step but neither log nor checkpoint. A trainer with an optimizer per stage (the speech LLM's) sets
+    ``optimizer`` and ``scheduler`` before each :meth:`run`. ``checkpoint_at(step)`` names further steps to
+    checkpoint after (the trainer's validation steps, so the best one is a checkpoint); ``keep`` is how many of the
+    newest checkpoints are kept (besides the ``best`` one and the one a resumed run started from).
     """
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                  scheduler: torch.optim.lr_scheduler.LRScheduler | None, run_dir: str | Path, *, clip: float,
                  checkpoint_every: int, state: Callable[[], dict[str, Any]] = dict,
-                 on_step: Callable[[dict[str, Any]], None] | None = None, main: bool = True) -> None:
+                 on_step: Callable[[dict[str, Any]], None] | None = None, main: bool = True, keep: int = 1,
+                 checkpoint_at: Callable[[int], bool] | None = None) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.run_dir = Path(run_dir)
         self.clip = clip
@@ -61,6 +64,9 @@ class TrainingLoop:
         self.state = state
         self.on_step = on_step
         self.main = main
+        self.keep = keep
+        self.checkpoint_at = checkpoint_at
+        self.resumed_from: str | None = None  # never pruned while this run goes on: the state it continued from
         self.train_seconds = 0.0
 
     @property
@@ -84,6 +90,7 @@ class TrainingLoop:
                 shutil.rmtree(self.checkpoints, ignore_errors=True)
             return 0, None
         state = load_checkpoint(latest, self.model)
+        self.resumed_from = latest.name
         if optimizer_state:
             self.load_optimizer(state)
         set_rng_state(state["rng"])
@@ -114,14 +121,16 @@ class TrainingLoop:
                     bar.set_postfix(loss=f"{metrics['loss']:.3f}", lr=f"{metrics['lr']:.1e}")
             if self.on_step is not None:
                 self.on_step(metrics)
-            if self.main and ((step + 1) % self.checkpoint_every == 0 or step + 1 == end):
+            due = (step + 1) % self.checkpoint_every == 0 or step + 1 == end
+            if self.main and (due or (self.checkpoint_at is not None and self.checkpoint_at(step + 1))):
                 self.save(step + 1)
         return metrics
 
     def save(self, step: int) -> Path:
         return save_checkpoint(self.checkpoints, step, self.model, {
             "step": step, "train_seconds": self.train_seconds, "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "rng": rng_state(), **self.state()})
+            "scheduler": self.scheduler.state_dict(), "rng": rng_state(), **self.state()}, keep=self.keep,
+            protect=[self.resumed_from] if self.resumed_from else ())
 
 
 def progress_bar(total: int, initial: int, desc: str, enabled: bool) -> tqdm:

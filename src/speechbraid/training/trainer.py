@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -23,6 +24,7 @@ from typing import Any, Literal
 import torch
 import torch.distributed as dist
 import yaml
+from tqdm import tqdm
 
 from speechbraid.batching.collate import collate
 from speechbraid.config import from_dict, save_config, to_dict
@@ -47,6 +49,7 @@ from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
 from speechbraid.training.loop import TrainingLoop, make_scheduler, progress_bar
 from speechbraid.training.runtime import seed_everything
+from speechbraid.training.validation import ValidationConfig, Validator
 
 
 @dataclass
@@ -86,10 +89,12 @@ class TrainConfig:
     device: str | None = None
     log_every: int = 10
     ckpt_every: int = 100
+    keep_last: int = 1  # newest step checkpoints kept; the best one (validation) and the one resumed from are kept too
     cache_encoder: bool = True  # reuse encoder outputs while the encoder is frozen (kept on disk, see encoder_store)
     encoder_store: str | None = None  # directory of stored encoder outputs (default $SPEECHBRAID_HOME/encoder_outputs)
     tensorboard: bool = True
     init_from: str | None = None  # a saved speech LLM whose weights start this run (e.g. a shared stage 1)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)  # dev loss / WER / EER every N steps
 
 
 class FeatureCache:
@@ -172,6 +177,12 @@ class Trainer:
         _check_objectives(config, self.model)
         self.amp = autocast_dtype(self.device, config.precision)
         self.total_steps = sum(s.steps for s in config.stages)
+        if config.keep_last < 1:
+            raise ConfigError(f"keep_last must be >= 1, got {config.keep_last}")
+        # built here so a bad dev manifest fails before any step is spent
+        self.validator = Validator(config.validation, self.model, self.tokenizer, config.model, self.features,
+                                   self.out, self.total_steps, amp=self.amp, main=self.main) \
+            if config.validation.dev else None
 
     def fit(self, *, resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
         """Train to the end (or ``stop_after`` global steps, checkpointed as an interruption would be);
@@ -184,12 +195,16 @@ class Trainer:
             if writer is not None and metrics["step"] % config.log_every == 0:
                 for key in ("loss", "lr", "grad_norm", "fill", "tokens_per_s"):
                     writer.add_scalar(f"train/{key}", metrics[key], metrics["step"])
+            if self.validator is not None and self.main and self.validator.due(metrics["step"]):
+                self.validator.run(metrics["step"], writer, _echo if progress else None)  # other ranks: barrier
             if self.world > 1:
                 dist.barrier()
 
         loop = TrainingLoop(model, None, None, out, clip=config.clip, checkpoint_every=config.ckpt_every,
-                            state=lambda: {"stage": stage_index, "data": self.batcher.state_dict()},
-                            on_step=on_step, main=self.main)
+                            state=lambda: {"stage": stage_index, "data": self.batcher.state_dict(),
+                                           **({"validation": self.validator.state_dict()} if self.validator else {})},
+                            on_step=on_step, main=self.main, keep=config.keep_last,
+                            checkpoint_at=self.validator.due if self.validator else None)
         if resume and ckpt.latest_checkpoint(loop.checkpoints) is not None:
             _check_same_run(out / "config.yaml", config)
         if self.main:
@@ -198,6 +213,8 @@ class Trainer:
         step, state = loop.restore(resume, optimizer_state=False)  # each stage has its own optimizer (below)
         if state is not None:
             self.batcher.load_state_dict(state["data"])
+        if self.validator is not None:
+            self.validator.restore(step, state)
         if self.main and config.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -301,6 +318,10 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
           stop_after: int | None = None) -> dict[str, Any]:
     """Build a :class:`Trainer` and fit it (see :meth:`Trainer.fit`)."""
     return Trainer(config, out_dir).fit(resume=resume, progress=progress, stop_after=stop_after)
+
+
+def _echo(line: str) -> None:
+    tqdm.write(line, file=sys.stderr)  # above the progress bar, which is on stderr too
 
 
 def _wrap(model: SpeechLLM, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
