@@ -110,7 +110,7 @@ def test_ddp_with_two_gloo_processes_keeps_ranks_in_sync(tmp_path, tiny_llm_dir,
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": src}
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                             "--master-port", "29517", str(script)], env=env, capture_output=True, text=True,
+                             "--standalone", str(script)], env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     rank0, rank1 = (torch.load(out / f"params-rank{r}.pt") for r in (0, 1))

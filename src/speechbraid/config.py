@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from speechbraid.errors import ConfigError
+from speechbraid.files import atomic_write_text
 
 T = TypeVar("T")
 
@@ -68,7 +69,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False), encoding="utf-8")
+    # atomic: a resumed run rewrites its config.yaml, and a kill mid-write must not leave one it cannot resume from
+    atomic_write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def _join(where: str, key: str) -> str:

@@ -13,7 +13,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train a decoder-only speech LLM. The config (YAML) names the causal LM, the encoder, "
         "the data sources with their layouts and token-ratio weights, and the training stages; "
         "any option can be overridden as key.sub=value. Re-run with --resume to continue a killed run "
-        "exactly where it stopped. Multi-process: torchrun --nproc-per-node N -m speechbraid train ...",
+        "exactly where it stopped. Multi-process: torchrun --nproc-per-node N -m speechbraid train ... (the same "
+        "config; distributed=ddp replicates the weights, distributed=fsdp shards them; N processes x grad_accum A "
+        "train as one process with grad_accum N*A).",
     )
     parser.add_argument("--config", help="YAML config file, or a packaged config name: "
                         "asr_default (whisper-base encoder), asr_conformer, jstip_gpu")

@@ -66,6 +66,9 @@ class CTCSettings:
 @dataclass
 class ModelConfig:
     llm: str = "default-lm"  # HF causal LM directory or registered name
+    # dtype the LLM's weights are loaded (and trained) in: auto keeps the checkpoint's; float32 weights with bf16
+    # autocast is the safe default for training, bfloat16 halves the weights' memory (AdamW then steps in bf16)
+    llm_dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     encoder: Literal["conformer", "whisper"] = "conformer"
     conformer: ConformerConfig = field(default_factory=ConformerConfig)
     whisper: str = "whisper-base"  # directory or name, when encoder == "whisper"
@@ -122,13 +125,15 @@ def model_dir(name: str | Path) -> Path:
     return resolve_model(name)
 
 
-def load_causal_lm(llm_dir: Path) -> tuple[Any, Any]:
+def load_causal_lm(llm_dir: Path, dtype: str = "auto") -> tuple[Any, Any]:
     """(causal LM, tokenizer) of an HF directory, with one error naming the file for what cannot work: no
-    tokenizer, no causal-LM head, damaged weights, a tokenizer larger than the model's embeddings."""
+    tokenizer, no causal-LM head, damaged weights, a tokenizer larger than the model's embeddings. ``dtype``:
+    the weights' dtype ("auto": as stored)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = load_pretrained(AutoTokenizer.from_pretrained, llm_dir, "tokenizer")
-    llm = load_pretrained(AutoModelForCausalLM.from_pretrained, llm_dir, "causal LM")
+    llm = load_pretrained(AutoModelForCausalLM.from_pretrained, llm_dir, "causal LM",
+                          dtype=dtype if dtype == "auto" else getattr(torch, dtype))
     rows = llm.get_input_embeddings().num_embeddings
     if len(tokenizer) > rows:
         raise CheckpointError(f"the tokenizer ({len(tokenizer)} tokens) does not match the checkpoint "
@@ -138,7 +143,7 @@ def load_causal_lm(llm_dir: Path) -> tuple[Any, Any]:
 
 def build_speech_llm(config: ModelConfig) -> tuple[SpeechLLM, Any]:
     """A fresh speech LLM around the configured pretrained causal LM; returns (model, HF tokenizer)."""
-    llm, tokenizer = load_causal_lm(model_dir(config.llm))
+    llm, tokenizer = load_causal_lm(model_dir(config.llm), config.llm_dtype)
     text_size = len(tokenizer)
     ctc_tokens = _ctc_vocabulary(config.ctc, tokenizer) if config.ctc is not None else None
     _add_special_tokens(tokenizer)
@@ -283,7 +288,7 @@ def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -
     """Load a directory written by :func:`save_speech_llm`; returns (model in eval mode, tokenizer, config)."""
     path = resolve_model(model_dir)
     config, vocab = read_model_config(path, CONFIG_FILE, "speechbraid model", lambda meta: _parse_meta(meta, path))
-    llm, tokenizer = load_causal_lm(path / LLM_DIR)
+    llm, tokenizer = load_causal_lm(path / LLM_DIR, config.llm_dtype)
     if tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS[0]) != vocab.special_id(SPECIAL_TOKENS[0]):
         raise CheckpointError("tokenizer special tokens do not match the vocabulary layout", path / LLM_DIR)
     try:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -38,15 +38,18 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
-def save_checkpoint(root: str | Path, step: int, model: nn.Module, state: dict[str, Any], keep: int = 1,
-                    protect: Collection[str] = ()) -> Path:
+def save_checkpoint(root: str | Path, step: int, model: nn.Module | Mapping[str, torch.Tensor], state: dict[str, Any],
+                    keep: int = 1, protect: Collection[str] = ()) -> Path:
     """Write checkpoint ``step`` under ``root`` and keep only the newest ``keep`` ones, besides the one ``best``
-    names and those named in ``protect`` (e.g. the checkpoint a resumed run started from)."""
+    names and those named in ``protect`` (e.g. the checkpoint a resumed run started from). ``model`` is the module
+    or its full state dict (a sharded model's weights, gathered: see ``training.distributed``)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     name = checkpoint_name(step)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-    save_model(model, str(tmp / MODEL_FILE))  # handles tied (shared) tensors
+    # save_model handles tied tensors (stored once, the alias named in the metadata); it reads only
+    # ``state_dict()``, so a gathered state dict goes through the same path and the file is the same
+    save_model(model if isinstance(model, nn.Module) else _Weights(model), str(tmp / MODEL_FILE))
     torch.save(state, tmp / STATE_FILE)
     final = root / name
     if final.exists():
@@ -119,14 +122,39 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return path
 
 
-def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
-    """Load weights into ``model`` (strict) and return the trainer state; corrupt files raise CheckpointError."""
+def load_checkpoint(path: str | Path, model: nn.Module,
+                    load_weights: Callable[[dict[str, torch.Tensor]], None] | None = None) -> dict[str, Any]:
+    """Load weights into ``model`` (strict) and return the trainer state; corrupt files raise CheckpointError.
+    ``load_weights`` takes the full state dict instead (tied aliases filled in), for a sharded model."""
     path = Path(path)
     try:
-        load_model(model, str(path / MODEL_FILE), strict=True)
-    except (OSError, RuntimeError, ValueError, SafetensorError) as exc:
+        if load_weights is None:
+            load_model(model, str(path / MODEL_FILE), strict=True)
+        else:
+            load_weights(read_weights(path / MODEL_FILE))
+    except (OSError, RuntimeError, ValueError, KeyError, SafetensorError) as exc:
         raise CheckpointError(f"cannot load model weights: {exc}", path / MODEL_FILE) from None
     try:
         return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, ValueError, EOFError) as exc:
         raise CheckpointError(f"cannot load trainer state: {exc}", path / STATE_FILE) from None
+
+
+def read_weights(file: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a ``save_model`` file by name, tied aliases included (the metadata names each alias's
+    stored tensor)."""
+    with safe_open(str(file), framework="pt") as handle:
+        weights = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
+        aliases = handle.metadata() or {}
+    weights.update({alias: weights[kept] for alias, kept in aliases.items() if kept in weights})
+    return weights
+
+
+class _Weights:
+    """A state dict seen as the one method of a module that ``safetensors.torch.save_model`` calls."""
+
+    def __init__(self, weights: Mapping[str, torch.Tensor]) -> None:
+        self._weights = dict(weights)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self._weights)

@@ -43,11 +43,22 @@ def batch_indices(step: int, batch_size: int, n_blocks: int, seed: int) -> list[
 
 
 def apply_gradients(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any | None,
-                    max_grad_norm: float) -> float:
+                    max_grad_norm: float, scaler: torch.amp.GradScaler | None = None) -> float:
     """The end of every optimizer step: clip the trainable parameters' gradient norm, step the optimizer and
-    the schedule (if any), clear the gradients. Returns the gradient norm before clipping."""
+    the schedule (if any), clear the gradients. Returns the gradient norm before clipping.
+
+    With an fp16 ``scaler`` the gradients are unscaled first (clipping sees true gradients), a step whose
+    gradients overflowed is skipped by the scaler, and the scale is updated."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
-    optimizer.step()
+    if hasattr(grad_norm, "full_tensor"):  # sharded (FSDP) parameters: the norm is a DTensor
+        grad_norm = grad_norm.full_tensor()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     if scheduler is not None:
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)

@@ -7,13 +7,15 @@ layouts decide which tokens those are).
 
 Multi-process: launched with ``torchrun --nproc-per-node N -m speechbraid train ...``; every rank draws
 the same deterministic batch sequence and trains on its own share (batch ``k`` goes to rank
-``k % world``), gradients are averaged by DistributedDataParallel (gloo on CPU, nccl on GPU).
+``k % world``), gradients are averaged by DistributedDataParallel (``distributed: ddp``, gloo on CPU, nccl
+on GPU) or reduce-scattered over FSDP2 shards (``distributed: fsdp``, for LLMs that do not fit one GPU). A step
+on N processes with ``grad_accum`` A equals a step of one process with ``grad_accum`` N x A: the same
+micro-batches, the same dropout masks (seeded per micro-batch), the logged loss the mean over all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections import OrderedDict
@@ -22,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
@@ -47,6 +48,7 @@ from speechbraid.models.registry import speechbraid_home
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
+from speechbraid.training.distributed import Parallel
 from speechbraid.training.loop import TrainingLoop, make_scheduler, progress_bar
 from speechbraid.training.runtime import seed_everything
 from speechbraid.training.validation import ValidationConfig, Validator
@@ -85,7 +87,10 @@ class TrainConfig:
     clip: float = 1.0
     weight_decay: float = 0.01
     seed: int = 0
-    precision: str = "auto"  # auto (bf16 on capable GPUs), bf16, fp32
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # autocast: auto (bf16 on capable GPUs), bf16,
+    # fp16 (with a gradient scaler, for GPUs without bf16), fp32; weights stay in model.llm_dtype
+    distributed: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicated weights (ddp) or sharded ones (fsdp)
+    gradient_checkpointing: bool = False  # recompute the LLM's activations in backward (less memory, ~30% slower)
     device: str | None = None
     log_every: int = 10
     ckpt_every: int = 100
@@ -144,15 +149,10 @@ class Trainer:
             raise ConfigError("every stage needs steps > 0")
         self.config = config
         self.out = Path(out_dir)
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.device = pick_device(config.device)
-        if self.world > 1 and not dist.is_initialized():
-            if self.device.type == "cuda":
-                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-                torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
-        self.main = self.rank == 0
+        _check_distributed(config)
+        self.parallel = Parallel(config.distributed, pick_device(config.device))
+        self.device, self.world, self.rank, self.main = (self.parallel.device, self.parallel.world,
+                                                         self.parallel.rank, self.parallel.main)
         seed_everything(config.seed)
         if config.init_from:
             self.model, self.tokenizer, saved = load_speech_llm(config.init_from)
@@ -175,7 +175,12 @@ class Trainer:
             root = Path(config.encoder_store) if config.encoder_store else speechbraid_home() / "encoder_outputs"
             self.model.encoder_cache = EncoderOutputStore(root, self.model.encoder)
         _check_objectives(config, self.model)
+        if config.gradient_checkpointing:
+            _enable_activation_checkpointing(self.model.llm)
+        if config.distributed == "fsdp":
+            self.parallel.wrap(self.model)  # shards in place, before a resume loads the checkpoint into the shards
         self.amp = autocast_dtype(self.device, config.precision)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.amp == torch.float16 else None
         self.total_steps = sum(s.steps for s in config.stages)
         if config.keep_last < 1:
             raise ConfigError(f"keep_last must be >= 1, got {config.keep_last}")
@@ -197,14 +202,15 @@ class Trainer:
                     writer.add_scalar(f"train/{key}", metrics[key], metrics["step"])
             if self.validator is not None and self.main and self.validator.due(metrics["step"]):
                 self.validator.run(metrics["step"], writer, _echo if progress else None)  # other ranks: barrier
-            if self.world > 1:
-                dist.barrier()
+            self.parallel.barrier()
 
         loop = TrainingLoop(model, None, None, out, clip=config.clip, checkpoint_every=config.ckpt_every,
                             state=lambda: {"stage": stage_index, "data": self.batcher.state_dict(),
                                            **({"validation": self.validator.state_dict()} if self.validator else {})},
                             on_step=on_step, main=self.main, keep=config.keep_last,
-                            checkpoint_at=self.validator.due if self.validator else None)
+                            checkpoint_at=self.validator.due if self.validator else None, parallel=self.parallel,
+                            scaler=self.scaler)
+        self._loop = loop
         if resume and ckpt.latest_checkpoint(loop.checkpoints) is not None:
             _check_same_run(out / "config.yaml", config)
         if self.main:
@@ -228,7 +234,7 @@ class Trainer:
                 trainable = set_trainable(model, stage.trainable)
                 self._select_frames(stage)
                 self.batcher.rows = stage.rows or config.data.rows
-                module = _wrap(model, self.device) if self.world > 1 else model
+                module = self.parallel.wrap(model)
                 loop.optimizer = _optimizer(model, stage, config.weight_decay)
                 loop.scheduler = make_scheduler(loop.optimizer, stage.steps, stage.warmup)
                 if state is not None and state["stage"] == stage_index:  # resumed inside this stage
@@ -236,13 +242,13 @@ class Trainer:
                 state = None
                 bar.set_description(f"train[{stage.name}]")
                 stage_end = min(end_step, step - stage_step + stage.steps)
-                metrics = loop.run(lambda _, module=module, stage=stage, trainable=trainable: self._step(
-                    module, stage.objective) | {"stage": stage.name, "trainable": trainable}, step, stage_end, bar)
+                metrics = loop.run(lambda at, module=module, stage=stage, trainable=trainable: self._step(
+                    module, stage.objective, at) | {"stage": stage.name, "trainable": trainable}, step, stage_end, bar)
                 step = stage_end
         if writer is not None:
             writer.close()
-        if self.main and step >= self.total_steps:
-            save_speech_llm(model, self.tokenizer, config.model, out / "model")
+        if step >= self.total_steps:
+            self._save_model(out / "model")
         metrics["mix"] = self.batcher.sampler.mix_report()
         return metrics
 
@@ -254,28 +260,48 @@ class Trainer:
         for source in self.batcher.sampler.sources:
             source.select = select
 
-    def _step(self, module: torch.nn.Module, objective: str = "lm") -> dict[str, Any]:
-        """Forward and backward over ``grad_accum`` micro-batches per rank (the loop then steps the optimizer)."""
+    def _save_model(self, directory: Path) -> None:
+        """The finished model (rank 0). Sharded weights are gathered first (every rank takes part) into a plain
+        copy of the model, so the saved directory is the one a single process writes (LoRA merged the same way)."""
+        model = self.model
+        if self.parallel.sharded:
+            weights = self.parallel.model_state(self.model)
+            if not self.main:
+                return
+            model, _ = build_speech_llm(self.config.model)
+            model.load_state_dict(weights, strict=True)
+        if self.main:
+            save_speech_llm(model, self.tokenizer, self.config.model, directory)
+
+    def _step(self, module: torch.nn.Module, objective: str = "lm", step: int = 0) -> dict[str, Any]:
+        """Forward and backward over ``grad_accum`` micro-batches per rank (the loop then steps the optimizer).
+        Metrics are over all ranks' micro-batches: the loss their mean, counts their sums."""
         config, model = self.config, self.model
         t0 = time.perf_counter()
         model.train()
         if not any(p.requires_grad for p in model.encoder.parameters()):
             model.encoder.eval()  # frozen: no dropout, so cached outputs equal fresh ones
         loss_sum, tokens, positions, filled, audio_s = 0.0, 0, 0, 0, 0.0
-        for micro in range(config.grad_accum * self.world):
+        micro_batches = config.grad_accum * self.world
+        for micro in range(micro_batches):
             rows = self.batcher.next_batch()
             if micro % self.world != self.rank:
                 continue  # every rank draws the same sequence and trains on its own share
             batch = collate(rows, self.features, max_len=config.data.max_len).to(self.device)
-            with autocast(self.device, self.amp):
-                loss, _ = module(batch, objective=objective)
-            (loss / config.grad_accum).backward()
+            # dropout masks depend on the micro-batch's place in the global sequence only, so N ranks draw the ones
+            # a single process with N x grad_accum draws, and a resumed run the ones the interrupted run drew
+            torch.manual_seed(config.seed * 1_000_003 + step * micro_batches + micro)
+            with self.parallel.gradient_sync(module, sync=micro + self.world >= micro_batches):
+                with autocast(self.device, self.amp):
+                    loss, _ = module(batch, objective=objective)
+                self._loop.backward(loss / config.grad_accum)
             loss_sum += float(loss.detach())
             tokens += batch.num_loss_tokens
             positions += batch.example_ids.numel()
             filled += int((batch.example_ids > 0).sum())
             audio_s += float(batch.audio_frames.sum()) / model.frame_rate
-        return {"loss": loss_sum / config.grad_accum, "target_tokens": tokens, "fill": filled / max(positions, 1),
+        loss_sum, tokens, positions, filled, audio_s = self.parallel.sum([loss_sum, tokens, positions, filled, audio_s])
+        return {"loss": loss_sum / micro_batches, "target_tokens": int(tokens), "fill": filled / max(positions, 1),
                 "audio_seconds": audio_s, "tokens_per_s": positions / (time.perf_counter() - t0)}
 
 
@@ -296,6 +322,34 @@ def _check_objectives(config: TrainConfig, model: SpeechLLM) -> None:
                 raise ConfigError(f"stage {stage.name!r} trains {moving[0]} while model.ctc.compress keeps frames by "
                                   "the CTC bridge's output: freeze the encoder, adapter and bridge in lm stages "
                                   "(or set model.ctc.compress=false)")
+
+
+def _enable_activation_checkpointing(llm: Any) -> None:
+    # non-reentrant checkpointing: works with frozen inputs (stage 1 trains only the adapter) and with FSDP's hooks
+    kwargs = {"use_reentrant": False}
+    if hasattr(llm, "activation_checkpointing_enable"):  # transformers >= 5.x (gradient_checkpointing_* deprecated)
+        llm.activation_checkpointing_enable(kwargs)
+    else:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def _check_distributed(config: TrainConfig) -> None:
+    """FSDP shards every weight: refuse what needs whole weights outside the model's forward pass."""
+    if config.distributed != "fsdp":
+        return
+    if config.model.lora is not None:
+        raise ConfigError("distributed=fsdp with model.lora is not supported (the final save merges LoRA into "
+                          "whole weights); LoRA's few trainable weights fit distributed=ddp")
+    if config.model.ctc is not None:
+        raise ConfigError("distributed=fsdp with model.ctc is not supported (CTC frame selection runs the speech "
+                          "side outside the forward pass); use distributed=ddp")
+    if config.precision == "fp16":
+        raise ConfigError("distributed=fsdp with precision=fp16 is not supported (each rank sees only its shard "
+                          "of the gradients when checking for overflow); use precision=bf16")
+    if config.validation.dev:
+        raise ConfigError("distributed=fsdp with validation.dev is not supported (validation runs on rank 0 alone, "
+                          "and a sharded model needs every rank for its forward pass); validate saved checkpoints, "
+                          "or use distributed=ddp")
 
 
 def _check_same_run(saved_path: Path, config: TrainConfig) -> None:
@@ -322,9 +376,3 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
 
 def _echo(line: str) -> None:
     tqdm.write(line, file=sys.stderr)  # above the progress bar, which is on stderr too
-
-
-def _wrap(model: SpeechLLM, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
-    # Text-only batches leave the encoder unused, so DDP must tolerate unused parameters.
-    device_ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
