@@ -5,8 +5,8 @@ match its regexes (stage 1 of METHODS.md: adapter only; stage 2: everything) wit
 linear warmup + linear decay schedule. Loss is next-token cross-entropy on text targets only (the
 layouts decide which tokens those are).
 
-Multi-process: launched with ``torchrun --nproc-per-node N -m speechbraid train ...``; every rank draws
-the same deterministic batch sequence and trains on its own share (batch ``k`` goes to rank
+Multi-process: launched with ``torchrun --nproc-per-node N -m speechbraid train ...``; every rank plans
+the same deterministic batch sequence and builds and trains only its own share (batch ``k`` goes to rank
 ``k % world``), gradients are averaged by DistributedDataParallel (gloo on CPU, nccl on GPU).
 """
 
@@ -227,6 +227,7 @@ class Trainer:
         if self.main and step >= self.total_steps:
             save_speech_llm(model, self.tokenizer, config.model, out / "model")
         metrics["mix"] = self.batcher.sampler.mix_report()
+        metrics["skipped_lines"] = self.batcher.sampler.skipped_report()  # sources with on_bad: skip
         return metrics
 
     def _select_frames(self, stage: StageConfig) -> None:
@@ -246,9 +247,10 @@ class Trainer:
             model.encoder.eval()  # frozen: no dropout, so cached outputs equal fresh ones
         loss_sum, tokens, positions, filled, audio_s = 0.0, 0, 0, 0, 0.0
         for micro in range(config.grad_accum * self.world):
-            rows = self.batcher.next_batch()
             if micro % self.world != self.rank:
-                continue  # every rank draws the same sequence and trains on its own share
+                self.batcher.skip_batch()  # every rank plans the same sequence; only the batch's own rank builds it
+                continue
+            rows = self.batcher.next_batch()
             batch = collate(rows, self.features, max_len=config.data.max_len).to(self.device)
             with autocast(self.device, self.amp):
                 loss, _ = module(batch, objective=objective)
