@@ -253,3 +253,27 @@ def test_braid_size_agrees_with_the_laid_out_braid(layout):
                 size = braid_size(braid, FRAME_RATE, sel)
                 assert (size.positions, size.target_tokens, size.num_frames) == (
                     len(flat), sum(1 for label in flat.labels if label != IGNORE_INDEX), flat.num_frames)
+
+
+def test_padded_audio_cap_bounds_the_encoder_input_where_the_sum_cap_does_not(tmp_path):
+    """The encoder runs on a batch's distinct audios padded to the longest: one long utterance among short ones
+    costs audios x longest, which a cap on the summed seconds lets grow far past itself."""
+    durations = [8.0 if i % 8 == 0 else 1.0 for i in range(32)]
+    lines = [json.dumps({"id": f"u{i}", "text": "take aspirin", "audio": f"/fake/u{i}.wav", "duration": d})
+             for i, d in enumerate(durations)]
+    manifest = write_lines(tmp_path / "mixed.jsonl", lines)
+
+    def padded_seconds(batch) -> float:
+        audios = {f.audio: f.num_frames / FRAME_RATE for row in batch for f in row}
+        return len(audios) * max(audios.values())
+
+    def drawn(**caps) -> list:
+        batcher = PackedBatcher(MixSampler(sources(manifest, ("asr",), (1.0,)), seed=0), rows=16, max_len=400, **caps)
+        return [batcher.next_batch() for _ in range(6)]
+
+    summed = drawn(max_audio_seconds=20.0)
+    assert all(sum(f.num_frames for row in b for f in row) / FRAME_RATE <= 20.0 for b in summed)
+    assert max(padded_seconds(b) for b in summed) > 40.0
+    capped = drawn(max_audio_seconds=20.0, max_padded_audio_seconds=20.0)
+    assert all(padded_seconds(b) <= 20.0 for b in capped)
+    assert any(f.num_frames == 100 for b in capped for row in b for f in row)  # long ones still come, in fewer company

@@ -128,9 +128,10 @@ class LineIndex:
                     else:
                         blanks.append(len(offsets))
                     position += len(raw)
-            self._blank_at.append(np.frombuffer(blanks, dtype=np.int64).copy())
+            self._blank_at.append(np.frombuffer(blanks, dtype=np.int64) if blanks else np.zeros(0, np.int64))
             starts.append(len(offsets))
-        self.offsets = np.frombuffer(offsets, dtype=np.int64).copy() if offsets else np.zeros(0, np.int64)
+        # a view of the array's own buffer: no second copy of the offsets, even for a moment
+        self.offsets = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
         self.starts = np.array(starts, dtype=np.int64)  # file f holds lines starts[f]..starts[f+1]-1
         self._handles: OrderedDict[int, IO[bytes]] = OrderedDict()
 

@@ -17,6 +17,7 @@ the kept frames decide a braid's length, so planning then runs the frame selecti
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -26,7 +27,7 @@ import numpy as np
 from speechbraid.batching.collate import BraidSize, FlatBraid, braid_size, flatten_braid
 from speechbraid.braid.spans import Braid
 from speechbraid.braid.vocab import VocabLayout
-from speechbraid.data.manifest import LazyManifest, LineParser, parse_manifest_line
+from speechbraid.data.manifest import LazyManifest, LineParser, manifest_shards, parse_manifest_line
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError
 from speechbraid.layouts.registry import get_layout
@@ -85,6 +86,20 @@ def _line_parser(config: SourceConfig) -> LineParser:
     return parse_manifest_line
 
 
+# sources over the same files (asr and word-il of one manifest, say) share one line index while any is alive
+_OPEN_MANIFESTS: weakref.WeakValueDictionary[tuple[Any, ...], LazyManifest] = weakref.WeakValueDictionary()
+
+
+def _open_manifest(config: SourceConfig) -> LazyManifest:
+    files = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in manifest_shards(config.manifest)]
+    key = (config.format, *files)  # size and mtime: a rewritten file is indexed again
+    manifest = _OPEN_MANIFESTS.get(key)
+    if manifest is None:
+        manifest = LazyManifest(config.manifest, _line_parser(config))
+        _OPEN_MANIFESTS[key] = manifest
+    return manifest
+
+
 class BraidSource:
     """The records of one manifest and the layout that turns each into a braid.
 
@@ -111,7 +126,7 @@ class BraidSource:
         if self.layout.reads == "spoken-qa":
             self.pairs = self._load_spoken_qa(config)
         else:
-            self.manifest = LazyManifest(config.manifest, _line_parser(config))
+            self.manifest = _open_manifest(config)
         if len(self) == 0:
             raise InputError("no records to train on", config.manifest)
 
@@ -241,7 +256,8 @@ class MixSampler:
         cached = self._orders.get(source)
         if cached is None or cached[0] != epoch:  # one permutation per source and epoch, not one per draw
             rng = np.random.default_rng([self.seed, source, epoch])
-            cached = (epoch, rng.permutation(len(self.sources[source])))
+            order = rng.permutation(len(self.sources[source]))
+            cached = (epoch, order.astype(np.int32) if len(order) < 2**31 else order)  # same order, half the bytes
             self._orders[source] = cached
         return cached[1]
 
@@ -303,20 +319,25 @@ class MixSampler:
 
 class PackedBatcher:
     """Fills ``rows`` rows of ``max_len`` positions online (first fit) and closes a batch when the next
-    example fits nowhere or would exceed ``max_audio_seconds``; that example opens the next batch.
+    example fits nowhere or would exceed ``max_audio_seconds`` or ``max_padded_audio_seconds``; that example
+    opens the next batch.
 
     Positions count speech frames too, so batches are duration-aware: long utterances make fewer
-    examples per batch.
+    examples per batch. ``max_audio_seconds`` caps the sum of the examples' audio; the encoder, though, runs on
+    the batch's distinct audios padded to the longest, so one long utterance among many short ones costs
+    (audios x longest) - ``max_padded_audio_seconds`` caps exactly that.
 
     :meth:`next_plan` decides a batch from braid sizes alone; :meth:`materialize` lays it out. Every DDP rank plans
     every batch (so all see one sequence) and materializes only its own (:meth:`next_batch` / :meth:`skip_batch`).
     """
 
-    def __init__(self, sampler: MixSampler, rows: int, max_len: int, max_audio_seconds: float | None = None) -> None:
+    def __init__(self, sampler: MixSampler, rows: int, max_len: int, max_audio_seconds: float | None = None,
+                 max_padded_audio_seconds: float | None = None) -> None:
         self.sampler = sampler
         self.rows = rows
         self.max_len = max_len
         self.max_audio_seconds = max_audio_seconds
+        self.max_padded_audio_seconds = max_padded_audio_seconds
         self.pending: PlannedExample | Key | None = None  # the example that opens the next batch (a key after resume)
 
     def _next_example(self) -> PlannedExample:
@@ -339,6 +360,7 @@ class PackedBatcher:
         rows: list[list[PlannedExample]] = []
         room: list[int] = []
         audio_seconds = 0.0
+        audios: dict[str, float] = {}  # the batch's distinct audio (encoded once each) -> seconds
         while True:
             planned = self._next_example()
             length = planned.size.positions
@@ -347,15 +369,23 @@ class PackedBatcher:
                 slot = len(rows)
                 rows.append([])
                 room.append(self.max_len)
-            limit = self.max_audio_seconds
-            over_audio = limit is not None and bool(rows[0]) and audio_seconds + planned.seconds > limit
-            if slot is None or over_audio:
+            if slot is None or (rows[0] and self._over_audio(audio_seconds, audios, planned)):
                 self.pending = planned
                 return [r for r in rows if r]
             rows[slot].append(planned)
             room[slot] -= length
             audio_seconds += planned.seconds
+            if planned.seconds and planned.braid.audio is not None:
+                audios[planned.braid.audio] = planned.seconds
             self.sampler.account(planned)
+
+    def _over_audio(self, audio_seconds: float, audios: dict[str, float], planned: PlannedExample) -> bool:
+        if self.max_audio_seconds is not None and audio_seconds + planned.seconds > self.max_audio_seconds:
+            return True
+        if self.max_padded_audio_seconds is None or not planned.seconds or planned.braid.audio in audios:
+            return False
+        longest = max(planned.seconds, *audios.values()) if audios else planned.seconds
+        return (len(audios) + 1) * longest > self.max_padded_audio_seconds
 
     def materialize(self, plan: list[list[PlannedExample]]) -> list[list[FlatBraid]]:
         """Lay the planned rows out position by position (the expensive part, done only by the batch's rank)."""

@@ -67,7 +67,9 @@ class DataConfig:
     train: list[SourceConfig] = field(default_factory=list)
     max_len: int = 512  # positions per packed row (speech frames + tokens)
     rows: int = 8  # rows per batch
-    max_audio_seconds: float | None = None  # cap on audio per batch (encoder memory)
+    max_audio_seconds: float | None = None  # cap on audio per batch (sum over its examples)
+    # cap on the encoder's padded input per batch: distinct audios x the longest (what encoder memory follows)
+    max_padded_audio_seconds: float | None = None
 
 
 @dataclass
@@ -162,7 +164,7 @@ class Trainer:
         text_tokenizer = HFTextTokenizer(self.tokenizer)
         sources = [BraidSource(s, text_tokenizer, self.model.vocab, self.model.frame_rate) for s in config.data.train]
         self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows, config.data.max_len,
-                                     config.data.max_audio_seconds)
+                                     config.data.max_audio_seconds, config.data.max_padded_audio_seconds)
         self.features = FeatureCache(config.model.feature_config)
         if config.cache_encoder and self.model.encoder is not None:
             # one store per encoder weights: every run and study row that starts from this frozen encoder (and a
