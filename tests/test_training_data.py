@@ -277,3 +277,30 @@ def test_padded_audio_cap_bounds_the_encoder_input_where_the_sum_cap_does_not(tm
     capped = drawn(max_audio_seconds=20.0, max_padded_audio_seconds=20.0)
     assert all(padded_seconds(b) <= 20.0 for b in capped)
     assert any(f.num_frames == 100 for b in capped for row in b for f in row)  # long ones still come, in fewer company
+
+
+def test_lazy_manifest_names_a_bad_utf8_line_and_reads_the_others(tmp_path, manifest):
+    from speechbraid.data.manifest import LazyManifest
+    from speechbraid.errors import ManifestError
+
+    raw = manifest.read_bytes().split(b"\n")
+    raw[2] = raw[2].replace(b"u2", b"u\xe92")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join(raw))
+    lines = LazyManifest(bad)
+    assert lines[1].record.id == "u1" and lines[3].where() == f"{bad}:4"
+    with pytest.raises(ManifestError, match=rf"{bad}:3: not valid UTF-8: byte 0xe9"):
+        lines[2]
+
+
+def test_training_data_benchmark_rows(tmp_path):
+    from speechbraid.benchmarks.training_data import measure_memory, measure_throughput, write_synthetic_manifest
+
+    manifest = write_synthetic_manifest(tmp_path / "m.jsonl", 300)
+    assert len(manifest.read_text().splitlines()) == 300
+    row = measure_memory(manifest, 300, batches=2, in_memory_reference=True)
+    assert row["n_lines"] == 300 and row["growth_mib"] >= 0 and "in_memory_records_mib" in row
+    rows = measure_throughput(manifest, batches=4)
+    assert [r["world"] for r in rows] == [1, 2, "plan only"]
+    assert [r["built_by_rank0"] for r in rows] == [4, 2, 0]
+    assert len({r["examples"] for r in rows}) == 1  # every rank plans the same global sequence

@@ -121,6 +121,7 @@ class BraidSource:
         self.skip = config.on_bad == "skip"
         self.problems: list[str] = []  # the first skipped lines, "file:line: reason"
         self._bad = np.zeros(0, dtype=bool)  # per record: found unusable (allocated on the first one)
+        self._skipped = 0  # how many are (a count, so no check scans the whole table)
         self.manifest: LazyManifest | None = None
         self.pairs: list[SpokenQA] = []
         if self.layout.reads == "spoken-qa":
@@ -156,7 +157,7 @@ class BraidSource:
     @property
     def skipped(self) -> int:
         """Distinct records found unusable and passed over so far (``on_bad: skip``)."""
-        return int(self._bad.sum())
+        return self._skipped
 
     def where(self, index: int) -> str:
         if self.manifest is not None:
@@ -174,9 +175,10 @@ class BraidSource:
             self._bad = np.zeros(len(self), dtype=bool)
         if not self._bad[index]:
             self._bad[index] = True
+            self._skipped += 1
             if len(self.problems) < self._SHOWN_PROBLEMS:
                 self.problems.append(where)
-        if self._bad.all():  # never loop forever over a source with nothing left to draw
+        if self._skipped == len(self):  # never loop forever over a source with nothing left to draw
             raise InputError(f"every record of {self.config.manifest} is unusable with layout "
                              f"{self.config.layout!r}; first: {self.problems[0]}")
 
@@ -230,6 +232,7 @@ class BraidSource:
             if not len(self._bad):
                 self._bad = np.zeros(len(self), dtype=bool)
             self._bad[np.asarray(indices, dtype=np.int64)] = True
+            self._skipped = int(self._bad.sum())
 
 
 class MixSampler:
