@@ -95,6 +95,7 @@ def reference_draws(path: Path, layouts, weights, seed: int, n: int) -> list[tup
 def test_lazy_sources_draw_what_the_in_memory_reader_drew(manifest):
     layouts, weights = ("asr", "word-il", "text"), (1.0, 1.0, 0.5)
     sampler = MixSampler(sources(manifest, layouts, weights), seed=3)
+    assert len({id(s.manifest) for s in sampler.sources}) == 1  # one line index for the three sources
     drawn = []
     for _ in range(80):  # more than one epoch of the 23 records
         planned = sampler.next_example()
