@@ -7,13 +7,20 @@ another process) takes for a complete one: every file the package writes goes th
 
 from __future__ import annotations
 
+import array
+import gzip
 import json
 import os
+import shutil
 import tempfile
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
+
+import numpy as np
 
 from speechbraid.errors import CheckpointError, InputError
 
@@ -73,15 +80,102 @@ def iter_text_lines(path: str | Path, errors: list[InputError] | None = None,
     with path.open("rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
             try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                error = error_type(f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
-                                   "line (save the file as UTF-8)", path, line_no)
+                text = decode_line(raw, path, line_no, error_type)
+            except InputError as error:
                 if errors is None:
-                    raise error from None
+                    raise
                 errors.append(error)
                 continue
-            yield line_no, text.rstrip("\r\n")
+            yield line_no, text
+
+
+def decode_line(raw: bytes, path: str | Path, line_no: int, error_type: type[InputError] = InputError) -> str:
+    """One line's bytes as text without its line end; bad UTF-8 raises ``error_type`` naming file, line and byte."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error_type(f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
+                         "line (save the file as UTF-8)", path, line_no) from None
+    return text.rstrip("\r\n")
+
+
+class LineIndex:
+    """Random access to the non-blank lines of one or more UTF-8 text files (shards read as one), holding only
+    their byte offsets: 8 bytes a line, so a million-line JSONL file costs 8 MB, not its records.
+
+    Built in one streaming pass. ``.gz`` files cannot be seeked cheaply, so each is decompressed once into a
+    temporary file (disk, not memory), removed when the index is closed or collected. Errors name the file as
+    given and its 1-based line, blank lines counted.
+    """
+
+    _OPEN_FILES = 16  # handles kept open at once (a directory may hold thousands of shards)
+
+    def __init__(self, paths: Sequence[str | Path], error_type: type[InputError] = InputError) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.error_type = error_type
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._readable = [self._seekable(p) for p in self.paths]
+        offsets = array.array("q")
+        self._blank_at: list[np.ndarray] = []  # per file: global index of the line after each blank line
+        starts = [0]
+        for readable in self._readable:
+            blanks = array.array("q")
+            position = 0
+            with readable.open("rb") as handle:
+                for raw in handle:
+                    if raw.strip():
+                        offsets.append(position)
+                    else:
+                        blanks.append(len(offsets))
+                    position += len(raw)
+            self._blank_at.append(np.frombuffer(blanks, dtype=np.int64) if blanks else np.zeros(0, np.int64))
+            starts.append(len(offsets))
+        # a view of the array's own buffer: no second copy of the offsets, even for a moment
+        self.offsets = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
+        self.starts = np.array(starts, dtype=np.int64)  # file f holds lines starts[f]..starts[f+1]-1
+        self._handles: OrderedDict[int, IO[bytes]] = OrderedDict()
+
+    def _seekable(self, path: Path) -> Path:
+        if not path.is_file():
+            raise self.error_type("file not found", path)
+        if path.suffix != ".gz":
+            return path
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="speechbraid-lines-")
+            weakref.finalize(self, self._tmp.cleanup)
+        plain = Path(self._tmp.name) / f"{len(os.listdir(self._tmp.name))}-{path.stem}"
+        with gzip.open(path, "rb") as source, plain.open("wb") as target:
+            shutil.copyfileobj(source, target)
+        return plain
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def where(self, index: int) -> tuple[Path, int]:
+        """(file as given, 1-based line number) of line ``index``."""
+        file = int(np.searchsorted(self.starts, index, side="right")) - 1
+        blanks_before = int(np.searchsorted(self._blank_at[file], index, side="right"))
+        return self.paths[file], index - int(self.starts[file]) + blanks_before + 1
+
+    def line(self, index: int) -> tuple[Path, int, str]:
+        """(file, line number, text without its line end) of non-blank line ``index`` (0-based)."""
+        if not 0 <= index < len(self.offsets):
+            raise IndexError(index)
+        file = int(np.searchsorted(self.starts, index, side="right")) - 1
+        handle = self._handles.pop(file, None) or self._readable[file].open("rb")
+        self._handles[file] = handle  # most recently used last
+        if len(self._handles) > self._OPEN_FILES:
+            self._handles.popitem(last=False)[1].close()
+        handle.seek(int(self.offsets[index]))
+        path, line_no = self.where(index)
+        return path, line_no, decode_line(handle.readline(), path, line_no, self.error_type)
+
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
 
 def read_text_lines(paths: Sequence[str | Path]) -> list[str]:

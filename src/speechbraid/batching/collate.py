@@ -54,13 +54,7 @@ def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float,
     labels: list[int] = []
     stream: list[int] = []
     stream_labels: list[int] = []
-    num_frames = 0
-    kept: Sequence[int] | None = None
-    if braid.has_speech:
-        if braid.audio is None or braid.duration is None:
-            raise ValueError(f"braid {braid.id!r} has speech spans but no audio/duration")
-        num_frames = num_frames_for(braid.duration, frame_rate)
-        kept = select(braid.audio) if select is not None else None
+    num_frames, kept = _audio_frames(braid, frame_rate, select)
 
     def put(ids: Sequence[int], loss: bool, second: Sequence[int] | None = None) -> None:
         tokens.extend(ids)
@@ -84,11 +78,7 @@ def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float,
         elif isinstance(span, UnitSpan):
             put([vocab.unit_id(u) for u in span.units], span.loss)
         elif isinstance(span, SpeechSpan):
-            first, last = frame_range(span.start, span.end, frame_rate, num_frames)
-            held = list(range(first, last))
-            if kept is not None:
-                held = list(kept[bisect_left(kept, first):bisect_left(kept, last)]) or [
-                    min(max(midpoint_frame(span.start, span.end, frame_rate), first), last - 1)]
+            held = _held_frames(span, frame_rate, num_frames, kept)
             tokens.extend([-1] * len(held))
             frames.extend(held)
             labels.extend([IGNORE_INDEX] * len(held))
@@ -99,6 +89,56 @@ def flatten_braid(braid: Braid, vocab: VocabLayout, frame_rate: float,
     parallel = any(isinstance(span, ParallelSpan) for span in braid.spans)
     return FlatBraid(tuple(tokens), tuple(frames), tuple(labels), braid.audio if num_frames else None, num_frames,
                      braid.id, tuple(stream) if parallel else None, tuple(stream_labels) if parallel else None)
+
+
+def _audio_frames(braid: Braid, frame_rate: float,
+                  select: Callable[[str], Sequence[int]] | None) -> tuple[int, Sequence[int] | None]:
+    """Adapter frames of the braid's audio (0 without speech) and the kept ones under CTC compression."""
+    if not braid.has_speech:
+        return 0, None
+    if braid.audio is None or braid.duration is None:
+        raise ValueError(f"braid {braid.id!r} has speech spans but no audio/duration")
+    return num_frames_for(braid.duration, frame_rate), select(braid.audio) if select is not None else None
+
+
+def _held_frames(span: SpeechSpan, frame_rate: float, num_frames: int, kept: Sequence[int] | None) -> list[int]:
+    first, last = frame_range(span.start, span.end, frame_rate, num_frames)
+    if kept is None:
+        return list(range(first, last))
+    return list(kept[bisect_left(kept, first):bisect_left(kept, last)]) or [
+        min(max(midpoint_frame(span.start, span.end, frame_rate), first), last - 1)]
+
+
+@dataclass(frozen=True)
+class BraidSize:
+    """What packing and the token-ratio mix need to know of a braid, without laying it out."""
+
+    positions: int  # len() of its FlatBraid
+    target_tokens: int  # positions whose (first-stream) label carries loss
+    num_frames: int  # adapter frames of its audio (0 without audio)
+
+
+def braid_size(braid: Braid, frame_rate: float, select: Callable[[str], Sequence[int]] | None = None) -> BraidSize:
+    """The size :func:`flatten_braid` would give the braid, counted span by span (no per-position tuples)."""
+    num_frames, kept = _audio_frames(braid, frame_rate, select)
+    positions = targets = 0
+    for span in braid.spans:
+        if isinstance(span, SpeechSpan):
+            positions += len(_held_frames(span, frame_rate, num_frames, kept))
+            continue
+        if isinstance(span, TextSpan):
+            n = len(span.tokens)
+        elif isinstance(span, SpecialSpan):
+            n = 1
+        elif isinstance(span, ParallelSpan):
+            n = len(span.text)
+        elif isinstance(span, UnitSpan):
+            n = len(span.units)
+        else:  # pragma: no cover - the Span union is closed
+            raise TypeError(f"unknown span {span!r}")
+        positions += n
+        targets += n if span.loss else 0
+    return BraidSize(positions, targets, num_frames)
 
 
 @dataclass

@@ -66,9 +66,9 @@ def measure_packing(sources: Sequence[BraidSource], rows: int, max_len: int, bat
     sampler = MixSampler(sources, seed)  # same seed: replays the draw order the batcher saw
     examples: list[FlatBraid] = []
     for _ in range(n_examples):
-        key = sampler.next_key()
-        examples.append(sampler.example(key))
-        sampler.account(key, examples[-1])
+        planned = sampler.next_example()
+        examples.append(sampler.flatten(planned))
+        sampler.account(planned)
     padded = [collate([[f] for f in examples[i:i + rows]]) for i in range(0, len(examples), rows)]
 
     def summary(group: list[BraidBatch]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bench",
         description="Measure speed and memory figures on this machine and print them as tables (or JSON). "
         "Suites: data (synthesis speed per engine, manifest validation throughput and peak memory at two "
-        "manifest sizes, log-mel extraction speed); train (speech-LLM step throughput against the bare LLM on "
+        "manifest sizes, training data path peak memory as the manifest grows and braids/s per rank in a world of "
+        "1 and 2, log-mel extraction speed); train (speech-LLM step throughput against the bare LLM on "
         "the same packed batches, packing efficiency against plain padding, achieved FLOP/s against a plain "
         "matmul); asr-decode (greedy decoding with and without the KV cache, transcription real-time factor "
         "on CPU); jstip (word-level interleaving: single-pass encode+scatter against encoding every speech span "
@@ -34,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save", type=Path, help="also write the JSON result to this file")
     parser.add_argument("--lines", type=int, nargs="+", default=[10_000, 100_000],
                         help="data: manifest sizes for the validation benchmark (default: %(default)s)")
+    parser.add_argument("--train-lines", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
+                        help="data: manifest sizes for the training data path benchmark; throughput is measured on "
+                        "the smallest (default: %(default)s)")
     parser.add_argument("--steps", type=int,
                         help="train: measured steps per row, after one warm-up step; jstip: measured batches "
                         "per row; llm: measured steps per row after one warm-up step, and decoding repeats "
@@ -78,7 +82,7 @@ def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
     if args.suite == "data":
         from speechbraid.benchmarks.data import bench_data, format_data
 
-        result = bench_data(manifest_lines=args.lines)
+        result = bench_data(manifest_lines=args.lines, train_lines=args.train_lines)
         return result, format_data(result)
     if args.suite == "train":
         from speechbraid.benchmarks.train import bench_train, format_train

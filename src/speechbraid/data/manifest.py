@@ -6,14 +6,18 @@ can point the user at the exact line that is wrong.
 
 from __future__ import annotations
 
+import glob
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from speechbraid.data.records import Utterance
 from speechbraid.errors import InputError, ManifestError
-from speechbraid.files import atomic_open, iter_text_lines
+from speechbraid.files import LineIndex, atomic_open, iter_text_lines
+
+# one line of text (its file and line number given for errors) -> the record it holds
+LineParser = Callable[[str, Path, int], Utterance]
 
 
 @dataclass(frozen=True)
@@ -38,20 +42,68 @@ def iter_manifest(path: str | Path, errors: list[ManifestError] | None = None) -
     path = Path(path)
     if not path.is_file():
         raise InputError("manifest not found", path)
-    base_dir = path.parent
     for line_no, raw in iter_text_lines(path, errors, ManifestError):  # type: ignore[arg-type]
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
-            record = Utterance.from_dict(obj, base_dir=base_dir)
-        except (json.JSONDecodeError, ValueError) as exc:
-            error = ManifestError(f"invalid record: {exc}", path, line_no)
+            record = parse_manifest_line(raw, path, line_no)
+        except ManifestError as error:
             if errors is None:
-                raise error from None
+                raise
             errors.append(error)
             continue
         yield ManifestLine(str(path), line_no, record)
+
+
+def parse_manifest_line(text: str, path: Path, line_no: int) -> Utterance:
+    """The record one manifest line holds (relative audio resolved against the manifest's directory); a line
+    that is not a record raises :class:`ManifestError` naming file and line."""
+    try:
+        return Utterance.from_dict(json.loads(text), base_dir=path.parent)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ManifestError(f"invalid record: {exc}", path, line_no) from None
+
+
+def manifest_shards(spec: str | Path) -> list[Path]:
+    """The files a manifest names: one file, a directory of shards (its ``*.jsonl`` and ``*.jsonl.gz``) or a glob
+    pattern; shards in sorted name order, so every process reads them as the same concatenation."""
+    path = Path(spec)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        shards = sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
+        if not shards:
+            raise InputError("manifest directory holds no *.jsonl or *.jsonl.gz shards", path)
+        return shards
+    if glob.has_magic(str(spec)):
+        shards = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
+        if not shards:
+            raise InputError("no manifest shard matches the pattern", spec)
+        return shards
+    raise InputError("manifest not found", path)
+
+
+class LazyManifest:
+    """Random access to the records of a manifest of any length (one file or shards read as one), parsing one
+    line per access: only the byte offsets of its lines stay in memory (:class:`~speechbraid.files.LineIndex`).
+
+    ``parse`` turns a line into its record (default: a speechbraid manifest line); its errors name file and line.
+    """
+
+    def __init__(self, spec: str | Path, parse: LineParser = parse_manifest_line) -> None:
+        self.spec = str(spec)
+        self.lines = LineIndex(manifest_shards(spec), ManifestError)
+        self.parse = parse
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, index: int) -> ManifestLine:
+        path, line_no, text = self.lines.line(index)
+        return ManifestLine(str(path), line_no, self.parse(text, path, line_no))
+
+    def close(self) -> None:
+        self.lines.close()
 
 
 def read_manifest(path: str | Path) -> Iterator[Utterance]:

@@ -5,8 +5,8 @@ match its regexes (stage 1 of METHODS.md: adapter only; stage 2: everything) wit
 linear warmup + linear decay schedule. Loss is next-token cross-entropy on text targets only (the
 layouts decide which tokens those are).
 
-Multi-process: launched with ``torchrun --nproc-per-node N -m speechbraid train ...``; every rank draws
-the same deterministic batch sequence and trains on its own share (batch ``k`` goes to rank
+Multi-process: launched with ``torchrun --nproc-per-node N -m speechbraid train ...``; every rank plans
+the same deterministic batch sequence and builds and trains only its own share (batch ``k`` goes to rank
 ``k % world``), gradients are averaged by DistributedDataParallel (``distributed: ddp``, gloo on CPU, nccl
 on GPU) or reduce-scattered over FSDP2 shards (``distributed: fsdp``, for LLMs that do not fit one GPU). A step
 on N processes with ``grad_accum`` A equals a step of one process with ``grad_accum`` N x A: the same
@@ -72,7 +72,9 @@ class DataConfig:
     train: list[SourceConfig] = field(default_factory=list)
     max_len: int = 512  # positions per packed row (speech frames + tokens)
     rows: int = 8  # rows per batch
-    max_audio_seconds: float | None = None  # cap on audio per batch (encoder memory)
+    max_audio_seconds: float | None = None  # cap on audio per batch (sum over its examples)
+    # cap on the encoder's padded input per batch: distinct audios x the longest (what encoder memory follows)
+    max_padded_audio_seconds: float | None = None
 
 
 @dataclass
@@ -167,7 +169,7 @@ class Trainer:
         text_tokenizer = HFTextTokenizer(self.tokenizer)
         sources = [BraidSource(s, text_tokenizer, self.model.vocab, self.model.frame_rate) for s in config.data.train]
         self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows, config.data.max_len,
-                                     config.data.max_audio_seconds)
+                                     config.data.max_audio_seconds, config.data.max_padded_audio_seconds)
         self.features = FeatureCache(config.model.feature_config)
         if config.cache_encoder and self.model.encoder is not None:
             # one store per encoder weights: every run and study row that starts from this frozen encoder (and a
@@ -250,6 +252,7 @@ class Trainer:
         if step >= self.total_steps:
             self._save_model(out / "model")
         metrics["mix"] = self.batcher.sampler.mix_report()
+        metrics["skipped_lines"] = self.batcher.sampler.skipped_report()  # sources with on_bad: skip
         return metrics
 
     def _select_frames(self, stage: StageConfig) -> None:
@@ -284,9 +287,10 @@ class Trainer:
         loss_sum, tokens, positions, filled, audio_s = 0.0, 0, 0, 0, 0.0
         micro_batches = config.grad_accum * self.world
         for micro in range(micro_batches):
-            rows = self.batcher.next_batch()
             if micro % self.world != self.rank:
-                continue  # every rank draws the same sequence and trains on its own share
+                self.batcher.skip_batch()  # every rank plans the same sequence; only the batch's own rank builds it
+                continue
+            rows = self.batcher.next_batch()
             batch = collate(rows, self.features, max_len=config.data.max_len).to(self.device)
             # dropout masks depend on the micro-batch's place in the global sequence only, so N ranks draw the ones
             # a single process with N x grad_accum draws, and a resumed run the ones the interrupted run drew

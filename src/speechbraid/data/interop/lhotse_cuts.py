@@ -27,7 +27,7 @@ from lhotse.utils import fastcopy
 
 from speechbraid.data.interop._files import skip_or_raise
 from speechbraid.data.records import Utterance, WordAlignment
-from speechbraid.errors import InputError
+from speechbraid.errors import InputError, ManifestError
 from speechbraid.files import atomic_path
 
 WORD_ALIGNMENT_KEY = "word"
@@ -168,13 +168,29 @@ def read_cutset(path: str | Path, skipped: list[str] | None = None) -> Iterator[
         raise InputError("lhotse manifest not found", path)
     with open_best(path, "r") as handle:
         for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                item = deserialize_item(json.loads(raw))
-            except (json.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
-                raise InputError(f"not a lhotse cut: {exc!r}", path, line_no) from None
-            if not isinstance(item, Cut):
-                raise InputError(f"expected a cut, got a {type(item).__name__} (convert recordings + "
-                                 "supervisions with CutSet.from_manifests first)", path, line_no)
-            yield from cut_to_records(item, skipped)
+            if raw.strip():
+                yield from cut_to_records(_parse_cut(raw, path, line_no), skipped)
+
+
+def _parse_cut(text: str, path: Path, line_no: int) -> Cut:
+    try:
+        item = deserialize_item(json.loads(text))
+    except (json.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"not a lhotse cut: {exc!r}", path, line_no) from None
+    if not isinstance(item, Cut):
+        raise InputError(f"expected a cut, got a {type(item).__name__} (convert recordings + "
+                         "supervisions with CutSet.from_manifests first)", path, line_no)
+    return item
+
+
+def parse_cut_line(text: str, path: Path, line_no: int) -> Utterance:
+    """The one utterance of a cuts-manifest line, for random access (:class:`~speechbraid.data.manifest.LazyManifest`
+    reads one line per record, so a cut must hold exactly one supervision); problems name file and line."""
+    try:
+        records = list(cut_to_records(_parse_cut(text, path, line_no)))
+    except InputError as exc:
+        raise ManifestError(exc.message, path, line_no) from None
+    if len(records) != 1:
+        raise ManifestError(f"cut holds {len(records)} supervisions; a training source reads one utterance per "
+                            "line (split it with CutSet.trim_to_supervisions() first)", path, line_no)
+    return records[0]
