@@ -51,8 +51,15 @@ def test_bench_train_pairs_steps_on_equal_positions(corpus_dir, tiny_llm_dir):
     # the full step also runs the encoder and adapter on top of the same LLM positions
     assert flops["speech"]["gflop_per_step"] > flops["bare"]["gflop_per_step"] > 0
     assert all(row["ratio_to_matmul"] > 0 for row in flops.values())
+    store = result["encoder_store"]
+    assert [row["source"] for row in store["steps"]] == [f"encoder outputs: {side}" for side in
+                                                         ("ram", "disk", "disk, cold")]
+    assert store["outputs"] > 0 and store["shard_mb"] > 0
+    assert store["disk_reads"] >= 2 * store["outputs"]  # both disk rows read every output from its shard
+    assert store["ratio"] == store["steps"][1]["throughput_vs_ram"] > 0
     text = format_train(result)
     assert "assembly overhead" in text and "Packing efficiency" in text and "FLOP/s" in text
+    assert "disk/RAM step throughput" in text
 
 
 def test_bench_asr_decode_cached_and_uncached_agree(corpus_dir, tiny_llm_dir, noise_corpus):

@@ -212,21 +212,6 @@ def test_runs_from_the_same_frozen_encoder_share_one_disk_store_and_training_it_
     assert all(path in shared for path in batch.audio)  # the store is left intact
 
 
-def test_encoder_store_names_a_corrupt_file(tmp_path, noise_corpus):
-    from speechbraid.errors import CheckpointError
-    from speechbraid.models.encoder_store import EncoderOutputStore
-
-    encoder = torch.nn.Linear(2, 2)
-    store = EncoderOutputStore(tmp_path, encoder)
-    audio = str(next(iter(read_manifest(noise_corpus))).audio)
-    store[audio] = torch.ones(3, 2)
-    assert torch.equal(EncoderOutputStore(tmp_path, encoder)[audio], torch.ones(3, 2))  # a fresh process reads it
-    file = next(store.directory.glob("*.safetensors"))
-    file.write_bytes(b"not a safetensors file")
-    with pytest.raises(CheckpointError, match=file.name):
-        EncoderOutputStore(tmp_path, encoder)[audio]
-
-
 def model_feature_config(trainer):
     return trainer.config.model.feature_config
 

@@ -305,3 +305,19 @@ def test_training_data_benchmark_rows(tmp_path):
     assert [r["world"] for r in rows] == [1, 2, "plan only"]
     assert [r["built_by_rank0"] for r in rows] == [4, 2, 0]
     assert len({r["examples"] for r in rows}) == 1  # every rank plans the same global sequence
+
+
+def test_encoded_audio_lists_every_audio_with_its_line_and_passes_bad_lines_by_the_policy(manifest, tmp_path):
+    """The read-only encoder store checks these before step 1: a malformed line fails there (strict) or is counted
+    (skip), and the text layout encodes no audio."""
+    lines = manifest.read_text(encoding="utf-8").splitlines()
+    bad = write_lines(tmp_path / "bad.jsonl", [*lines[:5], "{not json", *lines[5:]])
+    (skipping,) = sources(bad, layouts=("asr",), weights=(1.0,), on_bad="skip")
+    listed = list(skipping.encoded_audio())
+    assert len(listed) == 23 and skipping.skipped == 1
+    assert listed[0] == ("/fake/u0.wav", f"{bad}:1 [u0]") and listed[5] == ("/fake/u5.wav", f"{bad}:7 [u5]")
+    (strict,) = sources(bad, layouts=("asr",), weights=(1.0,))
+    with pytest.raises(InputError, match=rf"{bad}:6"):
+        list(strict.encoded_audio())
+    (text,) = sources(manifest, layouts=("text",), weights=(1.0,))
+    assert list(text.encoded_audio()) == []

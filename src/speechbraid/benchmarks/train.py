@@ -1,5 +1,6 @@
 """Training figures: step throughput of the speech LLM against the bare LLM on the same packed batches,
-packing efficiency of the online packer against plain padding, and achieved FLOP/s against a plain matmul.
+packing efficiency of the online packer against plain padding, achieved FLOP/s against a plain matmul, and the
+step throughput with the frozen encoder's outputs read from the disk store against the same outputs in RAM.
 
 Every figure is a ratio of two measurements taken side by side in one run (the rows of one step are
 interleaved batch by batch), so shared-machine noise hits both sides alike.
@@ -7,6 +8,7 @@ interleaved batch by batch), so shared-machine noise hits both sides alike.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,6 +29,7 @@ from speechbraid.benchmarks.common import (
 )
 from speechbraid.device import autocast_dtype, pick_device
 from speechbraid.layouts.tokenizer import HFTextTokenizer
+from speechbraid.models.encoder_store import EncoderOutputStore
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
@@ -34,6 +37,7 @@ from speechbraid.training.trainer import DataConfig, FeatureCache
 
 ASSEMBLY_TARGET = 0.10  # acceptable extra time of the speech step (encoder outputs cached) over the bare LLM
 PACKING_TARGET = 0.95  # acceptable non-padding fraction of packed batches
+STORE_TARGET = 0.9  # acceptable step throughput reading encoder outputs from the disk store, relative to RAM
 MIX_LAYOUTS = ("asr", "word-il", "text")
 
 # Which parameters each measured step trains. "bare": the LLM alone on token ids; "cached": adapter + LLM
@@ -180,6 +184,60 @@ def measure_step_throughput(model: SpeechLLM, batches: Sequence[list[list[FlatBr
             "assembly_target": ASSEMBLY_TARGET, "meets_target": assembly < ASSEMBLY_TARGET}
 
 
+def measure_encoder_store(model: SpeechLLM, batches: Sequence[list[list[FlatBraid]]], features: FeatureCache,
+                          max_len: int, warmup: int, device: torch.device, work_dir: str | Path) -> dict[str, Any]:
+    """Step time with the frozen encoder's outputs read from the on-disk store against the same outputs held in
+    RAM (a dict, on the device), on the same batches, interleaved batch by batch (the order alternating).
+
+    The store side keeps no in-memory copies (LRU budget 0): every output is read from its memory-mapped shard.
+    "disk" leaves the OS page cache as it is (warm after the first read); "disk, cold" closes the shards and asks
+    the kernel to drop their cached pages (``posix_fadvise DONTNEED``) before every step, so each read is a
+    first read. Steps are the trainer's (collate, assemble, forward, backward, AdamW; draw excluded).
+    """
+    runner = _StepRunner(model, features, max_len, device)
+    runner.set_mode("cached")
+    ram: dict[str, torch.Tensor] = {}
+    model.encoder_cache = ram
+    with torch.no_grad():
+        for batch_rows in batches:
+            model.prepare_inputs(collate(batch_rows, features, max_len=max_len).to(device))  # fills ``ram``
+    root = Path(work_dir) / "encoder-store"
+    EncoderOutputStore(root, model.encoder, 0).update(ram)
+    store = EncoderOutputStore(root, model.encoder, 0, mode="read-only")
+
+    def drop_page_cache() -> None:
+        store.close()  # unmapped, so the kernel may drop the pages
+        for file in store.shard_files:
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+    sides = {"ram": ram, "disk": store, "disk, cold": store}
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    cpu_seconds: dict[str, list[float]] = {side: [] for side in sides}
+    for i, batch_rows in enumerate(batches):
+        order = list(sides) if i % 2 == 0 else list(reversed(sides))
+        for side in order:
+            model.encoder_cache = sides[side]
+            if side == "disk, cold":
+                drop_page_cache()
+            t = timed(lambda rows_=batch_rows: runner.speech_step(rows_), device)
+            if i >= warmup:
+                seconds[side].append(t.wall)
+                cpu_seconds[side].append(t.cpu)
+    model.encoder_cache = None
+    ram_s, ram_cpu = median(seconds["ram"]), median(cpu_seconds["ram"])
+    table = [{"source": f"encoder outputs: {side}", "ms_per_step": 1000 * median(seconds[side]),
+              "throughput_vs_ram": ram_s / median(seconds[side]),
+              "throughput_vs_ram_cpu_time": ram_cpu / median(cpu_seconds[side])} for side in sides]
+    ratio = table[1]["throughput_vs_ram"]
+    shard_mb = sum(file.stat().st_size for file in store.shard_files) / 2**20
+    return {"steps": table, "outputs": len(ram), "disk_reads": store.reads, "shard_mb": shard_mb,
+            "ratio": ratio, "target": STORE_TARGET, "meets_target": ratio >= STORE_TARGET}
+
+
 def count_step_flops(runner: _StepRunner, mode: str, rows: list[list[FlatBraid]], tokens: BraidBatch) -> int:
     """FLOPs of one step as ``FlopCounterMode`` counts them (matmuls, convolutions, attention kernels)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -247,17 +305,18 @@ def bench_train(corpus_dir: str | Path = DEFAULT_CORPUS, *, steps: int = 5, warm
         throughput = measure_step_throughput(model, batches, draw, features, max_len, warmup, dev)
         seconds = {row["mode"]: row["seconds"] for row in throughput["steps"]}
         flops = measure_flops(model, features, batches[0], max_len, seconds, dev)
+        store = measure_encoder_store(model, batches, features, max_len, warmup, dev, tmp)
     return {
         "device": str(dev), "autocast": str(autocast_dtype(dev)).removeprefix("torch."),
         "corpus": corpus.source, "llm": llm_note,
         "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
         "rows": rows, "max_len": max_len, "steps": steps, "warmup": warmup,
-        "throughput": throughput, "packing": packing, "flops": flops,
+        "throughput": throughput, "packing": packing, "flops": flops, "encoder_store": store,
     }
 
 
 def format_train(result: dict[str, Any]) -> str:
-    tp, pk, fl = result["throughput"], result["packing"], result["flops"]
+    tp, pk, fl, st = result["throughput"], result["packing"], result["flops"], result["encoder_store"]
     verdict = "meets" if tp["meets_target"] else "MISSES"
     packed_fill = pk["packed"]["fill"]
     return "\n\n".join([
@@ -279,4 +338,9 @@ def format_train(result: dict[str, Any]) -> str:
         f"{' x '.join(map(str, fl['matmul_shape']))}\n"
         + format_table(fl["steps"], ["step", "gflop_per_step", "achieved_gflop_s", "matmul_gflop_s",
                                      "ratio_to_matmul"]),
+        f"Encoder-output store on disk vs in RAM (speech step, encoder frozen; {st['outputs']} outputs, "
+        f"{st['shard_mb']:.1f} MB of shards, no in-memory copies on the disk side)\n"
+        + format_table(st["steps"], ["source", "ms_per_step", "throughput_vs_ram", "throughput_vs_ram_cpu_time"])
+        + f"\ndisk/RAM step throughput {st['ratio']:.3f} ({'meets' if st['meets_target'] else 'MISSES'} the "
+        f">= {st['target']} target)",
     ])

@@ -22,7 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("segment", "merge aligned words into segments; print segment-length statistics"),
     "align": ("align", "word alignments for data without them: train a CTC aligner, align a manifest, score"),
     "convert": ("convert", "convert manifests to/from lhotse and NeMo; import/export CTM and TextGrid alignments"),
-    "features": ("features", "compute log-mel features for every utterance of a manifest (.npy per utterance)"),
+    "features": ("features", "compute log-mel features for every utterance of a manifest (.npy per utterance), "
+                 "or precompute encoder outputs into the encoder store (--kind encoder)"),
     "units": ("units", "discrete speech units: train a k-means tokenizer, tokenize manifests, units back to WAV"),
     # layouts, models, training
     "layout": ("layout", "show the braids a layout builds from a manifest (JSON, text drawing, PNG)"),

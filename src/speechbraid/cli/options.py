@@ -16,15 +16,17 @@ import textwrap
 import tokenize
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
-def add_options(parser: argparse.ArgumentParser, cls: type, *names: str, flags: Mapping[str, str] = {}) -> None:
+def add_options(parser: argparse.ArgumentParser, cls: type, *names: str, flags: Mapping[str, str] = {},
+                extra_choices: Mapping[str, Sequence[Any]] = {}) -> None:
     """One option per field of ``cls`` (only ``names`` when given), in field order; ``flags`` maps a field to the
-    option name it had before options were derived (``rate_hz`` -> ``--rate``), so command lines keep working."""
+    option name it had before options were derived (``rate_hz`` -> ``--rate``), so command lines keep working;
+    ``extra_choices`` adds values a field's option accepts beyond the field's own (the command handles those)."""
     hints = typing.get_type_hints(cls)
     comments = _field_comments(cls)
     for field in dataclasses.fields(cls):
@@ -35,6 +37,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *names: str, flags: 
         options = _type_options(hints[field.name], default)
         if "choices" in field.metadata:
             options["choices"] = field.metadata["choices"]
+        if field.name in extra_choices:
+            options["choices"] = (*options["choices"], *extra_choices[field.name])
         parser.add_argument(flags.get(field.name, "--" + field.name.replace("_", "-")), dest=field.name,
                             default=default, required=default is dataclasses.MISSING, help=comments.get(field.name),
                             **options)

@@ -12,6 +12,7 @@ Loading never unpickles anything.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from speechbraid.braid.vocab import SPECIAL_TOKENS, VocabLayout
@@ -282,6 +283,31 @@ def _parse_meta(meta: dict[str, Any], path: Path) -> tuple[ModelConfig, VocabLay
         raise CheckpointError(f"saved by a newer speechbraid (directory format {meta['format']}, this version reads "
                               f"up to {FORMAT}); upgrade speechbraid to load it", path / CONFIG_FILE)
     return from_dict(ModelConfig, meta["model"], str(path / CONFIG_FILE)), VocabLayout(**meta["vocab"])
+
+
+def load_speech_encoder(name_or_dir: str | Path) -> tuple[torch.nn.Module, FeatureConfig]:
+    """(encoder in eval mode, the features it reads) of a saved speech LLM directory (its trained encoder, read
+    without loading the LLM) or of a Whisper checkpoint (a directory or a registered name such as whisper-base,
+    converted on first use) - the very weights a run starting from it holds, so both share one encoder store."""
+    path = Path(name_or_dir).expanduser()
+    if not path.is_dir():
+        with contextlib.suppress(ConfigError):  # a registered name; whisper-base may not be converted yet
+            path = resolve_model(name_or_dir)
+    if not (path / CONFIG_FILE).is_file():
+        whisper = ModelConfig(encoder="whisper", whisper=str(name_or_dir))
+        return _encoder(whisper).eval(), whisper.feature_config
+    config, _ = read_model_config(path, CONFIG_FILE, "speechbraid model", lambda meta: _parse_meta(meta, path))
+    encoder = _encoder(config, path)
+    try:
+        with safe_open(str(path / SPEECH_FILE), framework="pt") as speech:
+            names = [k for k in speech.keys() if k.startswith("encoder.")]  # noqa: SIM118 (not a dict)
+            state = {k.removeprefix("encoder."): speech.get_tensor(k) for k in names}
+        encoder.load_state_dict(state, strict=True)
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot read speech weights: {exc}", path / SPEECH_FILE) from None
+    except RuntimeError as exc:
+        raise CheckpointError(f"encoder weights do not fit the config: {exc}", path / SPEECH_FILE) from None
+    return encoder.eval(), config.feature_config
 
 
 def load_speech_llm(model_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SpeechLLM, Any, ModelConfig]:

@@ -253,8 +253,9 @@ class SpeechLLM(nn.Module):
             index = torch.tensor(missing, device=device)
             with torch.no_grad():
                 out, out_lengths = self.encoder(features[index], feature_lengths[index])
-            for row, i in enumerate(missing):
-                self.encoder_cache[audio[i]] = out[row, : int(out_lengths[row])].detach()
+            # one update per batch: a store writes the batch's outputs as one shard
+            self.encoder_cache.update({audio[i]: out[row, : int(out_lengths[row])].detach()
+                                       for row, i in enumerate(missing)})
         cached = [self.encoder_cache[path].to(device) for path in audio]
         lengths = torch.tensor([c.shape[0] for c in cached], device=device)
         return torch.nn.utils.rnn.pad_sequence(cached, batch_first=True), lengths

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -211,6 +211,26 @@ class BraidSource:
         except (InputError, ValueError) as exc:  # a record the builder cannot use: name its line
             self.reject(index, f"[{record.id}] {getattr(exc, 'message', exc)}")
             return None
+
+    def encoded_audio(self) -> Iterator[tuple[str, str]]:
+        """(audio path, ``file:line [id]``) of every audio file this source's braids run through the speech encoder,
+        in one pass over the manifest; an unreadable line raises or, under ``on_bad: skip``, is counted and passed."""
+        if self.layout.reads == "spoken-qa":
+            if self.config.variant != "text":
+                for index, pair in enumerate(self.pairs):
+                    if pair.question_audio and not self.is_bad(index):
+                        yield pair.question_audio, f"{self.where(index)} [{pair.id}]"
+            return
+        if not self.layout.needs_audio or self.manifest is None:
+            return
+        for index in range(len(self)):
+            try:
+                record = self.manifest[index].record
+            except InputError as exc:
+                self.reject(index, exc.message)
+                continue
+            if record.audio:
+                yield record.audio, f"{self.where(index)} [{record.id}]"
 
     def size(self, braid: Braid) -> BraidSize:
         return braid_size(braid, self.frame_rate, self.select)

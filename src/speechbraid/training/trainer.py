@@ -43,12 +43,11 @@ from speechbraid.models.build import (
     set_trainable,
     with_lora,
 )
-from speechbraid.models.encoder_store import EncoderOutputStore
-from speechbraid.models.registry import speechbraid_home
 from speechbraid.models.speech_llm import SpeechLLM
 from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
 from speechbraid.training.distributed import Parallel
+from speechbraid.training.encoder_outputs import open_encoder_store, skip_stored
 from speechbraid.training.loop import TrainingLoop, make_scheduler, progress_bar
 from speechbraid.training.runtime import seed_everything
 from speechbraid.training.validation import ValidationConfig, Validator
@@ -99,6 +98,10 @@ class TrainConfig:
     keep_last: int = 1  # newest step checkpoints kept; the best one (validation) and the one resumed from are kept too
     cache_encoder: bool = True  # reuse encoder outputs while the encoder is frozen (kept on disk, see encoder_store)
     encoder_store: str | None = None  # directory of stored encoder outputs (default $SPEECHBRAID_HOME/encoder_outputs)
+    # fill: encode what the store lacks and keep it; read-only: every output must have been precomputed
+    # (speechbraid features --kind encoder), a missing or damaged one is an error before or during training
+    encoder_store_mode: Literal["fill", "read-only"] = "fill"
+    encoder_cache_mb: float = 2048  # RAM for in-memory copies of stored encoder outputs (LRU in front of the store)
     tensorboard: bool = True
     init_from: str | None = None  # a saved speech LLM whose weights start this run (e.g. a shared stage 1)
     validation: ValidationConfig = field(default_factory=ValidationConfig)  # dev loss / WER / EER every N steps
@@ -171,11 +174,11 @@ class Trainer:
         self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows, config.data.max_len,
                                      config.data.max_audio_seconds, config.data.max_padded_audio_seconds)
         self.features = FeatureCache(config.model.feature_config)
+        self.batch_features = skip_stored(self.features, self.model, config.model.feature_config.num_mel_bins)
         if config.cache_encoder and self.model.encoder is not None:
-            # one store per encoder weights: every run and study row that starts from this frozen encoder (and a
-            # resumed run) reads the outputs computed first, so each audio is encoded once
-            root = Path(config.encoder_store) if config.encoder_store else speechbraid_home() / "encoder_outputs"
-            self.model.encoder_cache = EncoderOutputStore(root, self.model.encoder)
+            self.model.encoder_cache = open_encoder_store(
+                self.model.encoder, sources, config.model, root=config.encoder_store, mode=config.encoder_store_mode,
+                cache_mb=config.encoder_cache_mb, init_from=config.init_from)
         _check_objectives(config, self.model)
         if config.gradient_checkpointing:
             _enable_activation_checkpointing(self.model.llm)
@@ -291,7 +294,7 @@ class Trainer:
                 self.batcher.skip_batch()  # every rank plans the same sequence; only the batch's own rank builds it
                 continue
             rows = self.batcher.next_batch()
-            batch = collate(rows, self.features, max_len=config.data.max_len).to(self.device)
+            batch = collate(rows, self.batch_features, max_len=config.data.max_len).to(self.device)
             # dropout masks depend on the micro-batch's place in the global sequence only, so N ranks draw the ones
             # a single process with N x grad_accum draws, and a resumed run the ones the interrupted run drew
             torch.manual_seed(config.seed * 1_000_003 + step * micro_batches + micro)
