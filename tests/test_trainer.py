@@ -33,8 +33,10 @@ def tiny_config(llm_dir, manifest, steps=(2, 3)) -> TrainConfig:
     )
 
 
-def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, tiny_llm_dir, noise_corpus):
+@pytest.mark.parametrize("bucket_window", [0, 5])  # 5: duration bucketing, resumed mid-window
+def test_interrupted_and_resumed_run_matches_uninterrupted(tmp_path, tiny_llm_dir, noise_corpus, bucket_window):
     config = tiny_config(tiny_llm_dir, noise_corpus)
+    config.data.bucket_window = bucket_window
     train(config, tmp_path / "full", progress=False)
     reference = [row["loss"] for row in read_train_log(tmp_path / "full")]
     assert len(reference) == 5
@@ -281,6 +283,10 @@ def test_ctc_plans_that_cannot_work_are_refused_before_training(tiny_llm_dir, no
     config = ctc_config(tiny_llm_dir, noise_corpus)
     config.stages[1].trainable = ["lora_", r"^adapter\."]  # compression needs a frozen speech side
     with pytest.raises(ConfigError, match="freeze the encoder, adapter and bridge"):
+        Trainer(config, "/nonexistent-run-dir")
+    config = ctc_config(tiny_llm_dir, noise_corpus)
+    config.data.bucket_window = 8  # windows are planned with the kept frames of their time
+    with pytest.raises(ConfigError, match="data.bucket_window with model.ctc.compress"):
         Trainer(config, "/nonexistent-run-dir")
 
 

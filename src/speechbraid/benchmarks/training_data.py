@@ -61,14 +61,14 @@ def _tokenizer() -> Any:
     return HFTextTokenizer(train_bpe_tokenizer([" ".join(_WORDS)] * 50, vocab_size=300))
 
 
-def _batcher(manifest: Path, tokenizer: Any, seed: int = 0) -> Any:
+def _batcher(manifest: Path, tokenizer: Any, seed: int = 0, bucket_window: int = 0) -> Any:
     from speechbraid.braid.vocab import VocabLayout
     from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
 
     vocab = VocabLayout(text_size=len(tokenizer), num_units=0)
     sources = [BraidSource(SourceConfig(str(manifest), layout, weight=0.5 if layout == "text" else 1.0),
                            tokenizer, vocab, FRAME_RATE) for layout in MIX]
-    return PackedBatcher(MixSampler(sources, seed), ROWS, MAX_LEN)
+    return PackedBatcher(MixSampler(sources, seed), ROWS, MAX_LEN, bucket_window=bucket_window)
 
 
 def measure_memory(manifest: str | Path, n_lines: int, batches: int = 50, in_memory_reference: bool = False
@@ -130,6 +130,28 @@ def measure_throughput(manifest: str | Path, batches: int = 40,
     return out
 
 
+def measure_bucketing(manifest: str | Path, batches: int = 300,
+                      windows: tuple[int, ...] = (0, 500, 2000)) -> list[dict[str, Any]]:
+    """What duration bucketing buys the encoder: its padded input (each batch's distinct audios x the longest) per
+    second of real audio, for packing in draw order (window 0) and bucketed windows, over the same draws."""
+    tokenizer = _tokenizer()
+    out = []
+    for window in windows:
+        batcher = _batcher(Path(manifest), tokenizer, bucket_window=window)
+        audio = padded = examples = 0.0
+        begin = time.perf_counter()
+        for _ in range(batches):
+            plan = batcher.next_plan()
+            seconds = {p.braid.audio: p.seconds for row in plan for p in row if p.seconds}
+            audio += sum(seconds.values())
+            padded += len(seconds) * max(seconds.values(), default=0.0)
+            examples += sum(len(row) for row in plan)
+        elapsed = time.perf_counter() - begin
+        out.append({"bucket_window": window, "batches": batches, "examples_per_batch": round(examples / batches, 1),
+                    "encoder_padding": round(padded / audio - 1, 3), "plan_braids_per_s": round(examples / elapsed)})
+    return out
+
+
 def bench_training_data(lines: tuple[int, ...] = (10_000, 100_000, 1_000_000), batches: int = 50,
                         throughput_lines: int = 100_000) -> dict[str, Any]:
     """Memory rows (each in a fresh process, manifests generated on disk line by line) and throughput rows."""
@@ -145,8 +167,9 @@ def bench_training_data(lines: tuple[int, ...] = (10_000, 100_000, 1_000_000), b
         if not manifest.is_file():
             write_synthetic_manifest(manifest, throughput_lines)
         throughput = in_fresh_process(measure_throughput, manifest)
+        bucketing = in_fresh_process(measure_bucketing, manifest)
     growth = {row["n_lines"]: row["growth_mib"] for row in memory}
-    return {"memory": memory, "throughput": throughput, "throughput_lines": throughput_lines,
+    return {"memory": memory, "throughput": throughput, "bucketing": bucketing, "throughput_lines": throughput_lines,
             "growth_smallest_to_largest_mib": round(growth[max(growth)] - growth[min(growth)], 1),
             "target_growth_mib": 64}
 
@@ -165,6 +188,9 @@ def format_training_data(result: dict[str, Any]) -> str:
         f"{MAX_LEN} positions; rank 0 plans every global batch, builds and collates its own; no features)\n"
         + format_table(result["throughput"], ["world", "global_batches", "built_by_rank0", "examples_per_batch",
                                               "braids_per_s", "ms_per_global_batch", "ms_per_own_batch"]),
+        "Duration bucketing (data.bucket_window; encoder_padding = padded encoder input per second of audio - 1)\n"
+        + format_table(result["bucketing"], ["bucket_window", "batches", "examples_per_batch", "encoder_padding",
+                                             "plan_braids_per_s"]),
     ])
 
 

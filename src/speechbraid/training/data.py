@@ -350,26 +350,40 @@ class PackedBatcher:
     the batch's distinct audios padded to the longest, so one long utterance among many short ones costs
     (audios x longest) - ``max_padded_audio_seconds`` caps exactly that.
 
+    ``bucket_window`` > 0 adds duration bucketing (the idea of lhotse's ``DynamicBucketingSampler``, kept
+    deterministic): that many examples are drawn at once, sorted by audio length (then positions) and packed
+    in that order, so each batch holds utterances of similar length and the encoder pads little; the window's
+    batches are then trained in a seeded random order, not shortest first. The last, partly filled batch of a
+    window is not trained as is: its examples open the next window.
+
     :meth:`next_plan` decides a batch from braid sizes alone; :meth:`materialize` lays it out. Every DDP rank plans
     every batch (so all see one sequence) and materializes only its own (:meth:`next_batch` / :meth:`skip_batch`).
     """
 
     def __init__(self, sampler: MixSampler, rows: int, max_len: int, max_audio_seconds: float | None = None,
-                 max_padded_audio_seconds: float | None = None) -> None:
+                 max_padded_audio_seconds: float | None = None, bucket_window: int = 0) -> None:
+        if bucket_window < 0:
+            raise ValueError(f"bucket_window must be >= 0, got {bucket_window}")
         self.sampler = sampler
         self.rows = rows
         self.max_len = max_len
         self.max_audio_seconds = max_audio_seconds
         self.max_padded_audio_seconds = max_padded_audio_seconds
+        self.bucket_window = bucket_window
         self.pending: PlannedExample | Key | None = None  # the example that opens the next batch (a key after resume)
+        self.queue: list[list[list[PlannedExample]]] = []  # bucketing: the current window's batches not yet taken
+        self.carry: list[PlannedExample] = []  # bucketing: examples of the last window's partial batch
+        self.windows = 0  # bucketing: windows planned so far (seeds each window's batch order)
 
-    def _next_example(self) -> PlannedExample:
-        pending, self.pending = self.pending, None
-        if isinstance(pending, tuple):  # restored from a checkpoint: plan it again (it was usable then)
-            pending = self.sampler.plan(pending)
-        if pending is not None:
-            source = self.sampler.sources[pending.key[0]]
-            return PlannedExample(pending.key, pending.braid, source.size(pending.braid), pending.seconds)
+    def _replan(self, planned: PlannedExample | Key) -> PlannedExample:
+        if isinstance(planned, tuple):  # restored from a checkpoint: plan it again (it was usable then)
+            planned = self.sampler.plan(planned)  # type: ignore[assignment]
+            assert planned is not None
+        source = self.sampler.sources[planned.key[0]]
+        return PlannedExample(planned.key, planned.braid, source.size(planned.braid), planned.seconds)
+
+    def _draw(self) -> PlannedExample:
+        """The next example of the mix that fits one row (longer ones are rejected, naming their line)."""
         while True:
             planned = self.sampler.next_example()
             if planned.size.positions <= self.max_len:
@@ -380,12 +394,54 @@ class PackedBatcher:
 
     def next_plan(self) -> list[list[PlannedExample]]:
         """The next batch's rows of planned examples (advances the sampler; cheap: nothing is laid out)."""
+        if not self.bucket_window:
+            batch, _ = self._pack(self._next_online)
+            return batch
+        if not self.queue:
+            self._plan_window()
+        return self.queue.pop(0)
+
+    def _next_online(self) -> PlannedExample:
+        pending, self.pending = self.pending, None
+        return self._replan(pending) if pending is not None else self._draw()
+
+    def _plan_window(self) -> None:
+        drawn = [self._draw() for _ in range(max(self.bucket_window - len(self.carry), 1))]
+        for planned in drawn:
+            self.sampler.account(planned)  # the whole window is trained: the mix counts it as drawn
+        pool = sorted(self.carry + drawn, key=lambda p: (p.seconds, p.size.positions))
+        stream = iter(pool)
+        batches: list[list[list[PlannedExample]]] = []
+        pending: list[PlannedExample] = []  # the example that closed the previous batch
+
+        def next_in_pool() -> PlannedExample | None:
+            return pending.pop() if pending else next(stream, None)
+
+        while True:
+            batch, overflow = self._pack(next_in_pool)
+            if overflow is None:  # the pool ran out: this batch is partial, its examples open the next window
+                self.carry = [planned for row in batch for planned in row]
+                break
+            batches.append(batch)
+            pending.append(overflow)
+        if not batches:  # a window smaller than one batch: train what there is rather than grow without end
+            batches, self.carry = [batch], []
+        order = np.random.default_rng([self.sampler.seed, 0xB0C, self.windows]).permutation(len(batches))
+        self.queue = [batches[i] for i in order]
+        self.windows += 1
+
+    def _pack(self, next_example: Callable[[], PlannedExample | None]) -> tuple[
+            list[list[PlannedExample]], PlannedExample | None]:
+        """First-fit packing of examples from ``next_example`` into one batch: (its rows, the example that did not
+        fit and opens the next batch - None when ``next_example`` ran out)."""
         rows: list[list[PlannedExample]] = []
         room: list[int] = []
         audio_seconds = 0.0
         audios: dict[str, float] = {}  # the batch's distinct audio (encoded once each) -> seconds
         while True:
-            planned = self._next_example()
+            planned = next_example()
+            if planned is None:
+                return [r for r in rows if r], None
             length = planned.size.positions
             slot = next((i for i, free in enumerate(room) if length <= free), None)
             if slot is None and len(rows) < self.rows:
@@ -393,14 +449,16 @@ class PackedBatcher:
                 rows.append([])
                 room.append(self.max_len)
             if slot is None or (rows[0] and self._over_audio(audio_seconds, audios, planned)):
-                self.pending = planned
-                return [r for r in rows if r]
+                if not self.bucket_window:
+                    self.pending = planned
+                return [r for r in rows if r], planned
             rows[slot].append(planned)
             room[slot] -= length
             audio_seconds += planned.seconds
             if planned.seconds and planned.braid.audio is not None:
                 audios[planned.braid.audio] = planned.seconds
-            self.sampler.account(planned)
+            if not self.bucket_window:  # online, an example counts toward the mix once placed (a window: once drawn)
+                self.sampler.account(planned)
 
     def _over_audio(self, audio_seconds: float, audios: dict[str, float], planned: PlannedExample) -> bool:
         if self.max_audio_seconds is not None and audio_seconds + planned.seconds > self.max_audio_seconds:
@@ -429,8 +487,17 @@ class PackedBatcher:
 
     def state_dict(self) -> dict[str, Any]:
         pending = self.pending.key if isinstance(self.pending, PlannedExample) else self.pending
-        return {"sampler": self.sampler.state_dict(), "pending": list(pending) if pending else None}
+        state: dict[str, Any] = {"sampler": self.sampler.state_dict(), "pending": list(pending) if pending else None}
+        if self.bucket_window:
+            state["bucketing"] = {"windows": self.windows, "carry": [list(p.key) for p in self.carry],
+                                  "queue": [[[list(p.key) for p in row] for row in batch] for batch in self.queue]}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sampler.load_state_dict(state["sampler"])
         self.pending = tuple(state["pending"]) if state["pending"] else None  # type: ignore[assignment]
+        bucketing = state.get("bucketing", {"windows": 0, "carry": [], "queue": []})
+        self.windows = bucketing["windows"]
+        self.carry = [self._replan(tuple(key)) for key in bucketing["carry"]]  # type: ignore[arg-type]
+        self.queue = [[[self._replan(tuple(key)) for key in row] for row in batch]  # type: ignore[arg-type]
+                      for batch in bucketing["queue"]]

@@ -74,6 +74,9 @@ class DataConfig:
     max_audio_seconds: float | None = None  # cap on audio per batch (sum over its examples)
     # cap on the encoder's padded input per batch: distinct audios x the longest (what encoder memory follows)
     max_padded_audio_seconds: float | None = None
+    # duration bucketing: examples drawn at once and packed shortest first, so a batch holds similar lengths and
+    # the encoder pads little (0: off, pack in draw order); each window's batches are trained in a seeded order
+    bucket_window: int = 0
 
 
 @dataclass
@@ -172,7 +175,8 @@ class Trainer:
         text_tokenizer = HFTextTokenizer(self.tokenizer)
         sources = [BraidSource(s, text_tokenizer, self.model.vocab, self.model.frame_rate) for s in config.data.train]
         self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows, config.data.max_len,
-                                     config.data.max_audio_seconds, config.data.max_padded_audio_seconds)
+                                     config.data.max_audio_seconds, config.data.max_padded_audio_seconds,
+                                     config.data.bucket_window)
         self.features = FeatureCache(config.model.feature_config)
         self.batch_features = skip_stored(self.features, self.model, config.model.feature_config.num_mel_bins)
         if config.cache_encoder and self.model.encoder is not None:
@@ -323,6 +327,10 @@ def _check_objectives(config: TrainConfig, model: SpeechLLM) -> None:
                 raise ConfigError(f"stage {stage.name!r}: objective ctc trains on asr sources only; the mix also "
                                   f"holds {', '.join(others)} (give the CTC stage its own run or config)")
         elif model.compress:
+            if config.data.bucket_window:
+                raise ConfigError("data.bucket_window with model.ctc.compress is not supported (a window is planned "
+                                  "with the frames kept when it is drawn, and a new stage keeps others); set "
+                                  "data.bucket_window=0 or model.ctc.compress=false")
             moving = [n for n in matching_parameters(model, stage.trainable)
                       if n.startswith(("encoder.", "adapter.", "ctc."))]
             if moving:
