@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import WordTokenizer
 from speechbraid.batching.collate import IGNORE_INDEX
 from speechbraid.braid.spans import ParallelSpan, SpecialSpan, SpeechSpan, TextSpan
 from speechbraid.braid.vocab import VocabLayout
@@ -21,23 +22,6 @@ from speechbraid.inference.patterns import teacher_forced_lengths
 from speechbraid.layouts.generation import qa_generation_braid
 from speechbraid.patterns import get_pattern, response_steps
 from speechbraid.training.data import BraidSource, SourceConfig
-
-
-class WordTokenizer:
-    """One id per distinct word (no model files needed): enough to lay braids out."""
-
-    bos_id, eos_id = 1, 2
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-
-    def encode(self, text: str) -> list[int]:
-        return [self.ids.setdefault(w, 3 + len(self.ids)) for w in text.split()]
-
-    def decode(self, ids: list[int]) -> str:
-        words = {v: k for k, v in self.ids.items()}
-        return " ".join(words[i] for i in ids)
-
 
 PAIR = SpokenQA("sqa-1", "antonym", "train", "What is the opposite of hot?", ("cold",), "The opposite of hot is cold.",
                 question_audio="/q.wav", question_duration=1.2, units=tuple(range(20)))

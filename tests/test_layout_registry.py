@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from helpers import WordTokenizer
 from speechbraid.braid.spans import Braid, SpeechSpan, TextSpan
 from speechbraid.config import load_config
 from speechbraid.corpora.spoken_qa import SpokenQA
@@ -24,18 +25,6 @@ UTT = Utterance(id="u", text="Take aspirin, twice daily with water.", audio="u.w
 PAIR = SpokenQA("sqa-1", "antonym", "train", "What is the opposite of hot?", ("cold",), "The opposite of hot is cold.",
                 question_audio="q.wav", question_duration=1.2, units=tuple(range(20)))
 
-
-class WordTokenizer:
-    bos_id, eos_id = 1, 2
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-
-    def encode(self, text: str) -> list[int]:
-        return [self.ids.setdefault(w, 3 + len(self.ids)) for w in text.split()]
-
-    def decode(self, ids: list[int]) -> str:
-        return " ".join(w for w, i in self.ids.items() if i in ids)
 
 
 def record(layout: Layout, *, audio: bool = True, words: bool = True) -> Utterance | SpokenQA:
