@@ -295,7 +295,12 @@ def test_lazy_manifest_names_a_bad_utf8_line_and_reads_the_others(tmp_path, mani
 
 
 def test_training_data_benchmark_rows(tmp_path):
-    from speechbraid.benchmarks.training_data import measure_memory, measure_throughput, write_synthetic_manifest
+    from speechbraid.benchmarks.training_data import (
+        measure_memory,
+        measure_throughput,
+        measure_workers,
+        write_synthetic_manifest,
+    )
 
     manifest = write_synthetic_manifest(tmp_path / "m.jsonl", 300)
     assert len(manifest.read_text().splitlines()) == 300
@@ -305,6 +310,10 @@ def test_training_data_benchmark_rows(tmp_path):
     assert [r["world"] for r in rows] == [1, 2, "plan only"]
     assert [r["built_by_rank0"] for r in rows] == [4, 2, 0]
     assert len({r["examples"] for r in rows}) == 1  # every rank plans the same global sequence
+    audio = write_synthetic_manifest(tmp_path / "a.jsonl", 60, audio_dir=tmp_path / "wav")
+    rows = measure_workers(audio, batches=2, workers=(0, 2))
+    assert [r["workers"] for r in rows] == [0, 2] and rows[0]["examples_per_batch"] == rows[1]["examples_per_batch"]
+    assert all(r["audio_s_per_s"] > 0 for r in rows)  # features were computed
 
 
 def test_encoded_audio_lists_every_audio_with_its_line_and_passes_bad_lines_by_the_policy(manifest, tmp_path):
@@ -321,3 +330,62 @@ def test_encoded_audio_lists_every_audio_with_its_line_and_passes_bad_lines_by_t
         list(strict.encoded_audio())
     (text,) = sources(manifest, layouts=("text",), weights=(1.0,))
     assert list(text.encoded_audio()) == []
+
+
+def _stream_batches(batcher: PackedBatcher, n: int, workers: int, world: int = 1, rank: int = 0,
+                    features=None) -> list[tuple]:
+    from functools import partial
+
+    from speechbraid.batching.collate import collate
+    from speechbraid.training.loader import BatchStream
+
+    with BatchStream(batcher, partial(collate, features=features, max_len=80), world=world, rank=rank,
+                     workers=workers) as stream:
+        out = []
+        for _ in range(n):
+            batch = stream.next()
+            out.append((batch.input_ids.tolist(), batch.labels.tolist(), batch.speech_index.tolist(), batch.audio))
+    return out
+
+
+@pytest.mark.parametrize("world,rank", [(1, 0), (2, 1)])
+def test_data_workers_build_the_batches_the_training_process_builds_in_order(manifest, world, rank):
+    def make() -> PackedBatcher:
+        return PackedBatcher(MixSampler(sources(manifest), seed=5), rows=2, max_len=80, max_audio_seconds=6.0)
+
+    reference = make()
+    reference.next_batch()  # the stream starts from the batcher's state, wherever that is
+    expected = _stream_batches(reference, 7, workers=0, world=world, rank=rank)
+    for workers in (1, 2):
+        batcher = make()
+        batcher.next_batch()
+        assert _stream_batches(batcher, 7, workers=workers, world=world, rank=rank) == expected
+        # the training process's batcher moved in lock step: after the batches taken, not the ones built ahead
+        assert batcher.state_dict() == reference.state_dict()
+    again = make()  # resumed from a state the stream left: the sequence goes on as one
+    again.load_state_dict(reference.state_dict())
+    assert _stream_batches(again, 3, workers=2, world=world, rank=rank) == \
+        _stream_batches(reference, 3, workers=0, world=world, rank=rank)
+
+
+def test_an_error_in_a_data_worker_reaches_the_user_as_the_same_clear_error(tmp_path, manifest):
+    from speechbraid.data.features import FeatureConfig
+
+    def make(path: Path) -> PackedBatcher:
+        return PackedBatcher(MixSampler(sources(path, ("asr",), (1.0,)), seed=0), rows=2, max_len=80)
+
+    # the audio files do not exist: named with the manifest line that uses them
+    with pytest.raises(InputError, match=rf"/fake/u\d+\.wav: audio file not found \(the audio of {manifest}:\d+ "
+                                         r"\[u\d+\]\)") as caught:
+        _stream_batches(make(manifest), 3, workers=2, features=FeatureConfig().extract_file)
+    assert "Traceback" not in str(caught.value) and "DataLoader" not in str(caught.value)
+    assert caught.value.path.startswith("/fake/u")  # the error itself, not a wrapper: its fields came through
+    # a bad manifest line met by a worker: the error the training process would raise itself, file and line
+    lines = manifest.read_text().splitlines()
+    bad = write_lines(tmp_path / "bad.jsonl", [*lines[:5], '{"id": "u5", "text": ', *lines[6:]])
+    with pytest.raises(InputError) as alone:
+        _stream_batches(make(bad), 20, workers=0)
+    with pytest.raises(InputError) as from_worker:
+        _stream_batches(make(bad), 20, workers=2)
+    assert type(from_worker.value) is type(alone.value)
+    assert str(from_worker.value) == str(alone.value) and f"{bad}:6" in str(alone.value)
