@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -389,3 +390,31 @@ def test_an_error_in_a_data_worker_reaches_the_user_as_the_same_clear_error(tmp_
         _stream_batches(make(bad), 20, workers=2)
     assert type(from_worker.value) is type(alone.value)
     assert str(from_worker.value) == str(alone.value) and f"{bad}:6" in str(alone.value)
+
+
+
+def test_a_forked_process_reads_manifest_lines_through_its_own_file_handles(tmp_path):
+    import multiprocessing
+
+    from speechbraid.data.manifest import LazyManifest
+
+    rng = np.random.default_rng(0)  # larger than a read buffer, so seeks reach the file
+    manifest = write_lines(tmp_path / "big.jsonl", [json.dumps(record(i, rng)) for i in range(300)])
+    index = LazyManifest(manifest).lines
+    assert index.line(0)[1] == 1  # the parent holds an open handle now
+    fd = next(iter(index._handles.values())).fileno()
+    offset = os.lseek(fd, 0, os.SEEK_CUR)
+    context = multiprocessing.get_context("fork")  # what a DataLoader worker inherits: this very object
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        reads = [index.line(k)[2] for k in (150, 290)]
+        send.send(reads)
+
+    process = context.Process(target=child)
+    process.start()
+    reads = receive.recv()
+    process.join()
+    # an inherited handle shares its file offset with the parent's: the child's seeks would move it (racing reads)
+    assert os.lseek(fd, 0, os.SEEK_CUR) == offset
+    assert reads == [index.line(k)[2] for k in (150, 290)]

@@ -179,7 +179,8 @@ class Trainer:
         sources = [BraidSource(s, text_tokenizer, self.model.vocab, self.model.frame_rate) for s in config.data.train]
         self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows, config.data.max_len,
                                      config.data.max_audio_seconds, config.data.max_padded_audio_seconds)
-        self.features = FeatureCache(config.model.feature_config)
+        # each data worker holds its own copy of the cache: together they keep what one process would
+        self.features = FeatureCache(config.model.feature_config, max_items=50_000 // max(1, config.data.workers))
         self.batch_features = skip_stored(self.features, self.model, config.model.feature_config.num_mel_bins)
         self.batches = BatchStream(self.batcher, functools.partial(collate, features=self.batch_features,
                                                                    max_len=config.data.max_len),
