@@ -56,13 +56,15 @@ def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_two_ddp_processes_train_as_one_process_with_grad_accum_2(tmp_path, tiny_llm_dir, noise_corpus):
     """The README's two commands on one config: ``speechbraid train`` with grad_accum 2 and ``torchrun
-    --nproc-per-node 2 -m speechbraid train`` with grad_accum 1 see the same micro-batches and dropout masks, so
-    their logged (global mean) losses agree over 20 steps; a resume on another world size is refused."""
+    --nproc-per-node 2 -m speechbraid train`` with grad_accum 1 (and a data worker per rank) see the same
+    micro-batches and dropout masks, so their logged (global mean) losses agree over 20 steps; a resume on another
+    world size is refused."""
     config = tiny_config(tiny_llm_dir, noise_corpus, steps=(5, 15))  # stage 2 trains the encoder: dropout on
     config.ckpt_every = 100
     config.grad_accum = 2
     save_config(config, tmp_path / "one.yaml")
     config.grad_accum = 1
+    config.data.workers = 1  # each rank's batches built by a background data worker: the same micro-batches
     save_config(config, tmp_path / "ddp.yaml")
     _ok(_run(["-m", "speechbraid", "train", "--config", tmp_path / "one.yaml", "--out", tmp_path / "one"]))
     _ok(_run(["-m", "speechbraid", "train", "--config", tmp_path / "ddp.yaml", "--out", tmp_path / "ddp"], nproc=2))

@@ -161,8 +161,8 @@ def test_gradient_accumulation_draws_one_batch_per_micro_step(tmp_path, tiny_llm
     config.grad_accum = 3
     trainer = Trainer(config, tmp_path / "run")
     drawn = []
-    original = trainer.batcher.next_batch
-    trainer.batcher.next_batch = lambda: drawn.append(1) or original()
+    original = trainer.batcher.materialize
+    trainer.batcher.materialize = lambda plan: drawn.append(1) or original(plan)
     trainer.fit(progress=False)
     assert len(drawn) == 6  # 2 steps x 3 micro-batches
     log = read_train_log(tmp_path / "run")
@@ -287,6 +287,36 @@ def test_ctc_plans_that_cannot_work_are_refused_before_training(tiny_llm_dir, no
     config = ctc_config(tiny_llm_dir, noise_corpus)
     config.data.bucket_window = 8  # windows are planned with the kept frames of their time
     with pytest.raises(ConfigError, match="data.bucket_window with model.ctc.compress"):
+        Trainer(config, "/nonexistent-run-dir")
+
+
+def test_data_workers_train_on_the_same_batches_and_a_run_resumes_exactly_with_any_number(tmp_path, tiny_llm_dir,
+                                                                                          noise_corpus):
+    config = tiny_config(tiny_llm_dir, noise_corpus, steps=(2, 2))
+    config.grad_accum = 2
+    losses = {}
+    for workers in (0, 1, 2):
+        config.data.workers = workers
+        train(config, tmp_path / f"w{workers}", progress=False)
+        losses[workers] = [row["loss"] for row in read_train_log(tmp_path / f"w{workers}")]
+    assert len(losses[0]) == 4
+    assert losses[1] == losses[0] and losses[2] == losses[0]  # the same batches: bit for bit
+    # stopped inside stage 2 with 2 workers (their batches built ahead are dropped), resumed with 1
+    config.data.workers = 2
+    train(config, tmp_path / "cut", progress=False, stop_after=3)
+    config.data.workers = 1
+    train(config, tmp_path / "cut", progress=False, resume=True)
+    assert [row["loss"] for row in read_train_log(tmp_path / "cut")] == pytest.approx(losses[0], abs=1e-6)
+
+
+def test_data_workers_with_ctc_compression_are_refused(tiny_llm_dir, noise_corpus):
+    config = ctc_config(tiny_llm_dir, noise_corpus)
+    config.data.workers = 2
+    with pytest.raises(ConfigError, match=r"data.workers > 0 with model.ctc.compress is not supported .* set "
+                                          r"data.workers=0, or model.ctc.compress=false"):
+        Trainer(config, "/nonexistent-run-dir")
+    config.data.workers = -1
+    with pytest.raises(ConfigError, match="data.workers must be >= 0"):
         Trainer(config, "/nonexistent-run-dir")
 
 

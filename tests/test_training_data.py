@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -295,7 +296,12 @@ def test_lazy_manifest_names_a_bad_utf8_line_and_reads_the_others(tmp_path, mani
 
 
 def test_training_data_benchmark_rows(tmp_path):
-    from speechbraid.benchmarks.training_data import measure_memory, measure_throughput, write_synthetic_manifest
+    from speechbraid.benchmarks.training_data import (
+        measure_memory,
+        measure_throughput,
+        measure_workers,
+        write_synthetic_manifest,
+    )
 
     manifest = write_synthetic_manifest(tmp_path / "m.jsonl", 300)
     assert len(manifest.read_text().splitlines()) == 300
@@ -305,6 +311,10 @@ def test_training_data_benchmark_rows(tmp_path):
     assert [r["world"] for r in rows] == [1, 2, "plan only"]
     assert [r["built_by_rank0"] for r in rows] == [4, 2, 0]
     assert len({r["examples"] for r in rows}) == 1  # every rank plans the same global sequence
+    audio = write_synthetic_manifest(tmp_path / "a.jsonl", 60, audio_dir=tmp_path / "wav")
+    rows = measure_workers(audio, batches=2, workers=(0, 2))
+    assert [r["workers"] for r in rows] == [0, 2] and rows[0]["examples_per_batch"] == rows[1]["examples_per_batch"]
+    assert all(r["audio_s_per_s"] > 0 for r in rows)  # features were computed
 
 
 def test_encoded_audio_lists_every_audio_with_its_line_and_passes_bad_lines_by_the_policy(manifest, tmp_path):
@@ -358,3 +368,91 @@ def test_duration_bucketing_packs_similar_lengths_trains_every_draw_and_resumes_
         assert reference.queue or reference.carry
         resumed.load_state_dict(json.loads(json.dumps(reference.state_dict())))  # through JSON, as checkpoints
         assert [keys(reference.next_plan()) for _ in range(9)] == [keys(resumed.next_plan()) for _ in range(9)]
+
+
+def _stream_batches(batcher: PackedBatcher, n: int, workers: int, world: int = 1, rank: int = 0,
+                    features=None) -> list[tuple]:
+    from functools import partial
+
+    from speechbraid.batching.collate import collate
+    from speechbraid.training.loader import BatchStream
+
+    with BatchStream(batcher, partial(collate, features=features, max_len=80), world=world, rank=rank,
+                     workers=workers) as stream:
+        out = []
+        for _ in range(n):
+            batch = stream.next()
+            out.append((batch.input_ids.tolist(), batch.labels.tolist(), batch.speech_index.tolist(), batch.audio))
+    return out
+
+
+@pytest.mark.parametrize("world,rank,bucket_window", [(1, 0, 0), (2, 1, 0), (2, 1, 6)])
+def test_data_workers_build_the_batches_the_training_process_builds_in_order(manifest, world, rank, bucket_window):
+    def make() -> PackedBatcher:
+        return PackedBatcher(MixSampler(sources(manifest), seed=5), rows=2, max_len=80, max_audio_seconds=6.0,
+                             bucket_window=bucket_window)
+
+    reference = make()
+    reference.next_batch()  # the stream starts from the batcher's state, wherever that is
+    expected = _stream_batches(reference, 7, workers=0, world=world, rank=rank)
+    for workers in (1, 2):
+        batcher = make()
+        batcher.next_batch()
+        assert _stream_batches(batcher, 7, workers=workers, world=world, rank=rank) == expected
+        # the training process's batcher moved in lock step: after the batches taken, not the ones built ahead
+        assert batcher.state_dict() == reference.state_dict()
+    again = make()  # resumed from a state the stream left: the sequence goes on as one
+    again.load_state_dict(reference.state_dict())
+    assert _stream_batches(again, 3, workers=2, world=world, rank=rank) == \
+        _stream_batches(reference, 3, workers=0, world=world, rank=rank)
+
+
+def test_an_error_in_a_data_worker_reaches_the_user_as_the_same_clear_error(tmp_path, manifest):
+    from speechbraid.data.features import FeatureConfig
+
+    def make(path: Path) -> PackedBatcher:
+        return PackedBatcher(MixSampler(sources(path, ("asr",), (1.0,)), seed=0), rows=2, max_len=80)
+
+    # the audio files do not exist: named with the manifest line that uses them
+    with pytest.raises(InputError, match=rf"/fake/u\d+\.wav: audio file not found \(the audio of {manifest}:\d+ "
+                                         r"\[u\d+\]\)") as caught:
+        _stream_batches(make(manifest), 3, workers=2, features=FeatureConfig().extract_file)
+    assert "Traceback" not in str(caught.value) and "DataLoader" not in str(caught.value)
+    assert caught.value.path.startswith("/fake/u")  # the error itself, not a wrapper: its fields came through
+    # a bad manifest line met by a worker: the error the training process would raise itself, file and line
+    lines = manifest.read_text().splitlines()
+    bad = write_lines(tmp_path / "bad.jsonl", [*lines[:5], '{"id": "u5", "text": ', *lines[6:]])
+    with pytest.raises(InputError) as alone:
+        _stream_batches(make(bad), 20, workers=0)
+    with pytest.raises(InputError) as from_worker:
+        _stream_batches(make(bad), 20, workers=2)
+    assert type(from_worker.value) is type(alone.value)
+    assert str(from_worker.value) == str(alone.value) and f"{bad}:6" in str(alone.value)
+
+
+
+def test_a_forked_process_reads_manifest_lines_through_its_own_file_handles(tmp_path):
+    import multiprocessing
+
+    from speechbraid.data.manifest import LazyManifest
+
+    rng = np.random.default_rng(0)  # larger than a read buffer, so seeks reach the file
+    manifest = write_lines(tmp_path / "big.jsonl", [json.dumps(record(i, rng)) for i in range(300)])
+    index = LazyManifest(manifest).lines
+    assert index.line(0)[1] == 1  # the parent holds an open handle now
+    fd = next(iter(index._handles.values())).fileno()
+    offset = os.lseek(fd, 0, os.SEEK_CUR)
+    context = multiprocessing.get_context("fork")  # what a DataLoader worker inherits: this very object
+    receive, send = context.Pipe(duplex=False)
+
+    def child() -> None:
+        reads = [index.line(k)[2] for k in (150, 290)]
+        send.send(reads)
+
+    process = context.Process(target=child)
+    process.start()
+    reads = receive.recv()
+    process.join()
+    # an inherited handle shares its file offset with the parent's: the child's seeks would move it (racing reads)
+    assert os.lseek(fd, 0, os.SEEK_CUR) == offset
+    assert reads == [index.line(k)[2] for k in (150, 290)]

@@ -18,6 +18,10 @@ class InputError(SpeechbraidError):
         self.message = message
         super().__init__(self.location() + message)
 
+    def __reduce__(self) -> tuple[type, tuple[str, str | None, int | None]]:
+        # pickled with its fields (a DataLoader worker sends it to the training process), not the joined text
+        return type(self), (self.message, self.path, self.line)
+
     def location(self) -> str:
         if self.path is None:
             return ""

@@ -134,6 +134,7 @@ class LineIndex:
         self.offsets = np.frombuffer(offsets, dtype=np.int64) if offsets else np.zeros(0, np.int64)
         self.starts = np.array(starts, dtype=np.int64)  # file f holds lines starts[f]..starts[f+1]-1
         self._handles: OrderedDict[int, IO[bytes]] = OrderedDict()
+        self._pid = os.getpid()
 
     def _seekable(self, path: Path) -> Path:
         if not path.is_file():
@@ -162,6 +163,11 @@ class LineIndex:
         if not 0 <= index < len(self.offsets):
             raise IndexError(index)
         file = int(np.searchsorted(self.starts, index, side="right")) - 1
+        if self._pid != os.getpid():  # a forked copy (a DataLoader worker): its inherited handles share their file
+            for handle in self._handles.values():  # offsets with the parent's, so seek + read would race: this
+                handle.close()  # process opens its own (the temporary files of .gz shards stay the parent's)
+            self._handles.clear()
+            self._pid = os.getpid()
         handle = self._handles.pop(file, None) or self._readable[file].open("rb")
         self._handles[file] = handle  # most recently used last
         if len(self._handles) > self._OPEN_FILES:

@@ -160,6 +160,10 @@ class BraidBatch:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()}
         return BraidBatch(**moved)
 
+    def pin_memory(self) -> BraidBatch:
+        """The batch in page-locked memory (a DataLoader's ``pin_memory`` calls this), for fast copies to a GPU."""
+        return BraidBatch(**{k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in self.__dict__.items()})
+
     @property
     def num_loss_tokens(self) -> int:
         count = int((self.labels != IGNORE_INDEX).sum())

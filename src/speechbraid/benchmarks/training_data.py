@@ -5,7 +5,10 @@ The path measured is what the trainer runs before features: line index, mixer, p
 position and collation (no audio is read: the records point at fake audio files). Three sources share the manifest
 (asr, word-il and text, as a usual mix), and a real byte-level BPE tokenizer encodes the text.
 
-Run ``python -m speechbraid.benchmarks.training_data 10000 100000 1000000`` to print the rows as JSON.
+Data workers (``data.workers``): the same path with audio reading, log-mel features and collation, built in the
+training process (0) or by 1 or 2 background DataLoader workers, on a manifest whose records point at real WAVs.
+
+Run ``python -m speechbraid.benchmarks.training_data 10000 100000 1000000`` to print the tables.
 """
 
 from __future__ import annotations
@@ -30,11 +33,25 @@ _WORDS = ("take", "aspirin", "twice", "daily", "with", "water", "and", "rest", "
           "balance", "of", "card")
 
 
-def write_synthetic_manifest(path: str | Path, n_lines: int, seed: int = 0) -> Path:
-    """``n_lines`` records with fake audio paths and word alignments (3-16 words, 0.3 s each), written line by
-    line: memory does not depend on ``n_lines``."""
+AUDIO_VARIANTS = 4  # real WAVs per word count (write_synthetic_manifest with audio_dir)
+
+
+def write_synthetic_manifest(path: str | Path, n_lines: int, seed: int = 0, audio_dir: str | Path | None = None
+                             ) -> Path:
+    """``n_lines`` records with word alignments (3-16 words, 0.3 s each), written line by line: memory does not
+    depend on ``n_lines``. Their audio paths are fake, or with ``audio_dir`` real noise WAVs of the records' duration
+    (``AUDIO_VARIANTS`` per word count, shared by the records of that count)."""
     path = Path(path)
     rng = np.random.default_rng(seed)
+    if audio_dir is not None:
+        from speechbraid.data.audio import write_wav
+
+        audio_dir = Path(audio_dir)
+        audio_dir.mkdir(parents=True, exist_ok=True)
+        for words in range(3, 17):
+            for variant in range(AUDIO_VARIANTS):
+                samples = 0.1 * rng.standard_normal(int(round(0.3 * words + 0.2, 2) * 16000))
+                write_wav(audio_dir / f"w{words}-{variant}.wav", samples.astype(np.float32), 16000)
     with path.open("w", encoding="utf-8") as handle:
         for start in range(0, n_lines, 10_000):  # draw the random numbers in blocks, write line by line
             count = min(10_000, n_lines - start)
@@ -44,8 +61,10 @@ def write_synthetic_manifest(path: str | Path, n_lines: int, seed: int = 0) -> P
                 words = [_WORDS[int(w)] for w in picks[k, : lengths[k]]]
                 align = [{"word": w, "start": round(0.1 + 0.3 * i, 2), "end": round(0.35 + 0.3 * i, 2)}
                          for i, w in enumerate(words)]
+                audio = f"/fake/audio/utt{start + k:08d}.wav" if audio_dir is None else \
+                    str(Path(audio_dir) / f"w{len(words)}-{(start + k) % AUDIO_VARIANTS}.wav")
                 handle.write(json.dumps({"id": f"utt{start + k:08d}", "text": " ".join(words),
-                                         "audio": f"/fake/audio/utt{start + k:08d}.wav", "sample_rate": 16000,
+                                         "audio": audio, "sample_rate": 16000,
                                          "duration": round(0.3 * len(words) + 0.2, 2), "words": align}) + "\n")
     return path
 
@@ -152,6 +171,41 @@ def measure_bucketing(manifest: str | Path, batches: int = 300,
     return out
 
 
+def measure_workers(manifest: str | Path, batches: int = 30, workers: tuple[int, ...] = (0, 1, 2)
+                    ) -> list[dict[str, Any]]:
+    """The data path a training step waits for, with features: batches built (layout, audio read, log-mel,
+    collation) in this process or by ``workers`` background DataLoader workers, taken one after another as fast as
+    they come. Features are computed for every batch (no cache: a large corpus seldom repeats an audio soon)."""
+    from functools import partial
+
+    from speechbraid.batching.collate import collate
+    from speechbraid.data.features import FeatureConfig
+    from speechbraid.training.loader import BatchStream
+
+    tokenizer = _tokenizer()
+    build = partial(collate, features=FeatureConfig().extract_file, max_len=MAX_LEN)
+    out = []
+    for count in workers:
+        batcher = _batcher(Path(manifest), tokenizer)
+        batcher.next_batch()  # warm-up (first permutations)
+        with BatchStream(batcher, build, workers=count) as stream:
+            begin = time.perf_counter()
+            stream.next()  # the workers' start (fork, first batch)
+            first_s = time.perf_counter() - begin
+            examples, audio_s = 0, 0.0
+            begin = time.perf_counter()
+            for _ in range(batches):
+                batch = stream.next()
+                examples += int(batch.example_ids.amax(dim=1).sum())
+                audio_s += float(batch.feature_lengths.sum()) / 100 if batch.feature_lengths is not None else 0.0
+            seconds = time.perf_counter() - begin
+        out.append({"workers": count, "batches": batches, "first_batch_s": round(first_s, 2),
+                    "examples_per_batch": round(examples / batches, 1), "braids_per_s": round(examples / seconds, 1),
+                    "ms_per_batch": round(1000 * seconds / batches, 1),
+                    "audio_s_per_s": round(audio_s / seconds, 1)})
+    return out
+
+
 def bench_training_data(lines: tuple[int, ...] = (10_000, 100_000, 1_000_000), batches: int = 50,
                         throughput_lines: int = 100_000) -> dict[str, Any]:
     """Memory rows (each in a fresh process, manifests generated on disk line by line) and throughput rows."""
@@ -168,8 +222,11 @@ def bench_training_data(lines: tuple[int, ...] = (10_000, 100_000, 1_000_000), b
             write_synthetic_manifest(manifest, throughput_lines)
         throughput = in_fresh_process(measure_throughput, manifest)
         bucketing = in_fresh_process(measure_bucketing, manifest)
+        audio_manifest = write_synthetic_manifest(Path(tmp) / "train-audio.jsonl", 2000, audio_dir=Path(tmp) / "wav")
+        workers = in_fresh_process(measure_workers, audio_manifest)
     growth = {row["n_lines"]: row["growth_mib"] for row in memory}
     return {"memory": memory, "throughput": throughput, "bucketing": bucketing, "throughput_lines": throughput_lines,
+            "workers": workers,
             "growth_smallest_to_largest_mib": round(growth[max(growth)] - growth[min(growth)], 1),
             "target_growth_mib": 64}
 
@@ -191,6 +248,11 @@ def format_training_data(result: dict[str, Any]) -> str:
         "Duration bucketing (data.bucket_window; encoder_padding = padded encoder input per second of audio - 1)\n"
         + format_table(result["bucketing"], ["bucket_window", "batches", "examples_per_batch", "encoder_padding",
                                              "plan_braids_per_s"]),
+        f"Data workers (data.workers; one rank, {ROWS} rows x {MAX_LEN} positions, with audio read + 80-bin log-mel "
+        "+ collation, no feature cache; batches taken back to back, so ms_per_batch is the least a training step "
+        "waits for its batch; first_batch_s includes starting the workers)\n"
+        + format_table(result["workers"], ["workers", "batches", "first_batch_s", "examples_per_batch",
+                                           "braids_per_s", "ms_per_batch", "audio_s_per_s"]),
     ])
 
 

@@ -12,6 +12,7 @@ its positions and target tokens) is cheap and runs on every rank, so the sequenc
 size; *building* (laying the braid out position by position, then features and collation in the trainer) runs
 only on the rank that trains the batch (:meth:`PackedBatcher.skip_batch` on the others). Under CTC compression
 the kept frames decide a braid's length, so planning then runs the frame selection too (remembered per audio).
+Which rank builds which batch, and background workers that build them ahead: :mod:`speechbraid.training.loader`.
 """
 
 from __future__ import annotations

@@ -7,15 +7,17 @@ layouts decide which tokens those are).
 
 Multi-process: launched with ``torchrun --nproc-per-node N -m speechbraid train ...``; every rank plans
 the same deterministic batch sequence and builds and trains only its own share (batch ``k`` goes to rank
-``k % world``), gradients are averaged by DistributedDataParallel (``distributed: ddp``, gloo on CPU, nccl
-on GPU) or reduce-scattered over FSDP2 shards (``distributed: fsdp``, for LLMs that do not fit one GPU). A step
-on N processes with ``grad_accum`` A equals a step of one process with ``grad_accum`` N x A: the same
+``k % world``; with ``data.workers`` > 0, background DataLoader workers build them ahead, see
+:mod:`speechbraid.training.loader`), gradients are averaged by DistributedDataParallel (``distributed: ddp``, gloo
+on CPU, nccl on GPU) or reduce-scattered over FSDP2 shards (``distributed: fsdp``, for LLMs that do not fit one GPU).
+A step on N processes with ``grad_accum`` A equals a step of one process with ``grad_accum`` N x A: the same
 micro-batches, the same dropout masks (seeded per micro-batch), the logged loss the mean over all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
 from collections import OrderedDict
@@ -48,6 +50,7 @@ from speechbraid.training import checkpoint as ckpt
 from speechbraid.training.data import BraidSource, MixSampler, PackedBatcher, SourceConfig
 from speechbraid.training.distributed import Parallel
 from speechbraid.training.encoder_outputs import open_encoder_store, skip_stored
+from speechbraid.training.loader import BatchStream
 from speechbraid.training.loop import TrainingLoop, make_scheduler, progress_bar
 from speechbraid.training.runtime import seed_everything
 from speechbraid.training.validation import ValidationConfig, Validator
@@ -77,6 +80,8 @@ class DataConfig:
     # duration bucketing: examples drawn at once and packed shortest first, so a batch holds similar lengths and
     # the encoder pads little (0: off, pack in draw order); each window's batches are trained in a seeded order
     bucket_window: int = 0
+    # the batches are the same for any number of workers (they build from the same planned sequence)
+    workers: int = 0  # background processes per rank building batches ahead (audio, features, collation); 0: none
 
 
 @dataclass
@@ -158,6 +163,7 @@ class Trainer:
         self.config = config
         self.out = Path(out_dir)
         _check_distributed(config)
+        _check_workers(config)
         self.parallel = Parallel(config.distributed, pick_device(config.device))
         self.device, self.world, self.rank, self.main = (self.parallel.device, self.parallel.world,
                                                          self.parallel.rank, self.parallel.main)
@@ -177,8 +183,13 @@ class Trainer:
         self.batcher = PackedBatcher(MixSampler(sources, config.seed), config.data.rows, config.data.max_len,
                                      config.data.max_audio_seconds, config.data.max_padded_audio_seconds,
                                      config.data.bucket_window)
-        self.features = FeatureCache(config.model.feature_config)
+        # each data worker holds its own copy of the cache: together they keep what one process would
+        self.features = FeatureCache(config.model.feature_config, max_items=50_000 // max(1, config.data.workers))
         self.batch_features = skip_stored(self.features, self.model, config.model.feature_config.num_mel_bins)
+        self.batches = BatchStream(self.batcher, functools.partial(collate, features=self.batch_features,
+                                                                   max_len=config.data.max_len),
+                                   world=self.world, rank=self.rank, workers=config.data.workers,
+                                   pin_memory=self.device.type == "cuda")
         if config.cache_encoder and self.model.encoder is not None:
             self.model.encoder_cache = open_encoder_store(
                 self.model.encoder, sources, config.model, root=config.encoder_store, mode=config.encoder_store_mode,
@@ -251,8 +262,11 @@ class Trainer:
                 state = None
                 bar.set_description(f"train[{stage.name}]")
                 stage_end = min(end_step, step - stage_step + stage.steps)
-                metrics = loop.run(lambda at, module=module, stage=stage, trainable=trainable: self._step(
-                    module, stage.objective, at) | {"stage": stage.name, "trainable": trainable}, step, stage_end, bar)
+                # (re)started per stage: workers copy the batcher's state, its rows and the frozen encoder's store
+                with self.batches:
+                    metrics = loop.run(lambda at, module=module, stage=stage, trainable=trainable: self._step(
+                        module, stage.objective, at) | {"stage": stage.name, "trainable": trainable}, step, stage_end,
+                        bar)
                 step = stage_end
         if writer is not None:
             writer.close()
@@ -293,12 +307,9 @@ class Trainer:
             model.encoder.eval()  # frozen: no dropout, so cached outputs equal fresh ones
         loss_sum, tokens, positions, filled, audio_s = 0.0, 0, 0, 0, 0.0
         micro_batches = config.grad_accum * self.world
-        for micro in range(micro_batches):
-            if micro % self.world != self.rank:
-                self.batcher.skip_batch()  # every rank plans the same sequence; only the batch's own rank builds it
-                continue
-            rows = self.batcher.next_batch()
-            batch = collate(rows, self.batch_features, max_len=config.data.max_len).to(self.device)
+        for micro in range(self.rank, micro_batches, self.world):
+            # every rank plans the same sequence; the batch's own rank (or one of its data workers) builds it
+            batch = self.batches.next().to(self.device)
             # dropout masks depend on the micro-batch's place in the global sequence only, so N ranks draw the ones
             # a single process with N x grad_accum draws, and a resumed run the ones the interrupted run drew
             torch.manual_seed(config.seed * 1_000_003 + step * micro_batches + micro)
@@ -367,6 +378,15 @@ def _check_distributed(config: TrainConfig) -> None:
                           "or use distributed=ddp")
 
 
+def _check_workers(config: TrainConfig) -> None:
+    if config.data.workers < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {config.data.workers}")
+    if config.data.workers and config.model.ctc is not None and config.model.ctc.compress:
+        raise ConfigError("data.workers > 0 with model.ctc.compress is not supported (planning a batch runs the "
+                          "speech encoder and CTC bridge to select frames, which data workers cannot do); set "
+                          "data.workers=0, or model.ctc.compress=false")
+
+
 def _check_same_run(saved_path: Path, config: TrainConfig) -> None:
     """Resuming with other settings would silently mix two runs: refuse, naming the differing options."""
     if not saved_path.is_file():
@@ -377,6 +397,9 @@ def _check_same_run(saved_path: Path, config: TrainConfig) -> None:
     with contextlib.suppress(ConfigError):
         saved = to_dict(from_dict(TrainConfig, saved, str(saved_path)))
     current = to_dict(config)
+    for options in (saved, current):  # the number of data workers changes no batch: a run resumes with any
+        if isinstance(options.get("data"), dict):
+            options["data"].pop("workers", None)
     differing = sorted(key for key in saved.keys() | current.keys() if saved.get(key) != current.get(key))
     if differing:
         raise ConfigError(f"{saved_path}: cannot resume with other settings (differing: {', '.join(differing)}); "
