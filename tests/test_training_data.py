@@ -456,3 +456,27 @@ def test_a_forked_process_reads_manifest_lines_through_its_own_file_handles(tmp_
     # an inherited handle shares its file offset with the parent's: the child's seeks would move it (racing reads)
     assert os.lseek(fd, 0, os.SEEK_CUR) == offset
     assert reads == [index.line(k)[2] for k in (150, 290)]
+
+
+def test_resume_over_changed_training_data_is_refused_naming_what_changed(tmp_path, manifest):
+    """A shard removed (or added, or grown) between runs would make the resumed run draw other examples: refused."""
+    lines = [line for line in manifest.read_text(encoding="utf-8").splitlines() if line]
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_lines(shards / "part-000.jsonl", lines[:10])
+    write_lines(shards / "part-001.jsonl", lines[10:])
+
+    def make() -> PackedBatcher:
+        return PackedBatcher(MixSampler(sources(shards, ("asr",), (1.0,)), seed=0), rows=2, max_len=60)
+
+    batcher = make()
+    batcher.next_batch()
+    state = json.loads(json.dumps(batcher.state_dict()))
+    make().load_state_dict(state)  # unchanged: resumes
+    (shards / "part-001.jsonl").unlink()
+    with pytest.raises(InputError, match=r"changed since the checkpoint \(missing since: .*part-001.jsonl\)") as error:
+        make().load_state_dict(state)
+    assert error.value.path is not None and str(shards) in str(error.value.path)
+    write_lines(shards / "part-001.jsonl", lines[10:12])
+    with pytest.raises(InputError, match=r"changed: .*part-001.jsonl \(13 records then, 2 now\)"):
+        make().load_state_dict(state)

@@ -245,6 +245,29 @@ class BraidSource:
             raise InputError(f"{self.where(index)}: record is unusable (skipped)")
         return self.flatten(braid)
 
+    def contents(self) -> dict[str, int]:
+        """Records per file this source draws from: a checkpoint keeps it, so a resume over changed data (a shard
+        removed or added, lines appended) is refused instead of silently drawing other examples."""
+        if self.manifest is None:
+            return {str(self.config.manifest): len(self.pairs)}
+        lines = self.manifest.lines
+        return {str(path): int(count) for path, count in zip(lines.paths, np.diff(lines.starts), strict=True)}
+
+    def check_contents(self, saved: dict[str, int]) -> None:
+        now = self.contents()
+        if saved == now:
+            return
+        gone = sorted(saved.keys() - now.keys())
+        new = sorted(now.keys() - saved.keys())
+        changed = [f"{path} ({saved[path]} records then, {now[path]} now)" for path in saved
+                   if path in now and saved[path] != now[path]]
+        what = "; ".join(part for part in (f"missing since: {', '.join(gone)}" if gone else "",
+                                           f"new: {', '.join(new)}" if new else "",
+                                           f"changed: {', '.join(changed)}" if changed else "") if part)
+        raise InputError(f"the training data changed since the checkpoint ({what}); a resumed run would draw other "
+                         "examples than the interrupted one - restore the files, or start a new run",
+                         self.config.manifest)
+
     def bad_state(self) -> list[int]:
         return np.flatnonzero(self._bad).tolist()
 
@@ -323,9 +346,11 @@ class MixSampler:
 
     def state_dict(self) -> dict[str, Any]:
         return {"consumed": self.consumed.tolist(), "epochs": list(self.epochs), "positions": list(self.positions),
-                "skipped": [s.bad_state() for s in self.sources]}
+                "skipped": [s.bad_state() for s in self.sources], "contents": [s.contents() for s in self.sources]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        for source, saved in zip(self.sources, state.get("contents") or [], strict=False):  # older checkpoints: none
+            source.check_contents(saved)
         self.consumed = np.array(state["consumed"], dtype=float)
         self.epochs = list(state["epochs"])
         self.positions = list(state["positions"])
