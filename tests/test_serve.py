@@ -344,8 +344,11 @@ def test_browser_ask_tab_answers_a_typed_question(page, esi_model):
     assert ("/gradio_api/stream/" in link) if streams_audio() else link.endswith(".wav")
     # an empty question is a message in the page
     # typed away, as a user would (selenium's clear() changes the box without the input events the page listens to)
-    driver.find_element(By.CSS_SELECTOR, "#gen-question textarea").send_keys(Keys.CONTROL, "a", Keys.DELETE)
-    driver.find_element(By.ID, "gen-button").click()
+    box = driver.find_element(By.CSS_SELECTOR, "#gen-question textarea")
+    box.send_keys(Keys.CONTROL, "a", Keys.DELETE)
+    wait.until(lambda d: box.get_attribute("value") == "")
+    driver.find_element(By.ID, "gen-button").click()  # served even while the first answer still streams
     message = wait.until(lambda d: d.find_element(By.ID, "gen-status").text.startswith("Error:")
-                         and d.find_element(By.ID, "gen-status").text)
+                         and d.find_element(By.ID, "gen-status").text,
+                         message="no error shown for an empty question")
     assert message == "Error: the question is empty: type one or ask it aloud"

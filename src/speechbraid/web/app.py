@@ -119,7 +119,8 @@ def build_app(demo: Demo, *, stream_audio: bool | None = None) -> Any:
                                         elem_id="asr-entities")
             plain = gr.Textbox(label="Transcript", interactive=False, elem_id="asr-transcript")
             status = gr.Markdown(elem_id="asr-status")
-            run.click(transcribe, audio_in, [marked, plain, status])
+            # a click while the previous request runs is served after it, not dropped (Gradio's default is "once")
+            run.click(transcribe, audio_in, [marked, plain, status], trigger_mode="always_last")
         if demo.generator is not None:
             with gr.Tab("Ask", id="ask"):
                 question = gr.Textbox(label="Question", placeholder="What is the opposite of hot?",
@@ -132,7 +133,7 @@ def build_app(demo: Demo, *, stream_audio: bool | None = None) -> Any:
                                                                 " (whole, once decoded: no ffmpeg to stream it)"),
                                       streaming=stream_audio, autoplay=True, interactive=False, elem_id="gen-speech")
                 gen_status = gr.Markdown(elem_id="gen-status")
-                ask.click(answer, [question, spoken], [text_out, speech_out, gen_status])
+                ask.click(answer, [question, spoken], [text_out, speech_out, gen_status], trigger_mode="always_last")
     return page
 
 
