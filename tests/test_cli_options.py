@@ -77,3 +77,33 @@ def test_generate_takes_every_decoding_setting_and_checks_it() -> None:
     assert config == PatternDecodeConfig(do_sample=True, temperature=0.7, top_k=5, unit_chunk=4)
     with pytest.raises(ConfigError, match="temperature"):
         from_args(PatternDecodeConfig, cli.parse_args([*base, "--temperature", "0"]))
+
+
+# commands whose parser still needs a config class from a module that imports torch at its top (issue 13 follow-up)
+HEAVY_HELP = {"convert", "features", "units", "pretrain-lm", "import-whisper", "experiment"}
+
+
+def test_help_of_the_other_commands_imports_no_heavy_library() -> None:
+    """``speechbraid COMMAND --help`` answers in ~0.1 s when parsing imports neither torch nor transformers nor the
+    web and plotting stacks; each command is checked in a fresh interpreter (modules stay imported)."""
+    import subprocess
+    import sys
+
+    from speechbraid.cli.main import COMMANDS
+
+    probe = (
+        "import contextlib, io, sys\n"
+        "from speechbraid.cli.main import build_parser\n"
+        "name = sys.argv[1]\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    build_parser(name).parse_args([name, '--help'])\n"
+        "assert out.getvalue().startswith('usage:'), out.getvalue()[:200]\n"
+        "print(','.join(m for m in ('torch', 'transformers', 'gradio', 'lhotse', 'sklearn', 'matplotlib')\n"
+        "               if m in sys.modules))\n"
+    )
+    heavy = {}
+    for name in sorted(set(COMMANDS) - HEAVY_HELP):
+        done = subprocess.run([sys.executable, "-c", probe, name], capture_output=True, text=True, check=True)
+        if done.stdout.strip():
+            heavy[name] = done.stdout.strip()
+    assert heavy == {}
