@@ -429,3 +429,25 @@ def test_a_saved_whisper_speech_llm_loads_without_the_checkpoint_its_encoder_cam
     features = torch.randn(1, 200, 80)
     expected = before.encoder(features, torch.tensor([200]))[0]
     torch.testing.assert_close(after.encoder(features, torch.tensor([200]))[0], expected)
+
+
+def test_trains_from_a_lhotse_shar_directory_as_from_its_wav_manifest(tmp_path, tiny_llm_dir, noise_corpus):
+    """Audio read in place from Shar tar shards (features, the frozen encoder's stored outputs) trains like the
+    original WAV files: the same loss curve."""
+    from lhotse import CutSet
+
+    from speechbraid.data.interop.lhotse_cuts import record_to_cut
+
+    shar = tmp_path / "shar"
+    shar.mkdir()
+    CutSet.from_cuts(record_to_cut(r) for r in read_manifest(noise_corpus)).to_shar(
+        shar, fields={"recording": "wav"}, shard_size=3)
+    losses = []
+    for name, source in (("wav", SourceConfig(str(noise_corpus), "asr")),
+                         ("shar", SourceConfig(str(shar), "asr", format="lhotse-shar"))):
+        config = tiny_config(tiny_llm_dir, noise_corpus, steps=(2, 1))
+        config.data.train = [source]
+        config.encoder_store = str(tmp_path / f"store-{name}")
+        train(config, tmp_path / name, progress=False)
+        losses.append([row["loss"] for row in read_train_log(tmp_path / name)])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)

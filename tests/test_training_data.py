@@ -480,3 +480,44 @@ def test_resume_over_changed_training_data_is_refused_naming_what_changed(tmp_pa
     write_lines(shards / "part-001.jsonl", lines[10:12])
     with pytest.raises(InputError, match=r"changed: .*part-001.jsonl \(13 records then, 2 now\)"):
         make().load_state_dict(state)
+
+
+def test_lhotse_shar_directory_is_a_lazy_source_reading_audio_inside_its_tar_shards(tmp_path, noise_corpus):
+    """Cuts written with lhotse's own Shar writer: same records and the same features as the WAV files, audio read in
+    place from the tar shards; a missing or damaged shard is an error naming it."""
+    import shutil
+    import tarfile
+
+    from lhotse import CutSet
+
+    from speechbraid.data.audio import load_audio
+    from speechbraid.data.features import FeatureConfig
+    from speechbraid.data.interop.lhotse_cuts import record_to_cut
+
+    expected = list(read_manifest(noise_corpus))
+    shar = tmp_path / "shar"
+    shar.mkdir()
+    CutSet.from_cuts(record_to_cut(r) for r in expected).to_shar(shar, fields={"recording": "flac"}, shard_size=2)
+    source = sources(shar, ("word-il",), (1.0,), format="lhotse-shar")[0]
+    assert len(source) == len(expected)
+    extract = FeatureConfig().extract_file
+    for i, rec in enumerate(expected):
+        got = source.manifest[i].record
+        assert (got.id, got.text, got.duration, [(w.word, w.start) for w in got.words]) == \
+            (rec.id, rec.text, pytest.approx(rec.duration, abs=1e-3), [(w.word, w.start) for w in rec.words])
+        assert got.audio == f"{shar / f'recording.{i // 2:06d}.tar'}#{rec.id}"
+        assert np.allclose(load_audio(got.audio)[0], load_audio(rec.audio)[0], atol=1e-4)  # flac: 16-bit
+        assert np.allclose(extract(got.audio), extract(rec.audio), atol=1e-2)
+        assert source.braid(i, 0) is not None
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(shar, damaged)
+    (damaged / "recording.000001.tar").unlink()
+    broken = sources(damaged, ("asr",), (1.0,), format="lhotse-shar")[0]
+    with pytest.raises(InputError, match="audio tar shard not found") as error:
+        load_audio(broken.manifest[2].record.audio)
+    assert str(error.value.path) == str(damaged / "recording.000001.tar")
+    with tarfile.open(damaged / "recording.000001.tar", "w") as archive:  # a shard without the cut's member
+        archive.add(noise_corpus.parent / "u0.wav", arcname="other.wav")
+    with pytest.raises(InputError, match=r"no audio member 'u2' in the tar shard"):
+        load_audio(broken.manifest[2].record.audio)

@@ -42,6 +42,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from speechbraid.data.audio import audio_file
 from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.files import atomic_path, atomic_write_text
 
@@ -77,12 +78,14 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 def audio_key(path: str) -> str:
-    resolved = Path(path).resolve()
+    container = audio_file(path)  # a tar shard's member is keyed by the shard's file and the member's name
+    resolved = container.resolve()
     try:
         stat = resolved.stat()
     except OSError as exc:
         raise CheckpointError(f"cannot read audio for the encoder store: {exc.strerror}", path) from None
-    text = f"{resolved}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    member = str(path)[len(str(container)):]
+    text = f"{resolved}{member}\0{stat.st_size}\0{stat.st_mtime_ns}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -401,7 +404,7 @@ def precompute(store: EncoderOutputStore, encoder: torch.nn.Module, features: Ca
     stored = store.stored(unique, store.damaged())
     todo = [path for path in unique if path not in stored]
     # files of similar size together: less padding (and Whisper's unmasked attention sees less of it)
-    todo.sort(key=lambda path: (Path(path).stat().st_size, path))
+    todo.sort(key=lambda path: (audio_file(path).stat().st_size, path))
     encoder = encoder.to(device).eval()
     pending: dict[str, torch.Tensor] = {}
     pending_bytes = shards = 0

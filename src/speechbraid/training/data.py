@@ -50,8 +50,9 @@ class SourceConfig:
     variant: str = "both"
     segment_by: str = "silence"  # segment-il / mixed-il: silence or silence+punct
     name: str = ""
-    # manifest: speechbraid records; lhotse: a cuts manifest (.jsonl[.gz]), one single-supervision cut a line
-    format: Literal["manifest", "lhotse"] = "manifest"
+    # manifest: speechbraid records; lhotse: a cuts manifest (.jsonl[.gz]), one single-supervision cut a line;
+    # lhotse-shar: a lhotse Shar directory (cuts.NNNNNN.jsonl.gz shards, audio read in place from recording.NNNNNN.tar)
+    format: Literal["manifest", "lhotse", "lhotse-shar"] = "manifest"
     # a line that cannot be parsed or used with the layout: error stops naming file:line; skip passes it and counts it
     # (the counts are in the run's metrics, "skipped_lines")
     on_bad: Literal["error", "skip"] = "error"
@@ -84,6 +85,10 @@ def _line_parser(config: SourceConfig) -> LineParser:
         from speechbraid.data.interop.lhotse_cuts import parse_cut_line  # lhotse loads only for lhotse sources
 
         return parse_cut_line
+    if config.format == "lhotse-shar":
+        from speechbraid.data.interop.lhotse_cuts import parse_shar_cut_line
+
+        return parse_shar_cut_line
     return parse_manifest_line
 
 

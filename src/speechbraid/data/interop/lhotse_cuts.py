@@ -110,9 +110,10 @@ def from_cutset(cuts: Iterable[Cut], skipped: list[str] | None = None) -> Iterat
         yield from cut_to_records(cut, skipped)
 
 
-def cut_to_records(cut: Cut, skipped: list[str] | None = None) -> Iterator[Utterance]:
-    """The utterances of one cut (see :func:`from_cutset`)."""
-    audio = _audio_path(cut)
+def cut_to_records(cut: Cut, skipped: list[str] | None = None, audio: str | None = None) -> Iterator[Utterance]:
+    """The utterances of one cut (see :func:`from_cutset`); ``audio``: where its recording is, when the cut does not
+    say (a Shar cut's audio is in the tar shard beside its cuts shard)."""
+    audio = audio or _audio_path(cut)
     if audio is None:
         skip_or_raise(cut.id, "has no file-backed recording (only audio files map to manifest records)", skipped)
         return
@@ -186,8 +187,23 @@ def _parse_cut(text: str, path: Path, line_no: int) -> Cut:
 def parse_cut_line(text: str, path: Path, line_no: int) -> Utterance:
     """The one utterance of a cuts-manifest line, for random access (:class:`~speechbraid.data.manifest.LazyManifest`
     reads one line per record, so a cut must hold exactly one supervision); problems name file and line."""
+    return _one_record(_parse_cut(text, path, line_no), path, line_no)
+
+
+def parse_shar_cut_line(text: str, path: Path, line_no: int) -> Utterance:
+    """The one utterance of a line of a lhotse Shar cuts shard (``cuts.NNNNNN.jsonl[.gz]``): its audio is the member
+    named by the cut id in ``recording.NNNNNN.tar`` beside it, read in place (see :mod:`speechbraid.data.audio`)."""
+    cut = _parse_cut(text, path, line_no)
+    if not path.name.startswith("cuts."):
+        raise ManifestError("not a Shar cuts shard (cuts.NNNNNN.jsonl[.gz])", path, line_no)
+    index = path.name.removeprefix("cuts.").split(".", 1)[0]
+    tar = path.with_name(f"recording.{index}.tar")
+    return _one_record(cut, path, line_no, audio=f"{tar}#{cut.id}")
+
+
+def _one_record(cut: Cut, path: Path, line_no: int, audio: str | None = None) -> Utterance:
     try:
-        records = list(cut_to_records(_parse_cut(text, path, line_no)))
+        records = list(cut_to_records(cut, audio=audio))
     except InputError as exc:
         raise ManifestError(exc.message, path, line_no) from None
     if len(records) != 1:
