@@ -290,3 +290,48 @@ def test_precompute_encoder_is_the_one_training_holds(home, tiny_llm_dir, start_
     encoder, features = load_speech_encoder(start_model)
     assert features == FeatureConfig(kind="fbank")
     assert weights_digest(encoder) == weights_digest(load_speech_llm(start_model)[0].encoder)
+
+
+def _tiny_pair() -> tuple[ConformerEncoder, ConformerEncoder]:
+    torch.manual_seed(0)
+    plain = ConformerEncoder(TINY_CONFORMER).eval()
+    bf16 = ConformerEncoder(TINY_CONFORMER, precision="bf16").eval()
+    bf16.load_state_dict(plain.state_dict())
+    return plain, bf16
+
+
+def test_encoder_precision_bf16_outputs_float32_close_to_fp32_and_is_stored_apart(tmp_path):
+    """ModelConfig.encoder_precision: bf16 matmuls, float32 outputs close to fp32's, and a store key of their own
+    (an fp32 store keeps its old key, so stores written before the option existed are still found)."""
+    plain, bf16 = _tiny_pair()
+    feats, lengths = torch.randn(2, 40, 80), torch.tensor([40, 31])
+    with torch.no_grad():
+        (ref, ref_len), (out, out_len) = plain(feats, lengths), bf16(feats, lengths)
+    assert out.dtype == torch.float32 and torch.equal(ref_len, out_len)
+    assert not torch.equal(ref, out)  # it really ran in bf16
+    assert torch.nn.functional.cosine_similarity(ref, out, dim=-1)[0, :5].min() > 0.99
+    weights_only = EncoderOutputStore(tmp_path, torch.nn.Sequential(*plain.children())).digest
+    fp32_store, bf16_store = EncoderOutputStore(tmp_path, plain), EncoderOutputStore(tmp_path, bf16)
+    assert fp32_store.digest != bf16_store.digest
+    assert "--precision bf16" in bf16_store.precompute_hint() and "--precision fp32" in fp32_store.precompute_hint()
+    assert weights_only != bf16_store.digest
+
+
+def test_encoder_precision_auto_follows_the_hardware(monkeypatch):
+    import speechbraid.device as device
+
+    _, encoder = _tiny_pair()
+    encoder.precision = "auto"
+    monkeypatch.setattr(device, "native_bf16", lambda dev: False)
+    assert encoder.compute_dtype(torch.device("cpu")) is None
+    monkeypatch.setattr(device, "native_bf16", lambda dev: True)
+    assert encoder.compute_dtype(torch.device("cpu")) is torch.bfloat16
+    with pytest.raises(ValueError, match="unknown encoder precision 'fp8'"):
+        ConformerEncoder(TINY_CONFORMER, precision="fp8")
+
+
+def test_precompute_precision_option_reaches_the_saved_model_encoder(start_model):
+    encoder, _ = load_speech_encoder(start_model, "bf16")
+    assert encoder.precision == "bf16"
+    assert load_speech_encoder(start_model)[0].precision == ModelConfig().encoder_precision == "fp32"
+    assert load_speech_encoder("whisper-base", "auto")[0].precision == "auto"

@@ -16,9 +16,10 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """bf16 autocast on GPUs that support it; CPU stays fp32 by default (bf16 matmuls are slower than
-    fp32 on CPUs without AMX, and fp32 keeps CPU runs bit-reproducible across resumes). ``fp16`` autocast needs
-    a gradient scaler in training (the training loop keeps one)."""
+    """bf16 autocast on GPUs that support it; CPU training stays fp32 by default (emulated bf16 is slower than fp32
+    on CPUs without AVX512-BF16 or AMX; with AVX512-BF16 a SmolLM2-135M step gained only 1.37x and batched decoding
+    lost, and fp32 keeps CPU runs bit-reproducible across resumes). ``fp16`` autocast needs a gradient scaler in
+    training (the training loop keeps one)."""
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -30,6 +31,27 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matmuls natively: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return False
+
+
+def compute_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype of a speech encoder's forward pass (``ModelConfig.encoder_precision``): ``auto`` is bf16
+    wherever the hardware has it natively - on a 2-core AVX512-BF16 CPU the whisper-base encoder runs 2.1x faster,
+    its outputs within cosine 0.9993 of fp32's - and none elsewhere, where emulated bf16 is slower; ``fp32`` adds
+    no autocast of its own (the run's precision applies)."""
+    if precision == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    if precision in ("bf16", "fp32"):
+        return autocast_dtype(device, precision)
+    raise ValueError(f"unknown encoder precision {precision!r}; choose auto, bf16 or fp32")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:

@@ -91,11 +91,12 @@ def _precompute_encoder(args: argparse.Namespace) -> int:
                 text_only += 1
             else:
                 audio.append(item.record.audio)
-    encoder, feature_config = load_speech_encoder(config.model)
+    encoder, feature_config = load_speech_encoder(config.model, config.precision)
+    device = pick_device(args.device)
+    encoder.to(device)  # before the store: the precision it computes in (part of the store's key) is the device's
     root = Path(config.store) if config.store else default_root()
     # no in-memory copies: every output is written once and not read back here
     store = EncoderOutputStore(root, encoder, 0, name=config.model, features=feature_config.to_dict())
-    device = pick_device(args.device)
     counts = precompute(store, encoder, feature_config.extract_file, audio, batch=config.batch,
                         shard_bytes=round(config.shard_mb * 2**20), device=device)
     print(f"encoded {counts['encoded']} audio file(s) into {counts['shards']} new shard(s), kept {counts['kept']} "

@@ -73,6 +73,9 @@ class ModelConfig:
     encoder: Literal["conformer", "whisper"] = "conformer"
     conformer: ConformerConfig = field(default_factory=ConformerConfig)
     whisper: str = "whisper-base"  # directory or name, when encoder == "whisper"
+    # the encoder's matmuls: auto = bf16 where the hardware has it natively (CUDA, AVX512-BF16/AMX CPUs), else the
+    # run's precision; part of the encoder store's key, so outputs of two precisions never mix
+    encoder_precision: Literal["auto", "bf16", "fp32"] = "fp32"
     adapter_stack: int | None = None  # frames stacked by the adapter; default gives 80 ms frames
     adapter_hidden: int | None = None
     adapter_dropout: float = 0.0
@@ -98,14 +101,15 @@ class ModelConfig:
 def _encoder(config: ModelConfig, saved: Path | None = None) -> torch.nn.Module:
     """The configured encoder: pretrained weights for a fresh model; for a ``saved`` model directory an encoder
     of the saved shape, whose weights come from the directory's speech weights."""
+    precision = config.encoder_precision
     if config.encoder == "conformer":
-        return ConformerEncoder(config.conformer)
+        return ConformerEncoder(config.conformer, precision)
     if saved is None or not (saved / ENCODER_CONFIG).is_file():  # fresh, or saved before encoder.json existed
-        return WhisperSpeechEncoder(model_dir(config.whisper))
+        return WhisperSpeechEncoder(model_dir(config.whisper), precision=precision)
     from transformers import WhisperConfig
 
     shape = read_model_config(saved, ENCODER_CONFIG, "speechbraid model", WhisperConfig.from_dict)
-    return WhisperSpeechEncoder(config=shape)
+    return WhisperSpeechEncoder(config=shape, precision=precision)
 
 
 def _importers() -> dict[str, Callable[[], Path]]:
@@ -285,18 +289,24 @@ def _parse_meta(meta: dict[str, Any], path: Path) -> tuple[ModelConfig, VocabLay
     return from_dict(ModelConfig, meta["model"], str(path / CONFIG_FILE)), VocabLayout(**meta["vocab"])
 
 
-def load_speech_encoder(name_or_dir: str | Path) -> tuple[torch.nn.Module, FeatureConfig]:
+def load_speech_encoder(name_or_dir: str | Path, precision: str | None = None) -> tuple[torch.nn.Module,
+                                                                                      FeatureConfig]:
     """(encoder in eval mode, the features it reads) of a saved speech LLM directory (its trained encoder, read
     without loading the LLM) or of a Whisper checkpoint (a directory or a registered name such as whisper-base,
-    converted on first use) - the very weights a run starting from it holds, so both share one encoder store."""
+    converted on first use) - the very weights a run starting from it holds, so both share one encoder store.
+    ``precision`` (``ModelConfig.encoder_precision``) defaults to the saved model's own, and to ModelConfig's
+    default for a bare Whisper checkpoint (a config that says auto, as asr_default does, needs it said here too)."""
     path = Path(name_or_dir).expanduser()
     if not path.is_dir():
         with contextlib.suppress(ConfigError):  # a registered name; whisper-base may not be converted yet
             path = resolve_model(name_or_dir)
     if not (path / CONFIG_FILE).is_file():
         whisper = ModelConfig(encoder="whisper", whisper=str(name_or_dir))
+        whisper.encoder_precision = precision or whisper.encoder_precision  # type: ignore[assignment]
         return _encoder(whisper).eval(), whisper.feature_config
     config, _ = read_model_config(path, CONFIG_FILE, "speechbraid model", lambda meta: _parse_meta(meta, path))
+    if precision is not None:
+        config.encoder_precision = precision  # type: ignore[assignment]
     encoder = _encoder(config, path)
     try:
         with safe_open(str(path / SPEECH_FILE), framework="pt") as speech:

@@ -59,6 +59,9 @@ class PrecomputeConfig:
     """``speechbraid features --kind encoder``: which encoder, where its outputs go, how they are written."""
 
     model: str = "whisper-base"  # the encoder: a registered model name (whisper-base) or a saved speech LLM directory
+    # the encoder's matmul precision, as the training run's model.encoder_precision (outputs of two precisions are
+    # stored apart); default: a saved model's own, fp32 for a bare Whisper checkpoint (configs/asr_default.yaml: auto)
+    precision: Literal["auto", "bf16", "fp32"] | None = None
     store: str | None = None  # store root (default $SPEECHBRAID_HOME/encoder_outputs, where training looks too)
     batch: int = 8  # audio files encoded together (files of similar size are batched together)
     shard_mb: float = 256.0  # a shard is closed once its outputs reach this many MB
@@ -69,12 +72,26 @@ class PrecomputeConfig:
 
 
 def weights_digest(module: torch.nn.Module) -> str:
-    """A hex digest of every tensor of ``module``'s state dict (names and bytes)."""
+    """A hex digest of every tensor of ``module``'s state dict (names and bytes), and of the dtype an encoder
+    computes in on its device when that is not plain fp32 (bf16 outputs differ from fp32 ones)."""
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu").contiguous().view(torch.uint8).numpy().tobytes())
+    dtype = compute_precision(module)
+    if dtype is not None:
+        digest.update(f"\0compute {dtype}".encode())
     return digest.hexdigest()
+
+
+def compute_precision(encoder: torch.nn.Module) -> str | None:
+    """The autocast dtype (``"bfloat16"``) ``encoder`` runs its matmuls in on the device its weights are on; None
+    for fp32."""
+    dtype_of = getattr(encoder, "compute_dtype", None)
+    if dtype_of is None:
+        return None
+    dtype = dtype_of(next(encoder.parameters()).device)
+    return str(dtype).removeprefix("torch.") if dtype is not None else None
 
 
 def audio_key(path: str) -> str:
@@ -125,7 +142,8 @@ class EncoderOutputStore:
         self.index_path = self.directory / INDEX
         self.max_bytes = max_bytes
         self.mode = mode
-        self.identity = {"digest": self.digest, "encoder": describe_encoder(encoder) | {"name": name},
+        self.identity = {"digest": self.digest,
+                         "encoder": describe_encoder(encoder) | {"name": name, "compute": compute_precision(encoder)},
                          "features": dict(features) if features is not None else None}
         self._memory: OrderedDict[str, torch.Tensor] = OrderedDict()  # audio path -> output
         self._bytes = 0
@@ -271,7 +289,8 @@ class EncoderOutputStore:
 
     def precompute_hint(self) -> str:
         name = self.identity["encoder"]["name"] or "MODEL"
-        return f"speechbraid features --kind encoder --model {name} --store {self.root} MANIFEST..."
+        precision = " --precision bf16" if self.identity["encoder"]["compute"] else " --precision fp32"
+        return f"speechbraid features --kind encoder --model {name}{precision} --store {self.root} MANIFEST..."
 
     def _missing(self, path: str, key: str, detail: str | None = None) -> CheckpointError:
         """The read-only error for outputs that were never precomputed (naming the store, and what else is there)."""
