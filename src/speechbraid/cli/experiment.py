@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "spoken QA; writes results.json, table.md and table.png. Rows: " + "; ".join(ROWS) + ".",
     )
     jstip.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                       help="small: the five rows of the claim, 3 seeds (2-core CPU); gpu: every row of Tables I and III; quick: the demo (ASR-only vs +IL); tiny: smoke test")
+                       help="small: the five rows of the claim, 3 seeds (2-core CPU); gpu: every row of Tables I "
+                       "and III; quick: the demo (ASR-only vs +IL); tiny: smoke test")
     jstip.add_argument("--rows", nargs="+", metavar="ROW", help="only these rows (quote names with spaces)")
     jstip.add_argument("--out", type=Path, default=Path("runs/jstip"))
     jstip.add_argument("--corpus", type=Path, default=Path("data/default"))
