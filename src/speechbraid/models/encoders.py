@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from speechbraid.device import compute_dtype
+from speechbraid.device import autocast, compute_dtype
 from speechbraid.models.hf_load import load_pretrained
 
 
@@ -112,10 +112,7 @@ class SpeechEncoder(nn.Module):
         return compute_dtype(device, self.precision)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dtype = self.compute_dtype(features.device)
-        if dtype is None:
-            return self.encode(features, lengths)
-        with torch.autocast(features.device.type, dtype=dtype):
+        with autocast(features.device, self.compute_dtype(features.device)):
             out, out_lengths = self.encode(features, lengths)
         return out.float(), out_lengths
 
