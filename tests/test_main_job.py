@@ -37,11 +37,19 @@ def test_main_job_tiny_runs_end_to_end_and_resumes(tmp_path, capsys, home):
 
 def test_jstip_study_tiny_with_questions_and_tts_rows(tmp_path):
     out = tmp_path / "study"
-    code = main(["experiment", "jstip", "--preset", "tiny", "--out", str(out), "--corpus", str(tmp_path / "corpus")])
+    code = main(["experiment", "jstip", "log_every=1", "--preset", "tiny", "--out", str(out),
+                 "--corpus", str(tmp_path / "corpus")])
     assert code == 0
+    for run in ("shared", "rows/asr-only/seed0", "rows/asr+tts-pairs_+il/seed1"):  # overrides reach every run
+        assert "log_every: 1\n" in (out / run / "config.yaml").read_text()
     result = json.loads((out / "results.json").read_text())
     assert set(result["table"]) == {"asr-only", "asr +il", "asr+tts-pairs +il"}
     row = result["table"]["asr+tts-pairs +il"]
     assert row["seeds"] == 2 and row["s2t"] is not None and row["sqa"] is not None
     assert (out / "tts" / "manifest.jsonl").is_file()
     assert main(["experiment", "jstip", "--preset", "tiny", "--rows", "nope", "--out", str(out)]) == 2
+
+
+def test_jstip_study_refuses_an_unknown_override_before_any_work(tmp_path, capsys):
+    assert main(["experiment", "jstip", "model.nope=1", "--preset", "tiny", "--out", str(tmp_path / "study")]) == 2
+    assert "nope" in capsys.readouterr().err and not (tmp_path / "study").exists()

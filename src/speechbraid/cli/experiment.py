@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jstip.add_argument("--out", type=Path, default=Path("runs/jstip"))
     jstip.add_argument("--corpus", type=Path, default=Path("data/default"))
     jstip.add_argument("--lm", type=Path, help="a trained text LM directory (default: pretrain one into OUT/lm)")
+    jstip.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="config overrides for every run, e.g. model.encoder_precision=fp32")
     jstip.set_defaults(func=run)
 
     from speechbraid.experiments.esi import PATTERN_NAMES
@@ -53,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from speechbraid.experiments.jstip import run_jstip_study
 
-    run_jstip_study(args.out, args.corpus, preset=args.preset, lm_dir=args.lm, rows=args.rows)
+    run_jstip_study(args.out, args.corpus, preset=args.preset, lm_dir=args.lm, rows=args.rows,
+                    overrides=args.overrides)
     return 0
 
 

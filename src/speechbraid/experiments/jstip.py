@@ -191,8 +191,11 @@ def plot(table: dict[str, dict[str, Any]], rows: Sequence[str], path: Path) -> N
 
 def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path = "data/default", *,
                     preset: str = "small", lm_dir: str | Path | None = None, rows: Sequence[str] | None = None,
-                    progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the study; writes ``results.json``, ``table.md`` and ``table.png`` under ``out_dir``."""
+                    overrides: Sequence[str] = (), progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the study; writes ``results.json``, ``table.md`` and ``table.png`` under ``out_dir``.
+
+    ``overrides`` (``key=value``, as for ``speechbraid train``) apply to every run's config after the preset's own.
+    """
     from speechbraid.config import load_config
     from speechbraid.configs import resolve_config
     from speechbraid.training.trainer import TrainConfig, train
@@ -204,6 +207,8 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
     unknown = [r for r in chosen if r not in ROWS]
     if unknown:
         raise ConfigError(f"unknown study rows {unknown}; known: {', '.join(ROWS)}")
+    # an unknown or ill-typed override fails here, before the corpus and the text prior are built
+    load_config(TrainConfig, resolve_config(spec.config), [*spec.overrides, *overrides])
     out, corpus = Path(out_dir), Path(corpus_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -218,8 +223,8 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
         """The preset's config with this data; its stages cut to ``steps`` each (a stage with 0 steps is left out)."""
         listed = ", ".join(f"{{manifest: '{manifests[s.data]}', layout: {s.layout}, weight: {s.weight}, "
                            f"segment_by: '{s.segment_by}'}}" for s in sources)
-        overrides = [f"model.llm={lm_dir}", f"data.train=[{listed}]", f"seed={seed}", *spec.overrides]
-        cfg = load_config(TrainConfig, resolve_config(spec.config), overrides)
+        options = [f"model.llm={lm_dir}", f"data.train=[{listed}]", f"seed={seed}", *spec.overrides, *overrides]
+        cfg = load_config(TrainConfig, resolve_config(spec.config), options)
         if cfg.model.ctc is not None:  # CTC classes: the tokens of the speech training transcripts only
             cfg.model.ctc.vocab_from = [str(corpus / "text" / "train.jsonl")]
         cfg.stages = [replace(stage, steps=n) for stage, n in zip(cfg.stages, steps, strict=True) if n > 0]
