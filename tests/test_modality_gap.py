@@ -9,7 +9,15 @@ from speechbraid.batching import collate, flatten_braid
 from speechbraid.braid import SpeechSpan, TextSpan, VocabLayout
 from speechbraid.data.questions import MCQuestion
 from speechbraid.errors import ConfigError, InputError
-from speechbraid.evaluation.modality_gap import letter_tokens, mc_accuracy, mc_prompt, modality_gap, next_token_logits
+from speechbraid.evaluation.modality_gap import (
+    cloze_prompts,
+    continuation_log_likelihoods,
+    letter_tokens,
+    mc_accuracy,
+    mc_prompt,
+    modality_gap,
+    next_token_logits,
+)
 from speechbraid.models.adapter import FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder
 from speechbraid.models.speech_llm import SpeechLLM
@@ -129,7 +137,7 @@ def test_batched_right_padded_logits_equal_the_last_position_of_a_lone_forward()
 def test_modality_gap_is_speech_minus_text():
     model = tiny_model(seed=1)
     result = modality_gap(model, ByteTokenizer(), QUESTIONS, shots=SHOTS, k_shot=1, features=fake_features)
-    assert set(result) == {"t2t", "s2t", "gap", "n", "k_shot", "predictions", "majority_share"}
+    assert set(result) == {"t2t", "s2t", "gap", "n", "k_shot", "scoring", "predictions", "majority_share"}
     assert result["gap"] == pytest.approx(result["s2t"] - result["t2t"])
     assert result["n"] == len(QUESTIONS) and 0 <= result["t2t"] <= 1 and 0 <= result["s2t"] <= 1
     for modality, letters in result["predictions"].items():
@@ -146,6 +154,47 @@ def test_a_model_that_always_answers_one_letter_is_flagged():
     assert result["majority_share"] == {"text": 1.0, "speech": 1.0} and result["gap"] == 0.0
 
 
+def test_cloze_prompts_end_in_the_option_and_differ_only_in_the_question_span():
+    tok = ByteTokenizer()
+    q = QUESTIONS[2]
+    t2t, s2t = cloze_prompts(q, SHOTS[:2], "text", tok), cloze_prompts(q, SHOTS[:2], "speech", tok)
+    assert len(t2t) == len(s2t) == 4
+    for k, (text, speech) in enumerate(zip(t2t, s2t, strict=True)):
+        assert [s.loss for s in text.spans] == [False, False, False, False, True]  # the option alone is scored
+        assert text.spans[4] == TextSpan(tuple(tok.encode(" " + q.options[k])), True, q.options[k])
+        assert text.spans[:2] == speech.spans[:2] and text.spans[3:] == speech.spans[3:]
+        assert speech.spans[2] == SpeechSpan(0.0, q.duration)
+    context = tok.decode(list(t2t[0].spans[1].tokens))
+    assert context == "".join(f"Question: {s.question}\nAnswer: robin\n\n" for s in SHOTS[:2]) + "Question:"
+    assert tok.decode(list(t2t[0].spans[3].tokens)) == "\nAnswer:" and "B. " not in context  # no options listed
+
+
+def test_cloze_log_likelihoods_equal_those_of_a_lone_forward():
+    model = tiny_model(seed=2)
+    tok = ByteTokenizer()
+    prompts = [p for q in QUESTIONS[:3] for m in ("text", "speech") for p in cloze_prompts(q, SHOTS[:1], m, tok)]
+    batched = continuation_log_likelihoods(model, prompts, fake_features, batch_size=5)
+    for i, prompt in enumerate(prompts):
+        flat = flatten_braid(prompt, VOCAB, model.frame_rate)
+        batch = collate([[flat]], fake_features)
+        with torch.no_grad():
+            _, logits = model(batch)
+        option = prompt.spans[-1].tokens
+        steps = logits[0, -len(option) - 1:-1].log_softmax(-1)  # the positions that predict the option's tokens
+        expected = sum(steps[j, t] for j, t in enumerate(option))
+        assert batched[i] == pytest.approx(float(expected), abs=1e-3)
+
+
+def test_cloze_scorer_picks_the_option_the_lm_prefers_in_both_modalities():
+    model = tiny_model()
+    prefer_token(model, ord("2"))  # the options are "word<i><k>": the third one ends in the preferred byte
+    result = modality_gap(model, ByteTokenizer(), QUESTIONS, shots=SHOTS, k_shot=2, features=fake_features,
+                          scoring="cloze")
+    assert result["predictions"] == {"text": ["C"] * len(QUESTIONS), "speech": ["C"] * len(QUESTIONS)}
+    expected = sum(q.answer == 2 for q in QUESTIONS) / len(QUESTIONS)
+    assert result["t2t"] == result["s2t"] == pytest.approx(expected) and result["scoring"] == "cloze"
+
+
 def test_bad_requests_are_clear_errors():
     model, tok = tiny_model(), ByteTokenizer()
     with pytest.raises(ConfigError, match="5-shot prompts need 5 shot examples, got 3"):
@@ -157,3 +206,5 @@ def test_bad_requests_are_clear_errors():
     silent = MCQuestion("q9", "definition", "Which?", ("a", "b", "c", "d"), 0)
     with pytest.raises(InputError, match="question 'q9' has no audio"):
         mc_accuracy(model, tok, [silent], modality="speech", k_shot=0, features=fake_features)
+    with pytest.raises(ConfigError, match="scoring must be 'letter' or 'cloze', got 'votes'"):
+        mc_accuracy(model, tok, QUESTIONS, shots=SHOTS, k_shot=1, scoring="votes")
