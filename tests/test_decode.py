@@ -211,6 +211,19 @@ def test_forced_eos_stops_immediately(beam_size):
         assert all(len(r.n_best) == beam_size and r.n_best[1].finish_reason == "stop" for r in results)
 
 
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_min_new_tokens_rules_out_stop_ids_until_reached(beam_size):
+    """Regression: an ASR-tuned SmolLM2 ended every spoken-QA prompt with EOS at once (all answers empty)."""
+    model = tiny_model("llama")
+    eos = 2
+    bias = torch.zeros(VOCAB.size)
+    bias[eos] = 50.0  # EOS dominates every prediction
+    model.llm.lm_head.bias = torch.nn.Parameter(bias)
+    config = DecodeConfig(max_new_tokens=5, min_new_tokens=2, beam_size=beam_size, stop_ids=(eos,))
+    for r in generate(model, PROMPTS, features, config):
+        assert len(r.tokens) == 2 and eos not in r.tokens and r.finish_reason == "stop" and r.steps == 3
+
+
 def test_sampling_is_reproducible_with_a_seed():
     model = tiny_model("llama")
 
@@ -250,7 +263,8 @@ def test_asr_prompt_places_context_before_speech_and_decodes():
 
 
 @pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(beam_size=0), dict(temperature=0.0),
-                                 dict(top_p=0.0), dict(top_k=-1), dict(do_sample=True, beam_size=2)])
+                                 dict(top_p=0.0), dict(top_k=-1), dict(do_sample=True, beam_size=2),
+                                 dict(min_new_tokens=-1), dict(max_new_tokens=2, min_new_tokens=3)])
 def test_invalid_decode_config_is_a_config_error(bad):
     with pytest.raises(ConfigError):
         DecodeConfig(**bad)

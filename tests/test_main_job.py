@@ -50,8 +50,8 @@ def test_jstip_study_tiny_with_questions_and_tts_rows(tmp_path):
     # a run scored with an older question protocol is re-scored on resume, its training and ASR scores kept
     run = out / "rows" / "asr+tts-pairs_+il" / "seed0"
     old = json.loads((run / "metrics.json").read_text())
-    assert old["mc_scoring"] == "cloze"
-    (run / "metrics.json").write_text(json.dumps({**old, "mc_scoring": None, "t2t": 0.123}))
+    assert old["questions_protocol"] == "mc-cloze, sqa-non-empty"
+    (run / "metrics.json").write_text(json.dumps({**old, "questions_protocol": None, "t2t": 0.123}))
     kept = {p: p.stat().st_mtime_ns for p in (run / "test_eval.json", run / "train_log.jsonl")}
     assert main(["experiment", "jstip", "log_every=1", "--preset", "tiny", "--out", str(out),
                  "--corpus", str(tmp_path / "corpus")]) == 0

@@ -1,6 +1,7 @@
 """Zero-shot spoken QA: the normalised answer-match rule (hand-worked) and greedy answering in both modalities."""
 
 import pytest
+import torch
 
 from speechbraid.braid import SpeechSpan, TextSpan
 from speechbraid.data.questions import SQAQuestion
@@ -55,11 +56,13 @@ def test_greedy_answers_are_scored_in_both_modalities():
     assert detail["by_kind"] == {"arithmetic": 0.0, "calendar": 0.0}
 
 
-def test_newline_ends_the_answer():
+def test_newline_ends_the_answer_but_not_before_its_first_token():
     model = tiny_model()
     prefer_token(model, ord("\n"))
+    with torch.no_grad():
+        model.llm.lm_head.bias[ord("7")] = 3.0  # the best token after a newline
     result = sqa_accuracy(model, ByteTokenizer(), QUESTIONS, modality="speech", features=fake_features)
-    assert result["hypotheses"] == ["", "", ""] and result["accuracy"] == 0.0
+    assert result["hypotheses"] == ["7", "7", "7"] and result["accuracy"] == pytest.approx(1 / 3)
 
 
 def test_speech_without_features_is_a_config_error():

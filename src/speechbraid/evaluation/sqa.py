@@ -8,8 +8,9 @@ Prompt, one braid per question (no examples, no SQA training)::
 
 ``[QUESTION]`` is a speech span over the question audio (S2T, the paper's condition) or the text
 span ``" " + question`` (T2T, the reference). The model continues greedily (:func:`generate`, KV
-cache) for at most ``max_new_tokens`` (default 8) tokens, stopping at EOS or a newline; the
-hypothesis is the decoded text up to the first newline.
+cache) for at most ``max_new_tokens`` (default 8) tokens, stopping at EOS or a newline, but not before its
+first token: a model fine-tuned on ASR ends any prompt at once (SmolLM2 after 50 LoRA steps: EOS first on all
+30 questions, so every row scored 0 whatever it knew). The hypothesis is the decoded text up to the first newline.
 
 Scoring (:func:`answer_matches`): the hypothesis and every accepted answer are normalised with
 :func:`normalize_for_wer` (case, punctuation and Unicode forms ignored; hyphens inside words kept).
@@ -73,7 +74,7 @@ def sqa_accuracy(model: SpeechLLM, tokenizer: Any, questions: Sequence[SQAQuesti
         raise ConfigError("no spoken QA questions to evaluate")
     require_features(modality, features)
     tok = as_text_tokenizer(tokenizer)
-    config = DecodeConfig(max_new_tokens=max_new_tokens, stop_ids=_stop_ids(tok))
+    config = DecodeConfig(max_new_tokens=max_new_tokens, min_new_tokens=1, stop_ids=_stop_ids(tok))
     hypotheses: list[str] = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start:start + batch_size]

@@ -73,9 +73,11 @@ CTC_ROW = "ctc bridge alone (shared warm-up, no LLM)"
 # name -> (row, corpus text files); never dev or test text
 CTC_LM_ROWS = {"transcripts": ("ctc + n-gram LM (transcripts + general text)", ("train", "general_lm")),
                "domain": ("ctc + n-gram LM (+ domain text)", ("train", "general_lm", "domain"))}
-# multiple-choice questions are scored as cloze (each option's likelihood as the answer): with the lettered format
-# SmolLM2-135M answers "A" to every question, so T2T and S2T carried no signal (evaluation/modality_gap.py)
+# How questions are asked, kept in each run's metrics: a run scored another way is re-scored on resume. Multiple
+# choice as cloze (each option's likelihood as the answer): lettered, SmolLM2-135M answered "A" to every question;
+# spoken QA answers at least one token: ASR-tuned, it ended every prompt at once (evaluation/modality_gap.py, sqa.py)
 MC_SCORING = "cloze"
+QUESTIONS_PROTOCOL = f"mc-{MC_SCORING}, sqa-non-empty"
 TABLE_I = tuple(list(ROWS)[:8])
 TABLE_III = ("asr-only", *list(ROWS)[8:])
 
@@ -265,7 +267,7 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
                 print(f"\n== {row} (seed {seed})", flush=True)
                 train(config((0, spec.row_steps), ROWS[row], seed, str(shared / "model")), run_dir, resume=True,
                       progress=progress)
-            if metrics is None or (questions is not None and metrics.get("mc_scoring") != MC_SCORING):
+            if metrics is None or (questions is not None and metrics.get("questions_protocol") != QUESTIONS_PROTOCOL):
                 # a finished run scored with another question protocol is re-scored (its ASR scores are kept)
                 metrics = _evaluate(run_dir / "model", test, spec, questions, run_dir, progress)
                 atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
@@ -327,7 +329,7 @@ def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[st
         atomic_write_text(run_dir / "questions_eval.json", json.dumps({"modality_gap": gap, "sqa": sqa}, indent=2,
                                                                        default=str) + "\n")
     metrics = _metrics(asr, gap, sqa)
-    return {**metrics, "mc_scoring": MC_SCORING} if questions is not None else metrics
+    return {**metrics, "questions_protocol": QUESTIONS_PROTOCOL} if questions is not None else metrics
 
 
 def reference_row(model: str) -> str:

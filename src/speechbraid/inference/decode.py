@@ -87,6 +87,15 @@ def sampling_warpers(config: DecodeConfig) -> LogitsProcessorList:
     return warpers
 
 
+def _allowed(logits: torch.Tensor, config: DecodeConfig, step: int) -> torch.Tensor:
+    """The logits with the stop ids ruled out while fewer than ``min_new_tokens`` tokens have been chosen."""
+    if step > config.min_new_tokens or not config.stop_ids:
+        return logits
+    logits = logits.clone()
+    logits[:, list(config.stop_ids)] = -math.inf
+    return logits
+
+
 def _greedy_or_sample(stepper: LMState, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
     stop = torch.tensor(config.stop_ids, dtype=torch.long, device=device)
     warpers = sampling_warpers(config)
@@ -97,6 +106,7 @@ def _greedy_or_sample(stepper: LMState, n: int, config: DecodeConfig, device: to
     active = torch.arange(n, device=device)  # prompt index of every row still decoding
     logits, _ = stepper.first()
     for step in range(1, config.max_new_tokens + 1):
+        logits = _allowed(logits, config, step)
         logp = torch.log_softmax(logits.float(), dim=-1)
         if generator is None:
             chosen = logp.argmax(dim=-1)
@@ -165,6 +175,7 @@ def _beam_search(stepper: LMState, n: int, config: DecodeConfig, device: torch.d
     active = list(range(n))
     for step in range(1, config.max_new_tokens + 1):
         vocab = logits.shape[-1]
+        logits = _allowed(logits, config, step)
         cand = beam_logp[:, :, None] + torch.log_softmax(logits.float(), dim=-1).view(len(active), k, vocab)
         # enough candidates that k of them are not stop tokens even if every beam's stop ids rank first
         width = min(k * (1 + len(stop)), k * vocab)

@@ -19,6 +19,7 @@ class DecodeConfig:
     """
 
     max_new_tokens: int = 64
+    min_new_tokens: int = 0  # stop ids are ruled out before this many new tokens (a forced non-empty answer)
     beam_size: int = 1
     length_penalty: float = 1.0
     stop_ids: tuple[int, ...] = ()
@@ -31,6 +32,9 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ConfigError(f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], "
+                              f"got {self.min_new_tokens}")
         if self.beam_size < 1:
             raise ConfigError(f"beam_size must be >= 1, got {self.beam_size}")
         if self.do_sample and self.beam_size > 1:
