@@ -50,7 +50,8 @@ def test_greedy_answers_are_scored_in_both_modalities():
     model = tiny_model()
     prefer_token(model, ord("7"))  # every step says "7"; one step gives the answer "7"
     result = spoken_qa(model, ByteTokenizer(), QUESTIONS, features=fake_features, max_new_tokens=1)
-    assert result == {"s2t": pytest.approx(1 / 3), "t2t": pytest.approx(1 / 3), "n": 3}
+    assert result == {"s2t": pytest.approx(1 / 3), "t2t": pytest.approx(1 / 3), "n": 3,
+                      "hypotheses": {"speech": ["7"] * 3, "text": ["7"] * 3}}
     detail = sqa_accuracy(model, ByteTokenizer(), QUESTIONS, modality="text", max_new_tokens=3, batch_size=2)
     assert detail["hypotheses"] == ["777"] * 3 and detail["correct"] == 0  # "777" is not the word "7"
     assert detail["by_kind"] == {"arithmetic": 0.0, "calendar": 0.0}

@@ -93,8 +93,10 @@ def sqa_accuracy(model: SpeechLLM, tokenizer: Any, questions: Sequence[SQAQuesti
 
 def spoken_qa(model: SpeechLLM, tokenizer: Any, questions: Sequence[SQAQuestion], *, features: Features,
               max_new_tokens: int = 8, batch_size: int = 16) -> dict[str, Any]:
-    """``{"s2t", "t2t", "n"}``: zero-shot accuracy with the question spoken, and as text for reference."""
+    """``{"s2t", "t2t", "n", "hypotheses"}``: zero-shot accuracy with the question spoken, and as text for
+    reference; the answers per modality (``{"speech": [...], "text": [...]}``, in question order)."""
     common = {"features": features, "max_new_tokens": max_new_tokens, "batch_size": batch_size}
     s2t = sqa_accuracy(model, tokenizer, questions, modality="speech", **common)
     t2t = sqa_accuracy(model, tokenizer, questions, modality="text", **common)
-    return {"s2t": s2t["accuracy"], "t2t": t2t["accuracy"], "n": s2t["n"]}
+    return {"s2t": s2t["accuracy"], "t2t": t2t["accuracy"], "n": s2t["n"],
+            "hypotheses": {"speech": s2t["hypotheses"], "text": t2t["hypotheses"]}}
