@@ -36,7 +36,7 @@ from typing import Any
 from speechbraid.errors import ConfigError
 from speechbraid.experiments.common import corpus_and_text_prior
 from speechbraid.extras import require
-from speechbraid.files import atomic_write_text
+from speechbraid.files import atomic_write_text, iter_jsonl
 from speechbraid.models.ngram_lm import build_ngram_lm_file
 
 
@@ -354,9 +354,20 @@ def _scored_alone(model: str | Path, test: Path, out: Path, progress: bool, deco
     from speechbraid.inference.transcribe import load_transcriber
 
     done = out / "test_eval.json"
-    if not done.is_file():
+    if not _scored_on(out, test):
         _score_asr(load_transcriber(model, decoder=decoder, lm=lm), test, out, progress)
     return _metrics(json.loads(done.read_text(encoding="utf-8")), None, None)
+
+
+def _scored_on(out: Path, test: Path) -> bool:
+    """Whether ``out`` holds the scores of exactly the utterances of ``test``: a ``shared/`` seeded from a demo
+    carries its CTC row scored on the demo's test subset (150 utterances), not this study's."""
+    from speechbraid.data.manifest import read_manifest
+
+    if not (out / "test_eval.json").is_file() or not (out / "test_hyps.jsonl").is_file():
+        return False
+    scored = sorted(str(obj.get("id")) for _, obj in iter_jsonl(out / "test_hyps.jsonl"))
+    return scored == sorted(record.id for record in read_manifest(test) if record.audio)  # text-only: never scored
 
 
 def _spread(manifest: Path, n: int, out: Path) -> Path:
