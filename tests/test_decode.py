@@ -194,13 +194,19 @@ def test_stop_token_ends_only_its_sequence():
         assert len(r.tokens) == (r.steps - 1 if r.finish_reason == "stop" else 8)
 
 
+def eos_dominated_model(eos: int) -> SpeechLLM:
+    """A tiny model whose every prediction is ``eos`` by far."""
+    model = tiny_model("llama")
+    bias = torch.zeros(VOCAB.size)
+    bias[eos] = 50.0
+    model.llm.lm_head.bias = torch.nn.Parameter(bias)
+    return model
+
+
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_forced_eos_stops_immediately(beam_size):
-    model = tiny_model("llama")
     eos = 2
-    bias = torch.zeros(VOCAB.size)
-    bias[eos] = 50.0  # EOS dominates every prediction
-    model.llm.lm_head.bias = torch.nn.Parameter(bias)
+    model = eos_dominated_model(eos)
     results = generate(model, PROMPTS, features, DecodeConfig(max_new_tokens=5, beam_size=beam_size,
                                                               stop_ids=(eos,)))
     assert all(r.tokens == () and r.finish_reason == "stop" and r.log_prob > -1e-3 for r in results)
@@ -214,11 +220,8 @@ def test_forced_eos_stops_immediately(beam_size):
 @pytest.mark.parametrize("beam_size", [1, 3])
 def test_min_new_tokens_rules_out_stop_ids_until_reached(beam_size):
     """Regression: an ASR-tuned SmolLM2 ended every spoken-QA prompt with EOS at once (all answers empty)."""
-    model = tiny_model("llama")
     eos = 2
-    bias = torch.zeros(VOCAB.size)
-    bias[eos] = 50.0  # EOS dominates every prediction
-    model.llm.lm_head.bias = torch.nn.Parameter(bias)
+    model = eos_dominated_model(eos)
     config = DecodeConfig(max_new_tokens=5, min_new_tokens=2, beam_size=beam_size, stop_ids=(eos,))
     for r in generate(model, PROMPTS, features, config):
         assert len(r.tokens) == 2 and eos not in r.tokens and r.finish_reason == "stop" and r.steps == 3

@@ -21,8 +21,7 @@ Prompt (MMLU-style, as in the usual 5-shot harnesses), one braid per question::
 differ in that span only. The options stay text: only the question is spoken.
 
 With ``scoring="letter"`` the answer is the letter whose continuation token has the highest logit after
-``Answer:``. The
-continuations are the tokenizer's encodings of ``" A"`` ... ``" D"``: when these are single distinct
+``Answer:``. The continuations are the tokenizer's encodings of ``" A"`` ... ``" D"``: when these are single distinct
 tokens (byte-level BPE: ``"ĠA"``...) those tokens are compared; when they share leading tokens
 (a tokenizer that splits off the space, SentencePiece's lone ``"▁"``), the shared tokens are appended to
 the prompt and the first token where the letters differ is compared. A tokenizer that cannot tell the
@@ -43,7 +42,7 @@ and picks the option with the highest log-likelihood per byte of ``" " + option`
 ``acc_norm``), so a longer option is not penalised for its length.
 
 All prompts go through :meth:`SpeechLLM.prepare_inputs` (the one embedding-assembly place) in
-batches; the LM computes logits only at each row's last prompt position.
+batches; for letters the LM computes logits only at each row's last prompt position, for cloze at every position.
 """
 
 from __future__ import annotations

@@ -315,9 +315,10 @@ def _evaluate(model_dir: Path, test: Path, spec: StudyPreset, questions: dict[st
     from speechbraid.inference.transcribe import load_transcriber
 
     transcriber = load_transcriber(model_dir)
-    scored = run_dir / "test_eval.json"
-    asr = json.loads(scored.read_text(encoding="utf-8")) if scored.is_file() else _score_asr(transcriber, test,
-                                                                                              run_dir, progress)
+    if _scored_on(run_dir, test):  # re-scoring the questions only
+        asr = json.loads((run_dir / "test_eval.json").read_text(encoding="utf-8"))
+    else:
+        asr = _score_asr(transcriber, test, run_dir, progress)
     gap = sqa = None
     if questions is not None:
         model, tokenizer, features = transcriber.model, transcriber.hf_tokenizer, transcriber.features

@@ -19,7 +19,9 @@ class DecodeConfig:
     """
 
     max_new_tokens: int = 64
-    min_new_tokens: int = 0  # stop ids are ruled out before this many new tokens (a forced non-empty answer)
+    # stop ids are ruled out before this many new tokens (a forced non-empty answer); those steps' log-probabilities
+    # are renormalised over the other tokens
+    min_new_tokens: int = 0
     beam_size: int = 1
     length_penalty: float = 1.0
     stop_ids: tuple[int, ...] = ()
