@@ -1,5 +1,7 @@
 """Decoding on tiny real HF models: KV cache vs full recompute, left padding, beam search, stopping, sampling."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
@@ -265,9 +267,67 @@ def test_asr_prompt_places_context_before_speech_and_decodes():
         asr_prompt(record, "context")
 
 
+class ZeroScorer:
+    def step_scores(self, tokens, candidates, stop_ids):
+        return [0.0] * len(candidates)
+
+    def proposals(self, tokens):
+        return []
+
+
+class DictatingScorer:
+    """Allows only the next token of ``target`` (a penalty on anything else), then only a stop id."""
+
+    def __init__(self, target: tuple[int, ...], propose: bool = False) -> None:
+        self.target = target
+        self.propose = propose
+
+    def proposals(self, tokens):
+        return self.target[len(tokens):len(tokens) + 1] if self.propose else []
+
+    def step_scores(self, tokens, candidates, stop_ids):
+        if tuple(tokens) != self.target[:len(tokens)]:
+            return [-50.0] * len(candidates)
+        wanted = self.target[len(tokens)] if len(tokens) < len(self.target) else None
+        return [0.0 if c == wanted or (wanted is None and c in stop_ids) else -50.0 for c in candidates]
+
+
+def test_a_neutral_prefix_scorer_leaves_beam_search_as_it_is():
+    model = tiny_model("llama")
+    config = DecodeConfig(max_new_tokens=6, beam_size=3, stop_ids=(2,))
+    plain = generate(model, PROMPTS, features, config)
+    joint = generate(model, PROMPTS, features, config, scorers=[ZeroScorer()] * len(PROMPTS))
+    assert [[h.tokens for h in r.n_best] for r in joint] == [[h.tokens for h in r.n_best] for r in plain]
+    assert [r.score for r in joint] == pytest.approx([r.score for r in plain], abs=1e-5)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_prefix_scorer_steers_each_prompt_to_its_own_text(beam_size):
+    """Joint decoding: a heavy-weighted scorer (here dictating a token sequence, as a CTC bridge keeps an LLM on
+    the audio) wins over the LM, prompt by prompt, at any beam size (greedy too)."""
+    model = tiny_model("llama")
+    targets = [(5, 6, 7, 8), (9, 10), (11, 12, 13)]
+    config = DecodeConfig(max_new_tokens=8, beam_size=beam_size, stop_ids=(2,), ctc_weight=0.9,
+                          pre_beam=VOCAB.size)
+    results = generate(model, PROMPTS, features, config, scorers=[DictatingScorer(t) for t in targets])
+    assert [r.tokens for r in results] == targets
+    assert all(r.finish_reason == "stop" for r in results)
+    # with one candidate per step (pre_beam 1) the targets are reached only through the scorer's proposals
+    narrow = replace(config, pre_beam=1)
+    assert [r.tokens for r in generate(model, PROMPTS, features, narrow,
+                                       scorers=[DictatingScorer(t) for t in targets])] != targets
+    assert [r.tokens for r in generate(model, PROMPTS, features, narrow,
+                                       scorers=[DictatingScorer(t, propose=True) for t in targets])] == targets
+    with pytest.raises(ValueError, match="one scorer per prompt"):
+        generate(model, PROMPTS, features, config, scorers=[ZeroScorer()])
+    with pytest.raises(ValueError, match="not sampling"):
+        generate(model, PROMPTS[:1], features, DecodeConfig(do_sample=True, ctc_weight=0.5), scorers=[ZeroScorer()])
+
+
 @pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(beam_size=0), dict(temperature=0.0),
                                  dict(top_p=0.0), dict(top_k=-1), dict(do_sample=True, beam_size=2),
-                                 dict(min_new_tokens=-1), dict(max_new_tokens=2, min_new_tokens=3)])
+                                 dict(min_new_tokens=-1), dict(max_new_tokens=2, min_new_tokens=3),
+                                 dict(ctc_weight=1.0), dict(ctc_weight=-0.1), dict(pre_beam=0)])
 def test_invalid_decode_config_is_a_config_error(bad):
     with pytest.raises(ConfigError):
         DecodeConfig(**bad)

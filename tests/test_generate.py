@@ -158,7 +158,8 @@ def test_bench_decode_structure(tiny_models, capsys):
         ("interleaved", 1), ("interleaved", 2), ("esi", 1), ("esi", 2)]
     assert "Teacher-forced" in format_decode(result)
     assert main(["bench", "decode", "--model", str(models["parallel"]), "--qa", str(qa), "--max-steps", "8",
-                 "--json"]) == 0
+                 "--kv-steps", "5", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["skipped_patterns"] == [] and len(printed["patterns"]) == 3
+    assert {r["max_steps"] for r in printed["kv_cache"]} == {5}
 

@@ -12,8 +12,9 @@ from speechbraid.braid.vocab import SPECIAL_TOKENS
 from speechbraid.config import load_config
 from speechbraid.data.manifest import read_manifest
 from speechbraid.data.normalize import normalize_for_wer
+from speechbraid.data.records import Utterance
 from speechbraid.errors import CheckpointError, ConfigError
-from speechbraid.inference.transcribe import audio_item, load_transcriber
+from speechbraid.inference.transcribe import GUIDES, audio_item, load_transcriber
 from speechbraid.models.build import ModelConfig, build_speech_llm, load_causal_lm, load_speech_llm, set_trainable
 from speechbraid.models.encoders import ConformerConfig
 from speechbraid.training.data import SourceConfig
@@ -415,6 +416,27 @@ def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tok
     log_probs = model.ctc_log_probs([audio], features)[0]
     assert log_probs.shape[-1] == len(model.ctc.labels()) and model.ctc.labels()[0] == ""
     assert run.texts == [CTCBeamDecoder(model.ctc.labels(), lm).decode(log_probs.numpy())]
+    # Joint CTC/LLM decoding reads the same bridge; the n-gram only when one is named.
+    from speechbraid.inference.ctc_beam import WordFusion
+    from speechbraid.inference.ctc_prefix import CTCPrefixScorer
+    from speechbraid.inference.decode import asr_prompt, generate
+    from speechbraid.inference.settings import DecodeConfig
+
+    model_dir = tmp_path / "run" / "model"
+    for kwargs in ({}, {"lm": model_dir / "lm.arpa.gz"}):
+        joint = load_transcriber(model_dir, decoder="llm-ctc", ctc_weight=0.7, **kwargs)
+        text = joint.transcribe([audio_item(audio)], beam_size=2, max_new_tokens=12, progress=False).texts
+        guide = CTCBeamDecoder(model.ctc.labels(), lm if kwargs else None).n_best(log_probs.numpy(), GUIDES)
+        assert 1 <= len(guide) <= GUIDES and len(set(guide)) == len(guide)
+        scorer = CTCPrefixScorer(log_probs, model.ctc.labels(), joint.decode, model.ctc.spelling.normalize,
+                                 WordFusion(lm) if kwargs else None, guide, joint._tokenize)
+        item = audio_item(audio)
+        prompt = asr_prompt(Utterance(item.id, "", audio=item.path, duration=item.duration))
+        config = DecodeConfig(max_new_tokens=12, beam_size=2, stop_ids=(tokenizer.eos_token_id,), ctc_weight=0.7)
+        expected = generate(joint.model, [prompt], joint.features, config, scorers=[scorer])[0]
+        assert text == [joint.decode(expected.tokens)]
+    with pytest.raises(ConfigError, match="ctc_weight must be in"):
+        load_transcriber(model_dir, decoder="llm-ctc", ctc_weight=1.0)
 
 
 def test_a_saved_whisper_speech_llm_loads_without_the_checkpoint_its_encoder_came_from(tmp_path, tiny_llm_dir):

@@ -106,7 +106,7 @@ def test_batches_are_sorted_by_duration_and_texts_return_to_input_order(transcri
 
     batches: list[list[float]] = []
 
-    def echo_ids(model, prompts, features, config):
+    def echo_ids(model, prompts, features, config, scorers=None):
         batches.append([p.duration for p in prompts])
         return [decode.GenerationResult(tuple(transcriber.tokenizer.encode(p.id)), 0.0, 0.0, 1, "stop")
                 for p in prompts]

@@ -37,18 +37,20 @@ class SpeechLLM:
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | Path, *, device: str | None = None, decoder: str = "llm",
-                        lm: str | Path | None = None) -> SpeechLLM:
+                        lm: str | Path | None = None, ctc_weight: float | None = None) -> SpeechLLM:
         """Load a model saved by ``speechbraid train`` / :meth:`save_pretrained` (a directory, or a name from the
         local model store). ``decoder="ctc"`` transcribes with the CTC bridge alone (no LLM step);
         ``decoder="ctc-lm"`` beam-searches it with a word n-gram LM (``lm``, an ARPA file; default the model
-        directory's ``lm.arpa.gz``)."""
-        from speechbraid.inference.transcribe import SPEECH_LLM_FILE, SpeechLLMTranscriber
+        directory's ``lm.arpa.gz``); ``decoder="llm-ctc"`` decodes with the LLM scored jointly with the bridge
+        (weight ``ctc_weight``; with ``lm`` also the n-gram)."""
+        from speechbraid.inference.transcribe import DEFAULT_CTC_WEIGHT, SPEECH_LLM_FILE, SpeechLLMTranscriber
         from speechbraid.models.registry import resolve_model
 
         directory = resolve_model(name_or_dir)
         if not (directory / SPEECH_LLM_FILE).is_file():
             raise CheckpointError(f"not a speechbraid speech LLM directory (no {SPEECH_LLM_FILE})", directory)
-        return cls(SpeechLLMTranscriber(directory, device, decoder, lm))
+        weight = DEFAULT_CTC_WEIGHT if ctc_weight is None else ctc_weight
+        return cls(SpeechLLMTranscriber(directory, device, decoder, lm, weight))
 
     @property
     def module(self) -> Any:

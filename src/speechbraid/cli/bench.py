@@ -58,6 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: candidate questions, answer lengths from espeak-ng)")
     parser.add_argument("--max-steps", type=int, default=160,
                         help="decode: decoding steps per response at most (default: %(default)s)")
+    parser.add_argument("--kv-steps", type=int, default=48,
+                        help="decode: steps of the KV cache vs full recompute comparison (default: %(default)s)")
     parser.add_argument("--rows", type=int, default=4, help="llm: rows per training batch (default: %(default)s)")
     parser.add_argument("--length", type=int, default=384,
                         help="llm: positions per training row (default: %(default)s)")
@@ -99,7 +101,8 @@ def _measure(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
         from speechbraid.benchmarks.decode import bench_decode, format_decode
 
         result = bench_decode(args.model, [p for p in args.patterns.split(",") if p], qa=args.qa,
-                              max_steps=args.max_steps, corpus_dir=args.corpus, device=args.device)
+                              max_steps=args.max_steps, kv_steps=args.kv_steps, corpus_dir=args.corpus,
+                              device=args.device)
         return result, format_decode(result)
     if args.suite == "llm":
         from speechbraid.benchmarks.llm import bench_llm_steps, format_llm

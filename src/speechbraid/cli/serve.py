@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="ASR model: a speech LLM directory, a Whisper HF checkpoint, or a registered name")
     parser.add_argument("--decoder", choices=DECODERS, default="llm",
                         help="how a speech LLM transcribes (as in 'speechbraid transcribe'; ctc-lm: the demo's best)")
-    parser.add_argument("--lm", metavar="FILE.arpa[.gz]", help="word n-gram LM for --decoder ctc-lm")
+    parser.add_argument("--lm", metavar="FILE.arpa[.gz]", help="word n-gram LM for --decoder ctc-lm or llm-ctc")
     parser.add_argument("--generator", type=Path, metavar="DIR",
                         help="a joint text+speech speech LLM (trained with speech units) for the Ask tab")
     parser.add_argument("--vocoder", type=Path, metavar="DIR", help="the unit vocoder of --generator")

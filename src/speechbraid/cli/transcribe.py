@@ -8,6 +8,7 @@ from typing import Any
 
 from speechbraid.inference.transcribe import (
     DECODERS,
+    DEFAULT_CTC_WEIGHT,
     collect_inputs,
     describe_skipped,
     hypothesis_lines,
@@ -30,11 +31,15 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
                         help="text prompt placed before the speech, e.g. a domain hint (speech LLMs only)")
     parser.add_argument("--device", metavar="DEV", help="torch device (default: cuda when available, else cpu)")
     parser.add_argument("--decoder", choices=DECODERS, default="llm",
-                        help="llm: the speech LLM decodes (default); ctc: the CTC bridge's greedy output alone, no LLM "
+                        help="llm: the speech LLM decodes (default); llm-ctc: the speech LLM's beam search scored "
+                             "jointly with its CTC bridge's prefix probabilities (hybrid CTC/attention decoding; "
+                             "with --lm also a word n-gram); ctc: the CTC bridge's greedy output alone, no LLM "
                              "step (speech LLMs trained with model.ctc); ctc-lm: the CTC bridge's beam search fused "
                              "with a word n-gram LM (the model's lm.arpa.gz, or --lm)")
     parser.add_argument("--lm", metavar="FILE.arpa[.gz]",
-                        help="word n-gram LM for --decoder ctc-lm (ARPA; 'speechbraid ngram-lm' builds one)")
+                        help="word n-gram LM for --decoder ctc-lm or llm-ctc (ARPA; 'speechbraid ngram-lm' builds one)")
+    parser.add_argument("--ctc-weight", type=float, default=DEFAULT_CTC_WEIGHT, metavar="W",
+                        help="--decoder llm-ctc: weight of the CTC bridge (and n-gram) against the LLM, in [0, 1)")
 
 
 def register(subparsers: Any) -> None:
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     items = collect_inputs(args.inputs, skipped)  # every audio header is checked before the model loads
     if skipped:
         print(f"speechbraid transcribe: {describe_skipped(skipped)}", file=sys.stderr)
-    transcriber = load_transcriber(args.model, args.device, args.decoder, args.lm)
+    transcriber = load_transcriber(args.model, args.device, args.decoder, args.lm, args.ctc_weight)
     options = dict(batch_size=args.batch_size, beam_size=args.beam, max_new_tokens=args.max_new_tokens,
                    context=args.context)
     if args.out:

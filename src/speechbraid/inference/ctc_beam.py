@@ -60,6 +60,57 @@ def _log_add(a: float, b: float) -> float:
     return a if b == NEG_INF else a + math.log1p(math.exp(b - a))
 
 
+class WordFusion:
+    """Shallow fusion of a word n-gram into a search over spelled (lower-case) text: the score of each completed
+    word after its history, how the LM writes it, what an unfinished word costs, and the sentence end. Used by
+    :class:`CTCBeamDecoder` and by joint LLM/CTC decoding (:mod:`speechbraid.inference.ctc_prefix`)."""
+
+    def __init__(self, lm: NgramLM, fusion: LMFusion = LMFusion()) -> None:
+        self.lm = lm
+        self.fusion = fusion
+        self._forms: dict[str, list[str]] = {}  # spelled (lower-case) word -> the LM's words spelled so
+        for word in lm.vocabulary:
+            self._forms.setdefault(word.lower(), []).append(word)
+        self._starts = {w[:i] for w in self._forms for i in range(1, len(w) + 1)}
+        self.score_word = lru_cache(maxsize=200_000)(self._score_word)
+
+    def history(self, words: tuple[str, ...]) -> tuple[str, ...]:
+        return (BOS, *words)[-max(self.lm.order - 1, 1):]
+
+    def _score_word(self, history: tuple[str, ...], spelled: str) -> tuple[float, str]:
+        """The fused score of a completed word after ``history`` and how it is written (the LM's likeliest form)."""
+        forms = self._forms.get(spelled)
+        if forms is None:
+            log_p = self.lm.log10_prob(history, spelled) * LN10 + self.fusion.unknown
+            written = spelled
+        else:
+            log10_p, written = max((self.lm.log10_prob(history, form), form) for form in forms)
+            log_p = log10_p * LN10
+        return self.fusion.alpha * log_p + self.fusion.beta, written
+
+    def partial(self, text: str) -> float:
+        """What the unfinished last word costs while it starts no word of the LM (longer ones cost more)."""
+        partial = text.rsplit(" ", 1)[-1]
+        if not partial or partial in self._starts:
+            return 0.0
+        return self.fusion.unknown * max(1.0, len(partial) / 6)
+
+    def end(self, words: tuple[str, ...]) -> float:
+        """The fused score of the sentence ending after ``words``."""
+        return self.fusion.alpha * self.lm.log10_prob(self.history(words), EOS) * LN10
+
+    def text_score(self, text: str, final: bool) -> float:
+        """The fused score of a spelled text (words between single spaces): its completed words and, unless
+        ``final``, the unfinished last word's cost; ``final`` also completes the last word and ends the sentence."""
+        spelled = text.split()
+        done = spelled if final else spelled[:-1]
+        score, words = 0.0, ()
+        for word in done:
+            word_score, written = self.score_word(self.history(words), word)
+            score, words = score + word_score, (*words, written)
+        return score + (self.end(words) if final else self.partial(text))
+
+
 class CTCBeamDecoder:
     """Beam search of per-frame CTC log-probabilities ``(frames, classes)``; class 0 is blank, ``labels[k]`` the
     text of class ``k`` (characters; ``" "`` separates words). Without an LM it is a plain prefix beam search."""
@@ -68,16 +119,15 @@ class CTCBeamDecoder:
         if not labels or labels[0] != "":
             raise ValueError("class 0 must be the blank, labelled ''")
         self.labels = list(labels)
-        self.lm = lm
         self.fusion = fusion
-        self._forms: dict[str, list[str]] = {}  # spelled (lower-case) word -> the LM's words spelled so
-        for word in lm.vocabulary if lm is not None else ():
-            self._forms.setdefault(word.lower(), []).append(word)
-        self._starts = {w[:i] for w in self._forms for i in range(1, len(w) + 1)}
-        self._word_score = lru_cache(maxsize=200_000)(self._score_word)
+        self.words = WordFusion(lm, fusion) if lm is not None else None
 
     def decode(self, log_probs: np.ndarray) -> str:
         """The best transcript: words separated by single spaces."""
+        return self.n_best(log_probs, 1)[0]
+
+    def n_best(self, log_probs: np.ndarray, n: int) -> list[str]:
+        """The ``n`` best distinct transcripts (fewer if the beam holds fewer), best first."""
         log_probs = np.asarray(log_probs, dtype=np.float64)
         if log_probs.ndim != 2 or log_probs.shape[1] != len(self.labels):
             raise ValueError(f"expected (frames, {len(self.labels)}) log-probabilities, got {log_probs.shape}")
@@ -91,7 +141,8 @@ class CTCBeamDecoder:
                 for c in tried:
                     self._add_char(grown, text, prefix, self.labels[c], row[c])
             beams = self._prune(grown)
-        return max((self._final(text, p) for text, p in beams.items()), key=lambda x: x[0])[1]
+        ranked = sorted((self._final(text, p) for text, p in beams.items()), key=lambda x: x[0], reverse=True)
+        return list(dict.fromkeys(text for _, text in ranked))[:n]
 
     # ------------------------------------------------------------------------------------------------------------
 
@@ -113,35 +164,18 @@ class CTCBeamDecoder:
         if entry is None:
             entry = grown[text] = _Prefix(lm=parent.lm, words=parent.words)
             if completes:  # a space after a word: the word is scored once, when it is completed
-                score, written = self._word_score(self._history(parent.words), text[:-1].rsplit(" ", 1)[-1])
+                score, written = self._word(parent.words, text[:-1].rsplit(" ", 1)[-1])
                 entry.lm, entry.words = parent.lm + score, (*parent.words, written)
         if ending == "blank":
             entry.blank = _log_add(entry.blank, log_p)
         else:
             entry.char = _log_add(entry.char, log_p)
 
-    def _history(self, words: tuple[str, ...]) -> tuple[str, ...]:
-        return (BOS, *words)[-max(self.lm.order - 1, 1):] if self.lm is not None else ()
-
-    def _score_word(self, history: tuple[str, ...], spelled: str) -> tuple[float, str]:
-        """The fused score of a completed word after ``history`` and how it is written (the LM's likeliest form)."""
-        if self.lm is None:
-            return 0.0, spelled
-        forms = self._forms.get(spelled)
-        if forms is None:
-            log_p = self.lm.log10_prob(history, spelled) * LN10 + self.fusion.unknown
-            written = spelled
-        else:
-            log10_p, written = max((self.lm.log10_prob(history, form), form) for form in forms)
-            log_p = log10_p * LN10
-        return self.fusion.alpha * log_p + self.fusion.beta, written
+    def _word(self, words: tuple[str, ...], spelled: str) -> tuple[float, str]:
+        return self.words.score_word(self.words.history(words), spelled) if self.words else (0.0, spelled)
 
     def _partial(self, text: str) -> float:
-        """What the unfinished last word costs while it starts no word of the LM (longer ones cost more)."""
-        partial = text.rsplit(" ", 1)[-1]
-        if self.lm is None or not partial or partial in self._starts:
-            return 0.0
-        return self.fusion.unknown * max(1.0, len(partial) / 6)
+        return self.words.partial(text) if self.words else 0.0
 
     def _prune(self, grown: dict[str, _Prefix]) -> dict[str, _Prefix]:
         ranked = sorted(grown.items(), key=lambda kv: kv[1].acoustic + kv[1].lm + self._partial(kv[0]),
@@ -155,8 +189,8 @@ class CTCBeamDecoder:
         score, words = prefix.acoustic + prefix.lm, prefix.words
         last = text.rsplit(" ", 1)[-1]
         if last:
-            word_score, written = self._word_score(self._history(words), last)
+            word_score, written = self._word(words, last)
             score, words = score + word_score, (*words, written)
-        if self.lm is not None:
-            score += self.fusion.alpha * self.lm.log10_prob(self._history(words), EOS) * LN10
+        if self.words is not None:
+            score += self.words.end(words)
         return score, " ".join(words)

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from transformers.generation.logits_process import (
@@ -30,6 +30,18 @@ from speechbraid.models.lm_state import LMState
 from speechbraid.models.speech_llm import SpeechLLM
 
 FinishReason = Literal["stop", "length"]
+
+
+class PrefixScorer(Protocol):
+    """Scores a prompt's partial outputs beside the LM (joint decoding), e.g. by a CTC bridge's posteriors."""
+
+    def step_scores(self, tokens: Sequence[int], candidates: Sequence[int], stop_ids: Sequence[int]) -> list[float]:
+        """The score change of each candidate next token after ``tokens`` (a stop id: of ending there)."""
+        ...
+
+    def proposals(self, tokens: Sequence[int]) -> Sequence[int]:
+        """Next tokens to try after ``tokens`` besides the LM's likeliest (may be none)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -152,14 +164,39 @@ class _BeamHyps:
         return self.hyps[-1].score if len(self.hyps) >= self.size else -math.inf
 
 
-def _beam_search(stepper: LMState, n: int, config: DecodeConfig, device: torch.device) -> list[GenerationResult]:
+def _fused(logp: torch.Tensor, beam_logp: torch.Tensor, beam_tokens: torch.Tensor, scorers: Sequence[PrefixScorer],
+           active: Sequence[int], config: DecodeConfig) -> torch.Tensor:
+    """Step scores ``(1 - w) * log p_llm + w * prefix scorer's change`` for each live row's ``pre_beam`` likeliest
+    tokens, the scorer's proposals and the stop ids; every other token is ruled out (-inf)."""
+    k, w = config.beam_size, config.ctc_weight
+    fused = torch.full_like(logp, -math.inf)
+    width = min(config.pre_beam, logp.shape[-1])
+    top = logp.topk(width, dim=-1).indices.tolist()
+    alive = torch.isfinite(beam_logp).view(-1).tolist()
+    for row, live in enumerate(alive):
+        if not live:
+            continue
+        scorer, tokens = scorers[active[row // k]], beam_tokens[row].tolist()
+        candidates = list(dict.fromkeys([*top[row], *scorer.proposals(tokens), *config.stop_ids]))
+        changes = scorer.step_scores(tokens, candidates, config.stop_ids)
+        index = torch.tensor(candidates, device=logp.device)
+        change = torch.tensor(changes, dtype=logp.dtype, device=logp.device)
+        # w = 0 keeps the LM's scores (and no 0 * -inf) but still rules out what the scorer finds impossible
+        fused[row, index] = torch.where(change > -math.inf, (1 - w) * logp[row, index] + w * change, -math.inf)
+    return fused
+
+
+def _beam_search(stepper: LMState, n: int, config: DecodeConfig, device: torch.device,
+                 scorers: Sequence[PrefixScorer] | None = None) -> list[GenerationResult]:
     """Beam search over ``n`` prompts x ``k`` beams, rows ``prompt * k + beam`` among the active prompts.
 
     At each step the top continuations per prompt are ranked: one ending in a stop id becomes a
     finished hypothesis (only if it ranks within the top ``k``, as in HF), the others fill the ``k``
     live beams. A prompt is done once it holds ``k`` finished hypotheses and its best live beam, scored at
     the current length, cannot beat the worst of them (HF's default ``early_stopping=False`` heuristic);
-    at ``max_new_tokens`` the live beams are finished with reason "length".
+    at ``max_new_tokens`` the live beams are finished with reason "length". With ``scorers`` (one per prompt)
+    each step's scores are fused with theirs (:func:`_fused`) and the hypotheses' log-probabilities are the fused
+    scores.
     """
     k, lp = config.beam_size, config.length_penalty
     stop = set(config.stop_ids)
@@ -176,7 +213,10 @@ def _beam_search(stepper: LMState, n: int, config: DecodeConfig, device: torch.d
     for step in range(1, config.max_new_tokens + 1):
         vocab = logits.shape[-1]
         logits = _allowed(logits, config, step)
-        cand = beam_logp[:, :, None] + torch.log_softmax(logits.float(), dim=-1).view(len(active), k, vocab)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        if scorers is not None:
+            logp = _fused(logp, beam_logp, beam_tokens, scorers, active, config)
+        cand = beam_logp[:, :, None] + logp.view(len(active), k, vocab)
         # enough candidates that k of them are not stop tokens even if every beam's stop ids rank first
         width = min(k * (1 + len(stop)), k * vocab)
         top_logp, top_idx = cand.view(len(active), k * vocab).topk(width, dim=1)
@@ -229,18 +269,23 @@ def _beam_search(stepper: LMState, n: int, config: DecodeConfig, device: torch.d
 
 @torch.no_grad()
 def generate(model: SpeechLLM, prompts: Sequence[Braid], features: Callable[[str], torch.Tensor] | None,
-             config: DecodeConfig, use_cache: bool = True) -> list[GenerationResult]:
+             config: DecodeConfig, use_cache: bool = True,
+             scorers: Sequence[PrefixScorer] | None = None) -> list[GenerationResult]:
     """Continue every prompt braid; one result per prompt, in order.
 
     ``features(path)`` gives ``(T, n_mels)`` for a prompt's audio (None if no prompt has speech).
     ``use_cache=False`` recomputes the full sequence each step: same results, for tests and benchmarks.
+    ``scorers`` (one per prompt, e.g. :class:`~speechbraid.inference.ctc_prefix.CTCPrefixScorer`) score every
+    step beside the LM with weight ``config.ctc_weight``; decoding is then a beam search (greedy at beam size 1).
     """
     if not prompts:
         return []
+    if scorers is not None and (len(scorers) != len(prompts) or config.do_sample):
+        raise ValueError("prefix scorers need one scorer per prompt and beam search (not sampling)")
     device = next(model.parameters()).device
     stepper = LMState.from_prompts(model, prompts, features, use_cache)
-    if config.beam_size > 1:
-        return _beam_search(stepper, len(prompts), config, device)
+    if config.beam_size > 1 or scorers is not None:
+        return _beam_search(stepper, len(prompts), config, device, scorers)
     return _greedy_or_sample(stepper, len(prompts), config, device)
 
 

@@ -30,8 +30,16 @@ class DecodeConfig:
     top_k: int = 0  # 0 = no top-k filter
     top_p: float = 1.0  # 1.0 = no nucleus filter
     seed: int = 0
+    # joint decoding with prefix scorers (a CTC bridge): their weight against the LM's, and how many of each beam's
+    # likeliest LM tokens they score per step
+    ctc_weight: float = 0.0
+    pre_beam: int = 8
 
     def __post_init__(self) -> None:
+        if not 0 <= self.ctc_weight < 1:
+            raise ConfigError(f"ctc_weight must be in [0, 1), got {self.ctc_weight}")
+        if self.pre_beam < 1:
+            raise ConfigError(f"pre_beam must be >= 1, got {self.pre_beam}")
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:

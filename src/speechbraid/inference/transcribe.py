@@ -39,6 +39,7 @@ from speechbraid.data.records import Utterance
 from speechbraid.errors import CheckpointError, ConfigError, InputError
 from speechbraid.files import atomic_write_text, read_append_log
 from speechbraid.inference.longform import stitch
+from speechbraid.inference.settings import DecodeConfig
 from speechbraid.models.registry import resolve_model
 
 if TYPE_CHECKING:  # torch and transformers load only when a model does
@@ -289,22 +290,26 @@ def _cut_long_inputs(items: Sequence[AudioItem], max_seconds: float, scratch: Pa
     return pieces, owner, spans
 
 
-# llm: the speech LLM decodes; ctc: the CTC bridge's greedy spelling; ctc-lm: the bridge's beam search fused with a
-# word n-gram LM (inference/ctc_beam.py) - the model directory's lm.arpa.gz unless another ARPA file is given
-DECODERS = ("llm", "ctc", "ctc-lm")
+# llm: the speech LLM decodes; llm-ctc: the speech LLM's beam search scored jointly with the CTC bridge's prefix
+# probabilities (inference/ctc_prefix.py); ctc: the CTC bridge's greedy spelling; ctc-lm: the bridge's beam search
+# fused with a word n-gram LM (inference/ctc_beam.py) - the model directory's lm.arpa.gz unless another ARPA file
+DECODERS = ("llm", "llm-ctc", "ctc", "ctc-lm")
+DEFAULT_CTC_WEIGHT = 0.5
+GUIDES = 4  # llm-ctc: the bridge's n-best transcripts whose next tokens the LLM's beam also tries
 MODEL_LM_FILE = "lm.arpa.gz"
 
 
 class SpeechLLMTranscriber(Transcriber):
     """A speechbraid speech LLM decoding ``[context][speech][<|asr|>]`` prompts until the tokenizer's EOS;
-    ``decoder="ctc"`` reads the CTC bridge's greedy output instead (no LLM step; models with ``model.ctc``);
+    ``decoder="llm-ctc"`` scores the LLM's beam jointly with the CTC bridge (weight ``ctc_weight``; models with a
+    spelling bridge); ``decoder="ctc"`` reads the CTC bridge's greedy output instead (no LLM step);
     ``decoder="ctc-lm"`` beam-searches the bridge's spelling with a word n-gram LM (``lm``: an ARPA file; default
     the model directory's :data:`MODEL_LM_FILE`)."""
 
     kind = "speech-llm"
 
     def __init__(self, model_dir: Path, device: str | None = None, decoder: str = "llm",
-                 lm: str | Path | None = None) -> None:
+                 lm: str | Path | None = None, ctc_weight: float = DEFAULT_CTC_WEIGHT) -> None:
         from speechbraid.device import pick_device
         from speechbraid.layouts.tokenizer import HFTextTokenizer
         from speechbraid.models.build import load_speech_llm
@@ -312,9 +317,10 @@ class SpeechLLMTranscriber(Transcriber):
         super().__init__(model_dir)
         self.device = pick_device(device)
         self.model, self.hf_tokenizer, self.config = load_speech_llm(model_dir, self.device)
-        self._check_decoder(model_dir, decoder, lm)
         self.decoder = decoder
-        self.beam = self._beam_decoder(model_dir, lm) if decoder == "ctc-lm" else None
+        self.ctc_weight = ctc_weight
+        self._check_decoder(model_dir, decoder, lm)
+        self.beam, self.words = self._lm_decoders(model_dir, decoder, lm)
         self.tokenizer = HFTextTokenizer(self.hf_tokenizer)
         self.features = self.config.feature_config.extract_file
 
@@ -331,7 +337,7 @@ class SpeechLLMTranscriber(Transcriber):
         Transcriber.__init__(self, Path(name))
         self.device = next(model.parameters()).device
         self.model, self.hf_tokenizer, self.config = model, hf_tokenizer, config
-        self.decoder, self.beam = "llm", None
+        self.decoder, self.beam, self.words, self.ctc_weight = "llm", None, None, DEFAULT_CTC_WEIGHT
         self.tokenizer = HFTextTokenizer(hf_tokenizer)
         self.features = features or config.feature_config.extract_file
         return self
@@ -341,38 +347,50 @@ class SpeechLLMTranscriber(Transcriber):
             raise ConfigError(f"unknown decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
         if decoder != "llm" and self.model.ctc is None:
             raise ConfigError(f"the model {model_dir} has no CTC bridge (model.ctc); use --decoder llm")
-        if lm is not None and decoder != "ctc-lm":
-            raise ConfigError(f"an n-gram LM ({lm}) is used only by --decoder ctc-lm, not {decoder}")
+        if lm is not None and decoder not in ("ctc-lm", "llm-ctc"):
+            raise ConfigError(f"an n-gram LM ({lm}) is used only by --decoder ctc-lm and llm-ctc, not {decoder}")
+        if decoder in ("llm-ctc", "ctc-lm") and self.model.ctc.spelling is None:
+            raise ConfigError(f"--decoder {decoder} needs a spelling CTC bridge (model.ctc.units: chars); {model_dir} "
+                              "spells with LLM tokens")
+        DecodeConfig(ctc_weight=self.ctc_weight)  # a bad weight fails here, before any audio is read
 
-    def _beam_decoder(self, model_dir: Path, lm: str | Path | None) -> Any:
-        from speechbraid.inference.ctc_beam import CTCBeamDecoder
+    def _lm_decoders(self, model_dir: Path, decoder: str, lm: str | Path | None) -> tuple[Any, Any]:
+        """The bridge's beam search (ctc-lm's decoder; llm-ctc's guide) and llm-ctc's word fusion: ctc-lm's n-gram
+        is the model's LM unless ``lm`` names one, llm-ctc's is ``lm`` (none without it)."""
+        from speechbraid.inference.ctc_beam import CTCBeamDecoder, WordFusion
         from speechbraid.models.ngram_lm import NgramLM
 
-        if self.model.ctc.spelling is None:
-            raise ConfigError(f"--decoder ctc-lm needs a spelling CTC bridge (model.ctc.units: chars); {model_dir} "
-                              "spells with LLM tokens")
+        if decoder == "llm-ctc":
+            ngram = NgramLM.read_arpa(lm) if lm is not None else None
+            return CTCBeamDecoder(self.model.ctc.labels(), ngram), (WordFusion(ngram) if ngram is not None else None)
+        if decoder != "ctc-lm":
+            return None, None
         path = Path(lm) if lm is not None else model_dir / MODEL_LM_FILE
         if lm is None and not path.is_file():
             raise ConfigError(f"the model {model_dir} has no n-gram LM ({MODEL_LM_FILE}); build one with "
                               "'speechbraid ngram-lm --text ... --out MODEL/lm.arpa.gz' or pass --lm FILE.arpa")
-        return CTCBeamDecoder(self.model.ctc.labels(), NgramLM.read_arpa(path))
+        return CTCBeamDecoder(self.model.ctc.labels(), NgramLM.read_arpa(path)), None
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
                     context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
         from tqdm import tqdm
 
+        from speechbraid.inference.ctc_prefix import CTCPrefixScorer
         from speechbraid.inference.decode import asr_prompt, generate
-        from speechbraid.inference.settings import DecodeConfig
 
+        # joint decoding ranks hypotheses by their summed scores: the CTC part is a whole-transcript probability that
+        # already punishes texts too short or too long for the audio, and dividing by the token count would favour
+        # tokens the bridge does not score (punctuation)
         config = DecodeConfig(max_new_tokens=max_new_tokens or DEFAULT_MAX_NEW_TOKENS, beam_size=beam_size,
-                              stop_ids=(self.tokenizer.eos_id,))
+                              stop_ids=(self.tokenizer.eos_id,), ctc_weight=self.ctc_weight,
+                              length_penalty=0.0 if self.decoder == "llm-ctc" else 1.0)
         # Sorting by duration keeps the padding inside each batch small; texts go back to input order.
         order = sorted(range(len(items)), key=lambda i: items[i].duration)
         texts = [""] * len(items)
 
         def batch_texts(batch: list[int]) -> list[str]:
             paths = [str(items[i].path) for i in batch]
-            if self.beam is not None:  # the CTC bridge's beam search with the n-gram LM, no LLM step
+            if self.decoder == "ctc-lm":  # the CTC bridge's beam search with the n-gram LM, no LLM step
                 return [self.beam.decode(scores.numpy()) for scores in self.model.ctc_log_probs(paths, self.features)]
             if self.decoder == "ctc":  # the CTC bridge alone: greedy, no LLM step
                 return [self.decode(h.tokens) for h in self.model.ctc_hypotheses(paths, self.features)]
@@ -380,8 +398,14 @@ class SpeechLLMTranscriber(Transcriber):
                                   context, self.tokenizer) for i in batch]
             limit = max_new_tokens or min(DEFAULT_MAX_NEW_TOKENS,
                                           math.ceil(TOKENS_PER_SECOND * max(items[i].duration for i in batch)) + 4)
+            scorers = None
+            if self.decoder == "llm-ctc":  # the bridge's beam search guides the LLM's (its n-best are proposed)
+                labels, normalize = self.model.ctc.labels(), self.model.ctc.spelling.normalize
+                scorers = [CTCPrefixScorer(scores, labels, self.decode, normalize, self.words,
+                                           self.beam.n_best(scores.numpy(), GUIDES), self._tokenize)
+                           for scores in self.model.ctc_log_probs(paths, self.features)]
             return [self.decode(r.tokens) for r in generate(self.model, prompts, self.features,
-                                                            replace(config, max_new_tokens=limit))]
+                                                            replace(config, max_new_tokens=limit), scorers=scorers)]
 
         with tqdm(total=len(items), desc="transcribe", unit="utt", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, len(order), batch_size):
@@ -413,6 +437,9 @@ class SpeechLLMTranscriber(Transcriber):
                                   "shorten --context")
             limit = min(limit, seconds)
         return limit
+
+    def _tokenize(self, text: str) -> list[int]:
+        return list(self.hf_tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def decode(self, tokens: Sequence[int]) -> str:
         """Transcript text of generated ids: text tokens only (specials and speech units are not text)."""
@@ -451,13 +478,14 @@ class WhisperTranscriber(Transcriber):
 
 
 def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder: str = "llm",
-                     lm: str | Path | None = None) -> Transcriber:
+                     lm: str | Path | None = None, ctc_weight: float = DEFAULT_CTC_WEIGHT) -> Transcriber:
     """Load a model for transcription, deciding its kind from the directory's contents.
 
     ``speechbraid.json`` -> speech LLM; a Hugging Face ``config.json`` with ``model_type`` ``whisper`` ->
     Whisper. Anything else is a :class:`CheckpointError` naming the directory and what was expected;
     an unknown name is a :class:`ConfigError` listing the known ones. ``device`` defaults to CUDA when
-    available, else CPU. ``lm`` is the word n-gram (ARPA) of ``decoder="ctc-lm"``.
+    available, else CPU. ``lm`` is the word n-gram (ARPA) of ``decoder="ctc-lm"``; ``ctc_weight`` the CTC
+    bridge's weight under ``decoder="llm-ctc"``.
     """
     model_dir = resolve_model(name_or_dir)
     if device is not None:
@@ -468,7 +496,7 @@ def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder
         except RuntimeError as exc:
             raise ConfigError(f"invalid device {device!r}: {exc}") from None
     if (model_dir / SPEECH_LLM_FILE).is_file():
-        return SpeechLLMTranscriber(model_dir, device, decoder, lm)
+        return SpeechLLMTranscriber(model_dir, device, decoder, lm, ctc_weight)
     hf_config = model_dir / "config.json"
     if hf_config.is_file():
         try:
