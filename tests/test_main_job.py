@@ -26,12 +26,22 @@ def test_main_job_tiny_runs_end_to_end_and_resumes(tmp_path, capsys, home):
     report = json.loads((out / "rows" / "asr-only" / "seed0" / "test_eval.json").read_text())
     assert set(report["by_domain"]) == {"general", "medical", "banking"} and report["n"] > 0
     assert "| asr +il | 1 |" in (out / "table.md").read_text()
+    # every row is also decoded jointly with its CTC bridge (llm-ctc); the rows scored alone are not
+    assert all(first["table"][row]["wer_joint"] is not None for row in ("asr-only", "asr +il"))
+    assert first["table"][CTC_ROW]["wer_joint"] is None
+    joint = json.loads((out / "rows" / "asr-only" / "seed0" / "joint" / "test_eval.json").read_text())
+    assert joint["n"] == report["n"] and "WER joint %" in (out / "table.md").read_text()
     assert (out / "table.png").stat().st_size > 0
     assert (out / "reference" / "test_hyps.jsonl").is_file()
-    # a re-run finds every step done: the stage-2 logs keep their steps, nothing is retrained
+    # a re-run finds every step done: the stage-2 logs keep their steps, nothing is retrained; a run scored before
+    # joint decoding existed gets its joint scores (here read back from its joint/ directory)
     logs = {p: p.read_text() for p in out.rglob("train_log.jsonl")}
+    metrics_file = out / "rows" / "asr-only" / "seed0" / "metrics.json"
+    metrics = json.loads(metrics_file.read_text())
+    metrics_file.write_text(json.dumps({k: v for k, v in metrics.items() if not k.endswith("_joint")}))
     again = run_main_job(out, corpus, plan="tiny", progress=False)
     assert again["table"] == first["table"]
+    assert json.loads(metrics_file.read_text()) == metrics
     assert {p: p.read_text() for p in out.rglob("train_log.jsonl")} == logs
 
 

@@ -19,6 +19,9 @@ Data names in the rows:
 Beside the rows, the shared warm-up's CTC bridge is scored alone (greedy) and beam-searched with word n-gram LMs
 (shallow fusion, no LLM step): one of the speech transcripts and the general text, one with the domain text
 added - the classic way text without audio reaches an ASR model, the baseline JSTIP's rows are read against.
+With a spelling CTC bridge every row is also decoded jointly with it (``llm-ctc``: the LLM's beam scored with the
+bridge's prefix probabilities, no n-gram, so what a row knows of the entities is still its own LLM's): the "joint"
+columns. Plain LLM decoding measures how far the LLM strays from the audio as much as what it hears.
 "+il" adds interleaved sequences (mixed word/segment level, silence+punctuation segments) built from
 the pairs named in the row. Weights are target-token shares of the mix.
 """
@@ -69,6 +72,7 @@ ROWS: dict[str, tuple[Source, ...]] = {
     "asr+random-il (extra)": (ASR, Source("asr", "random-il", 0.5)),
 }
 CTC_ROW = "ctc bridge alone (shared warm-up, no LLM)"
+JOINT_BEAM = 4  # the rows' joint CTC/LLM decoding (llm-ctc, the default CTC weight, no n-gram)
 # the same bridge, beam-searched with a word n-gram of the text each row may know (shallow fusion, no LLM step):
 # name -> (row, corpus text files); never dev or test text
 CTC_LM_ROWS = {"transcripts": ("ctc + n-gram LM (transcripts + general text)", ("train", "general_lm")),
@@ -140,7 +144,8 @@ def _metrics(asr: dict[str, Any], gap: dict[str, Any] | None, sqa: dict[str, Any
     return out
 
 
-COLUMNS = ("wer", "eer", "eer_medical", "eer_banking", "t2t", "s2t", "gap", "sqa", "mc_majority")
+COLUMNS = ("wer", "eer", "eer_medical", "eer_banking", "wer_joint", "eer_joint", "t2t", "s2t", "gap", "sqa",
+           "mc_majority")
 
 
 def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
@@ -161,9 +166,9 @@ def format_markdown(table: dict[str, dict[str, Any]], rows: Sequence[str]) -> st
             return "-"
         return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"
 
-    header = ("| row | seeds | WER % | EER % | EER medical % | EER banking % | T2T % | S2T % | gap (S2T-T2T) | SQA % "
-              "| MC top-letter share % |")
-    lines = [header, "|" + "---|" * 11]
+    header = ("| row | seeds | WER % | EER % | EER medical % | EER banking % | WER joint % | EER joint % | T2T % "
+              "| S2T % | gap (S2T-T2T) | SQA % | MC top-letter share % |")
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
     for row in rows:
         if row in table:
             r = table[row]
@@ -179,7 +184,7 @@ def plot(table: dict[str, dict[str, Any]], rows: Sequence[str], path: Path) -> N
     shown = [r for r in rows if r in table]
     fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(shown) + 1.8), sharey=True)
     for ax, (columns, title) in zip(axes, ((("eer_medical", "eer_banking"), "EER on held-out entities (%)"),
-                                           (("wer",), "WER (%)")), strict=True):
+                                           (("wer", "wer_joint"), "WER (%)")), strict=True):
         for k, column in enumerate(columns):
             means = [100 * (table[r][column] or {"mean": 0})["mean"] for r in shown]
             stds = [100 * (table[r][column] or {"std": 0})["std"] for r in shown]
@@ -250,7 +255,8 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
         # what the CTC bridge alone recognises after the warm-up: the floor the LLM stage builds on
         runs[CTC_ROW] = [_scored_alone(shared / "model", test, shared / "ctc_eval", progress, decoder="ctc")]
         extra_rows.append(CTC_ROW)
-    if shared_config.model.ctc is not None and shared_config.model.ctc.units == "chars":
+    spelled = shared_config.model.ctc is not None and shared_config.model.ctc.units == "chars"
+    if spelled:
         for name, (row, texts) in CTC_LM_ROWS.items():
             lm = out / "lm" / f"{name}.arpa.gz"
             if not lm.is_file():
@@ -270,6 +276,9 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
             if metrics is None or (questions is not None and metrics.get("questions_protocol") != QUESTIONS_PROTOCOL):
                 # a finished run scored with another question protocol is re-scored (its ASR scores are kept)
                 metrics = _evaluate(run_dir / "model", test, spec, questions, run_dir, progress)
+                atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
+            if spelled and "wer_joint" not in metrics:  # runs scored before joint decoding get it on resume
+                metrics = {**metrics, **_joint_scores(run_dir / "model", test, run_dir / "joint", progress)}
                 atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
             runs.setdefault(row, []).append(metrics)
     table = summarize(runs)
@@ -337,12 +346,12 @@ def reference_row(model: str) -> str:
     return f"{Path(model).name} (reference)"
 
 
-def _score_asr(transcriber: Any, test: Path, out: Path, progress: bool) -> dict[str, Any]:
+def _score_asr(transcriber: Any, test: Path, out: Path, progress: bool, beam_size: int = 1) -> dict[str, Any]:
     """Transcribe and score the study's test utterances into ``out`` (hypotheses resumable, then test_eval.json)."""
     from speechbraid.inference.transcribe import evaluate_model
 
     out.mkdir(parents=True, exist_ok=True)
-    asr = evaluate_model(transcriber, test, hyps_out=out / "test_hyps.jsonl", progress=progress)
+    asr = evaluate_model(transcriber, test, hyps_out=out / "test_hyps.jsonl", progress=progress, beam_size=beam_size)
     atomic_write_text(out / "test_eval.json", json.dumps(asr, indent=2) + "\n")
     return asr
 
@@ -358,6 +367,16 @@ def _scored_alone(model: str | Path, test: Path, out: Path, progress: bool, deco
     if not _scored_on(out, test):
         _score_asr(load_transcriber(model, decoder=decoder, lm=lm), test, out, progress)
     return _metrics(json.loads(done.read_text(encoding="utf-8")), None, None)
+
+
+def _joint_scores(model_dir: Path, test: Path, out: Path, progress: bool) -> dict[str, Any]:
+    """A row's WER and EER decoded jointly with its CTC bridge (computed once into ``out``, then read back)."""
+    from speechbraid.inference.transcribe import load_transcriber
+
+    if not _scored_on(out, test):
+        _score_asr(load_transcriber(model_dir, decoder="llm-ctc"), test, out, progress, beam_size=JOINT_BEAM)
+    overall = json.loads((out / "test_eval.json").read_text(encoding="utf-8"))["overall"]
+    return {"wer_joint": overall["wer"], "eer_joint": overall["eer"]}
 
 
 def _scored_on(out: Path, test: Path) -> bool:

@@ -2,8 +2,9 @@
 
 It is the JSTIP study's ``quick`` preset: one shared ASR warm-up on SmolLM2-135M (frozen whisper-base encoder;
 the adapter through the CTC bridge, then LoRA on the LLM), continued for the same steps and seed ASR-only and with
-ASR + interleaved sequences; both are scored on the held-out test set beside whisper-base on the same utterances,
-and so is the warm-up's CTC bridge alone and beam-searched with word n-gram LMs (with and without domain text).
+ASR + interleaved sequences; both are scored on the held-out test set (decoded by the LLM alone and jointly with
+their CTC bridge) beside whisper-base on the same utterances, and so is the warm-up's CTC bridge alone and
+beam-searched with word n-gram LMs (with and without domain text).
 Every step resumes: re-running the command skips finished steps and continues an interrupted one (corpus
 synthesis per utterance, training from its last checkpoint, transcription from its partial hypotheses file).
 """
