@@ -176,6 +176,9 @@ def format_markdown(table: dict[str, dict[str, Any]], rows: Sequence[str]) -> st
     return "\n".join(lines)
 
 
+LEGEND = {"wer": "own decoding (LLM rows: the LLM alone)", "wer_joint": "LLM rows: joint CTC/LLM"}
+
+
 def plot(table: dict[str, dict[str, Any]], rows: Sequence[str], path: Path) -> None:
     matplotlib = require("matplotlib", "units", "plotting")
     matplotlib.use("Agg")
@@ -189,7 +192,7 @@ def plot(table: dict[str, dict[str, Any]], rows: Sequence[str], path: Path) -> N
             means = [100 * (table[r][column] or {"mean": 0})["mean"] for r in shown]
             stds = [100 * (table[r][column] or {"std": 0})["std"] for r in shown]
             ys = [i + 0.4 * k for i in range(len(shown))]
-            ax.barh(ys, means, height=0.38, xerr=stds, label=column.replace("eer_", ""))
+            ax.barh(ys, means, height=0.38, xerr=stds, label=LEGEND.get(column, column.replace("eer_", "")))
         ax.set_title(title)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.04), ncol=2)  # below: bars reach 100%
     axes[0].set_yticks(range(len(shown)), shown)
