@@ -281,7 +281,8 @@ def run_jstip_study(out_dir: str | Path = "runs/jstip", corpus_dir: str | Path =
                 metrics = _evaluate(run_dir / "model", test, spec, questions, run_dir, progress)
                 atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
             if spelled and "wer_joint" not in metrics:  # runs scored before joint decoding get it on resume
-                metrics = {**metrics, **_joint_scores(run_dir / "model", test, run_dir / "joint", progress)}
+                joint = _scored(run_dir / "model", test, run_dir / "joint", progress, "llm-ctc", beam_size=JOINT_BEAM)
+                metrics = {**metrics, "wer_joint": joint["overall"]["wer"], "eer_joint": joint["overall"]["eer"]}
                 atomic_write_text(done, json.dumps(metrics, indent=2) + "\n")
             runs.setdefault(row, []).append(metrics)
     table = summarize(runs)
@@ -361,25 +362,20 @@ def _score_asr(transcriber: Any, test: Path, out: Path, progress: bool, beam_siz
 
 def _scored_alone(model: str | Path, test: Path, out: Path, progress: bool, decoder: str = "llm",
                   lm: Path | None = None) -> dict[str, Any]:
-    """A model's scores on the study's test utterances alone (computed once, then read back): the off-the-shelf
-    reference, or the shared warm-up's CTC bridge without the LLM (``decoder="ctc"``, or ``"ctc-lm"`` with the
-    word n-gram ``lm``)."""
-    from speechbraid.inference.transcribe import load_transcriber
-
-    done = out / "test_eval.json"
-    if not _scored_on(out, test):
-        _score_asr(load_transcriber(model, decoder=decoder, lm=lm), test, out, progress)
-    return _metrics(json.loads(done.read_text(encoding="utf-8")), None, None)
+    """A model's table columns on the study's test utterances alone: the off-the-shelf reference, or the shared
+    warm-up's CTC bridge without the LLM (``decoder="ctc"``, or ``"ctc-lm"`` with the word n-gram ``lm``)."""
+    return _metrics(_scored(model, test, out, progress, decoder, lm), None, None)
 
 
-def _joint_scores(model_dir: Path, test: Path, out: Path, progress: bool) -> dict[str, Any]:
-    """A row's WER and EER decoded jointly with its CTC bridge (computed once into ``out``, then read back)."""
+def _scored(model: str | Path, test: Path, out: Path, progress: bool, decoder: str, lm: Path | None = None,
+            beam_size: int = 1) -> dict[str, Any]:
+    """A model's ASR scores on the study's test utterances, decoded with ``decoder`` (computed once into ``out``,
+    then read back)."""
     from speechbraid.inference.transcribe import load_transcriber
 
     if not _scored_on(out, test):
-        _score_asr(load_transcriber(model_dir, decoder="llm-ctc"), test, out, progress, beam_size=JOINT_BEAM)
-    overall = json.loads((out / "test_eval.json").read_text(encoding="utf-8"))["overall"]
-    return {"wer_joint": overall["wer"], "eer_joint": overall["eer"]}
+        return _score_asr(load_transcriber(model, decoder=decoder, lm=lm), test, out, progress, beam_size)
+    return json.loads((out / "test_eval.json").read_text(encoding="utf-8"))
 
 
 def _scored_on(out: Path, test: Path) -> bool:
