@@ -90,6 +90,23 @@ def test_precomputed_read_only_training_matches_fill_training(tmp_path, tiny_llm
     assert "encoded 0 audio file(s) into 0 new shard(s), kept 6" in capsys.readouterr().err
 
 
+def test_fill_training_encodes_every_audio_before_step_one(tmp_path, tiny_llm_dir, noise_corpus, start_model):
+    """A frozen encoder's outputs are stored for the whole training set up front (length-sorted batches, ~2x
+    faster than batch by batch); a run that trains its encoder stores nothing."""
+    fill = frozen_encoder_config(tiny_llm_dir, noise_corpus, start_model, tmp_path / "store")
+    fill.data.train = fill.data.train[:1]
+    trainer = Trainer(fill, tmp_path / "run")
+    trainer.fit(progress=False, stop_after=1)  # one step reads at most 2 rows of the 6 audio files
+    store = trainer.model.encoder_cache
+    assert set(store.stored(audio_of(noise_corpus), store.damaged())) == set(audio_of(noise_corpus))
+
+    moving = frozen_encoder_config(tiny_llm_dir, noise_corpus, start_model, tmp_path / "moving-store")
+    moving.stages = [StageConfig("all", 1, 1e-3, [r"^(encoder|adapter)\."])]
+    trainer = Trainer(moving, tmp_path / "moving")
+    trainer.fit(progress=False)
+    assert not list((tmp_path / "moving-store").glob("*/shard-*"))
+
+
 def test_read_only_names_the_missing_record_its_manifest_and_the_store(tmp_path, tiny_llm_dir, noise_corpus,
                                                                         start_model):
     lines = [json.loads(line) for line in noise_corpus.read_text().splitlines()]

@@ -6,8 +6,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from speechbraid.batching import IGNORE_INDEX, collate, flatten_braid, pack_rows
 from speechbraid.braid import Braid, SpecialSpan, SpeechSpan, TextSpan, VocabLayout
-from speechbraid.models.adapter import FrameStackAdapter
-from speechbraid.models.encoders import ConformerConfig, ConformerEncoder
+from speechbraid.models.adapter import FrameMasking, FrameStackAdapter
+from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
 from speechbraid.models.speech_llm import SpeechLLM
 
 RATE = 12.5
@@ -119,6 +119,32 @@ def test_conformer_output_does_not_depend_on_batch_mates():
     assert torch.allclose(together[0, :n], alone[0, :n], atol=1e-5)
 
 
+def test_whisper_output_does_not_depend_on_batch_mates(monkeypatch):
+    """Whisper's encoder attends to every frame it is given; unmasked batch padding moved 78 of 150 test
+    transcripts between batch sizes (session 11). Padding is masked now, and the store key says so."""
+    from transformers import WhisperConfig
+
+    from speechbraid.models.encoder_store import weights_digest
+
+    torch.manual_seed(0)
+    config = WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+                           num_mel_bins=80, max_source_positions=100)
+    encoder = WhisperSpeechEncoder(config=config).eval()
+    short, long = torch.randn(37, 80), torch.randn(101, 80)
+    batch = torch.nn.utils.rnn.pad_sequence([short, long], batch_first=True)
+    with torch.no_grad():
+        together, lengths = encoder(batch, torch.tensor([37, 101]))
+        alone, alone_lengths = encoder(short[None], torch.tensor([37]))
+        long_alone, _ = encoder(long[None], torch.tensor([101]))
+    n = int(alone_lengths[0])
+    assert lengths.tolist() == [n, 51]
+    torch.testing.assert_close(together[0, :n], alone[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together[1], long_alone[0], atol=1e-5, rtol=1e-5)
+    tagged = weights_digest(encoder)
+    monkeypatch.setattr(WhisperSpeechEncoder, "computation", None)
+    assert weights_digest(encoder) != tagged  # outputs stored before the mask are not read as current ones
+
+
 @pytest.mark.parametrize("layers", [0, 1])
 def test_adapter_context_sees_neighbours_but_not_batch_padding(layers):
     torch.manual_seed(0)
@@ -140,3 +166,34 @@ def test_adapter_context_sees_neighbours_but_not_batch_padding(layers):
         FrameStackAdapter(8, 16, context=4)
     with pytest.raises(ValueError, match="divisible by 64"):
         FrameStackAdapter(8, 16, hidden=48, layers=1)
+
+
+def test_frame_masking_zeroes_whole_spans_in_training_only():
+    torch.manual_seed(0)
+    masking = FrameMasking(time_prob=0.05, time_span=4, channel_prob=0.1, channel_span=3)
+    frames = torch.randn(3, 200, 24) + 5.0  # no value is zero by chance
+    masked = masking.apply(frames)
+    assert masked.shape == frames.shape and (frames > 0).all()  # the input is left as it is
+    zero_time = (masked == 0).all(-1)  # frames masked over every channel
+    assert zero_time.any() and not zero_time.all()
+    for row in zero_time:  # time masks come in runs of at least one span (overlapping spans join)
+        edges = torch.diff(torch.cat([torch.tensor([0]), row.int(), torch.tensor([0])])).nonzero().flatten()
+        for start, end in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+            assert end - start >= 4 or end == row.numel()  # only the utterance's end may cut a span
+    zero_channels = (masked == 0).all(1)  # channels masked at every frame
+    assert zero_channels.any()
+    assert not (masked == 0).all()
+    adapter = FrameStackAdapter(24, 16, stack=2, masking=masking)
+    lengths = torch.tensor([200, 200, 200])
+    adapter.eval()
+    torch.testing.assert_close(adapter(frames, lengths)[0], adapter(frames, lengths)[0])  # no masking in eval
+    adapter.train()
+    torch.manual_seed(1)
+    first = adapter(frames, lengths)[0]
+    torch.manual_seed(1)
+    torch.testing.assert_close(adapter(frames, lengths)[0], first)  # seeded
+    assert not torch.allclose(adapter(frames, lengths)[0], first)  # and random
+    with pytest.raises(ValueError, match="time_prob must be in"):
+        FrameMasking(time_prob=1.0)
+    with pytest.raises(ValueError, match="channel_span must be at least 1"):
+        FrameMasking(channel_span=0)

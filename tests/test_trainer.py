@@ -75,6 +75,10 @@ def test_regex_freezing_and_config_errors(tmp_path, tiny_llm_dir):
         set_trainable(model, ["^nothing$"])
     with pytest.raises(ConfigError, match="unknown option 'data.maxlen'"):
         load_config(TrainConfig, None, ["data.maxlen=5"])
+    with pytest.raises(ConfigError, match=r"model.adapter_masking: frame masking time_prob must be in \[0, 1\)"):
+        load_config(TrainConfig, None, ["model.adapter_masking={time_prob: 1.5}"])
+    masked = load_config(TrainConfig, None, ["model.adapter_masking={time_prob: 0.05}"]).model.adapter_masking
+    assert (masked.time_prob, masked.time_span, masked.channel_prob) == (0.05, 10, 0.0)
     cfg = tmp_path / "c.yaml"
     cfg.write_text("stages:\n  - {name: a, steps: 1, lr: 0.1, trainble: ['x']}\n")
     with pytest.raises(ConfigError, match=r"c.yaml: unknown option 'stages\[0\].trainble'"):

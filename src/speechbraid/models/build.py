@@ -30,7 +30,7 @@ from speechbraid.data.features import FeatureConfig
 from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.errors import CheckpointError, ConfigError
 from speechbraid.files import atomic_write_text, read_model_config
-from speechbraid.models.adapter import FrameStackAdapter
+from speechbraid.models.adapter import FrameMasking, FrameStackAdapter
 from speechbraid.models.encoders import ConformerConfig, ConformerEncoder, WhisperSpeechEncoder
 from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
@@ -81,6 +81,7 @@ class ModelConfig:
     adapter_dropout: float = 0.0
     adapter_context: int = 0  # kernel of the adapter's depthwise convolution over neighbouring frames; 0: none
     adapter_layers: int = 0  # Transformer layers in the adapter (at adapter_hidden width); 0: none
+    adapter_masking: FrameMasking | None = None  # SpecAugment-style span masking of encoder frames in training
     num_units: int = 0  # discrete speech units appended to the vocabulary
     speech_head: bool = False  # a second output head for the speech stream (parallel generation pattern)
     stream_combine: Literal["sum", "mean"] = "sum"  # how parallel streams' input embeddings combine
@@ -215,7 +216,8 @@ def _assemble(config: ModelConfig, llm: Any, vocab: VocabLayout, encoder: torch.
         spelling = _spelling(tokenizer) if config.ctc.units == "chars" else None
         ctc = CTCBridge(ctc_tokens or [], llm_dim, int(tokenizer.eos_token_id), config.ctc.temperature, spelling)
     adapter = FrameStackAdapter(encoder.output_dim, llm_dim, config.stack, config.adapter_hidden,
-                                config.adapter_dropout, config.adapter_context, config.adapter_layers)
+                                config.adapter_dropout, config.adapter_context, config.adapter_layers,
+                                config.adapter_masking)
     frame_rate = 100.0 / (encoder.downsample * config.stack)  # feature frames are 10 ms
     if config.lora is not None:
         llm = with_lora(llm, config.lora)

@@ -72,8 +72,9 @@ class PrecomputeConfig:
 
 
 def weights_digest(module: torch.nn.Module) -> str:
-    """A hex digest of every tensor of ``module``'s state dict (names and bytes), and of the dtype an encoder
-    computes in on its device when that is not plain fp32 (bf16 outputs differ from fp32 ones)."""
+    """A hex digest of every tensor of ``module``'s state dict (names and bytes), of the dtype an encoder
+    computes in on its device when that is not plain fp32 (bf16 outputs differ from fp32 ones), and of its
+    ``computation`` tag where it has one (how its outputs are computed beyond the weights)."""
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(name.encode())
@@ -81,6 +82,9 @@ def weights_digest(module: torch.nn.Module) -> str:
     dtype = compute_precision(module)
     if dtype is not None:
         digest.update(f"\0compute {dtype}".encode())
+    computation = getattr(module, "computation", None)
+    if computation is not None:
+        digest.update(f"\0computation {computation}".encode())
     return digest.hexdigest()
 
 

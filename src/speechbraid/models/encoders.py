@@ -165,12 +165,16 @@ class WhisperSpeechEncoder(SpeechEncoder):
 
     HF's ``WhisperEncoder.forward`` insists on 3000 input frames (30 s); padding every utterance to 30 s
     wastes ~10x compute on short utterances, so this runs the same modules directly on the real
-    length and slices the positional table. Attention inside Whisper's encoder is unmasked, so a batch
-    is padded to its longest member only.
+    length and slices the positional table. A batch is padded to its longest member, and the padding is masked
+    (attention never reads padded frames, the convolutions see zeros there as at an utterance's end), so an
+    utterance encodes the same alone and beside longer ones - transcripts do not depend on batch composition.
     """
 
     downsample = 2
     input_kind = "whisper"
+    # names what the outputs are a function of besides the weights: part of the encoder store's key, so outputs
+    # computed before padding was masked (they depended on batch-mates) are never read as current ones
+    computation = "padding-masked"
 
     def __init__(self, model_dir: str | Path | None = None, trainable: bool = False, config: Any = None,
                  precision: str = "fp32") -> None:
@@ -202,11 +206,19 @@ class WhisperSpeechEncoder(SpeechEncoder):
             seconds = features.shape[1] / 100
             raise ValueError(f"Whisper encodes at most {self.max_frames / 100:.0f} s of audio; got {seconds:.1f} s")
         enc = self.encoder
-        x = features.transpose(1, 2).to(enc.conv1.weight.dtype)
-        x = F.gelu(enc.conv2(F.gelu(enc.conv1(x)))).transpose(1, 2)
-        x = x + enc.embed_positions.weight[: x.shape[1]]
-        for layer in enc.layers:
-            out = layer(x, attention_mask=None)
-            x = out[0] if isinstance(out, tuple) else out  # transformers < 5 returns a tuple
         out_lengths = self.output_lengths(lengths)
+        padded = bool((lengths < features.shape[1]).any())
+        x = features.transpose(1, 2).to(enc.conv1.weight.dtype)
+        x = F.gelu(enc.conv1(x))
+        if padded:  # conv2 must see zeros past an utterance's end, as it does alone (its own zero padding)
+            inside = torch.arange(x.shape[2], device=x.device)[None, :] < lengths[:, None]
+            x = x * inside[:, None, :].to(x.dtype)
+        x = F.gelu(enc.conv2(x)).transpose(1, 2)
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        mask = None
+        if padded:  # (batch, 1, 1, keys): True where a real frame may be attended to
+            mask = (torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None])[:, None, None, :]
+        for layer in enc.layers:
+            out = layer(x, attention_mask=mask)
+            x = out[0] if isinstance(out, tuple) else out  # transformers < 5 returns a tuple
         return enc.layer_norm(x), out_lengths
