@@ -119,7 +119,8 @@ def test_conformer_output_does_not_depend_on_batch_mates():
     assert torch.allclose(together[0, :n], alone[0, :n], atol=1e-5)
 
 
-def test_whisper_output_does_not_depend_on_batch_mates(monkeypatch):
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_whisper_output_does_not_depend_on_batch_mates(monkeypatch, attention):
     """Whisper's encoder attends to every frame it is given; unmasked batch padding moved 78 of 150 test
     transcripts between batch sizes (session 11). Padding is masked now, and the store key says so."""
     from transformers import WhisperConfig
@@ -128,8 +129,9 @@ def test_whisper_output_does_not_depend_on_batch_mates(monkeypatch):
 
     torch.manual_seed(0)
     config = WhisperConfig(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
-                           num_mel_bins=80, max_source_positions=100)
+                           num_mel_bins=80, max_source_positions=100, attn_implementation=attention)
     encoder = WhisperSpeechEncoder(config=config).eval()
+    assert encoder.config._attn_implementation == attention
     short, long = torch.randn(37, 80), torch.randn(101, 80)
     batch = torch.nn.utils.rnn.pad_sequence([short, long], batch_first=True)
     with torch.no_grad():

@@ -429,7 +429,11 @@ def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tok
     model_dir = tmp_path / "run" / "model"
     for kwargs in ({}, {"lm": model_dir / "lm.arpa.gz"}):
         joint = load_transcriber(model_dir, decoder="llm-ctc", ctc_weight=0.7, **kwargs)
+        encoded = []
+        joint.model.encoder.register_forward_hook(lambda *_: encoded.append(1))
         text = joint.transcribe([audio_item(audio)], beam_size=2, max_new_tokens=12, progress=False).texts
+        # one encoder pass serves the CTC scores and the LLM's frame selection (the same frames as alone)
+        assert len(encoded) == 1 and joint.model.frame_selector(features)(audio) == hyp.frames
         guide = CTCBeamDecoder(model.ctc.labels(), lm if kwargs else None).n_best(log_probs.numpy(), GUIDES)
         assert 1 <= len(guide) <= GUIDES and len(set(guide)) == len(guide)
         scorer = CTCPrefixScorer(log_probs, model.ctc.labels(), joint.decode, model.ctc.spelling.normalize,

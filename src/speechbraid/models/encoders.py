@@ -216,8 +216,11 @@ class WhisperSpeechEncoder(SpeechEncoder):
         x = F.gelu(enc.conv2(x)).transpose(1, 2)
         x = x + enc.embed_positions.weight[: x.shape[1]]
         mask = None
-        if padded:  # (batch, 1, 1, keys): True where a real frame may be attended to
+        if padded:  # (batch, 1, 1, keys): True where a real frame may be attended to (SDPA's boolean mask)
             mask = (torch.arange(x.shape[1], device=x.device)[None, :] < out_lengths[:, None])[:, None, None, :]
+            if self.config._attn_implementation == "eager":  # eager attention adds its mask to the scores
+                mask = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(
+                    ~mask, torch.finfo(x.dtype).min)
         for layer in enc.layers:
             out = layer(x, attention_mask=mask)
             x = out[0] if isinstance(out, tuple) else out  # transformers < 5 returns a tuple

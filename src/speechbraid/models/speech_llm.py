@@ -310,13 +310,20 @@ class SpeechLLM(nn.Module):
 
     def ctc_log_probs(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[torch.Tensor]:
         """Per-frame CTC class log-probabilities ``(frames, 1 + units)`` for each audio file (class 0 is blank;
-        :meth:`CTCBridge.labels` names the others), in float32 on the CPU, for beam search."""
+        :meth:`CTCBridge.labels` names the others), in float32 on the CPU, for beam search. Under compression the
+        greedy hypotheses are remembered as these files' frame selection, so joint decoding encodes each audio
+        once (the encoder masks batch padding: a file's frames do not depend on its batch-mates)."""
         if self.ctc is None:
             raise ValueError("this model has no CTC bridge")
         table = self.llm.get_input_embeddings().weight
+        out = []
         with torch.no_grad():
-            return [self.ctc.logits(frames[None], table)[0].float().log_softmax(-1).cpu()
-                    for frames in self.adapter_frames(paths, features)]
+            for path, frames in zip(paths, self.adapter_frames(paths, features), strict=True):
+                logits = self.ctc.logits(frames[None], table)[0]
+                if self.compress and path not in self._kept:
+                    self._kept[path] = self.ctc.hypothesis(logits.argmax(-1).tolist())
+                out.append(logits.float().log_softmax(-1).cpu())
+        return out
 
     def frame_selector(self, features: Callable[[str], torch.Tensor]) -> Callable[[str], tuple[int, ...]] | None:
         """``path -> frames to keep`` under CTC compression (None without it). Kept frames are remembered per path:
