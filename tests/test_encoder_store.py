@@ -334,6 +334,18 @@ def test_encoder_precision_bf16_outputs_float32_close_to_fp32_and_is_stored_apar
     assert weights_only != bf16_store.digest
 
 
+def test_encoder_keeps_its_precision_under_the_callers_autocast():
+    # Regression: an fp32 encoder inside a bf16 training run (or decoder) computed in bf16 and its store kept those
+    # outputs under the fp32 key, so a later fp32 read got bf16 values; a bf16 encoder stays bf16 under fp32 callers.
+    plain, bf16 = _tiny_pair()
+    feats, lengths = torch.randn(2, 40, 80), torch.tensor([40, 31])
+    with torch.no_grad():
+        alone = plain(feats, lengths)[0], bf16(feats, lengths)[0]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_bf16 = plain(feats, lengths)[0], bf16(feats, lengths)[0]
+    assert torch.equal(under_bf16[0], alone[0]) and torch.equal(under_bf16[1], alone[1])
+
+
 def test_encoder_precision_auto_follows_the_hardware(monkeypatch):
     import speechbraid.device as device
 

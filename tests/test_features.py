@@ -109,6 +109,19 @@ def test_torch_in_torch_out_and_device() -> None:
     assert isinstance(as_tensor, torch.Tensor) and as_tensor.shape == (50, 80)
 
 
+@pytest.mark.parametrize("kind", ["fbank", "whisper"])
+def test_features_stay_fp32_under_bf16_autocast(kind: str) -> None:
+    # Regression: decoding and training run under bf16 autocast where the hardware has it; the fbank extractor's
+    # matmuls then produced bf16 features (rounded, and numpy cannot hold them: TypeError deep in extraction).
+    config, audio = FeatureConfig(kind=kind), _noise(0.7)
+    plain = config.extract(audio, RATE)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = config.extract(audio, RATE)
+        as_tensor = config.extract(torch.from_numpy(audio), RATE)
+    assert under_autocast.dtype == np.float32 and as_tensor.dtype == torch.float32
+    np.testing.assert_array_equal(under_autocast, plain)
+
+
 def test_batch_pads_and_each_item_is_independent() -> None:
     waves = [_noise(1.0, seed=1), 0.01 * _noise(0.5, seed=2)]
     for kind in ("fbank", "whisper"):

@@ -421,6 +421,7 @@ def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tok
     assert log_probs.shape[-1] == len(model.ctc.labels()) and model.ctc.labels()[0] == ""
     assert run.texts == [CTCBeamDecoder(model.ctc.labels(), lm).decode(log_probs.numpy())]
     # Joint CTC/LLM decoding reads the same bridge; the n-gram only when one is named.
+    from speechbraid.device import autocast
     from speechbraid.inference.ctc_beam import WordFusion
     from speechbraid.inference.ctc_prefix import CTCPrefixScorer
     from speechbraid.inference.decode import asr_prompt, generate
@@ -430,7 +431,7 @@ def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tok
     for kwargs in ({}, {"lm": model_dir / "lm.arpa.gz"}):
         joint = load_transcriber(model_dir, decoder="llm-ctc", ctc_weight=0.7, **kwargs)
         encoded = []
-        joint.model.encoder.register_forward_hook(lambda *_: encoded.append(1))
+        joint.model.encoder.register_forward_hook(lambda *_, seen=encoded: seen.append(1))
         text = joint.transcribe([audio_item(audio)], beam_size=2, max_new_tokens=12, progress=False).texts
         # one encoder pass serves the CTC scores and the LLM's frame selection (the same frames as alone)
         assert len(encoded) == 1 and joint.model.frame_selector(features)(audio) == hyp.frames
@@ -441,7 +442,8 @@ def test_char_unit_bridge_spells_transcripts_and_reads_its_hypothesis_as_llm_tok
         item = audio_item(audio)
         prompt = asr_prompt(Utterance(item.id, "", audio=item.path, duration=item.duration))
         config = DecodeConfig(max_new_tokens=12, beam_size=2, stop_ids=(tokenizer.eos_token_id,), ctc_weight=0.7)
-        expected = generate(joint.model, [prompt], joint.features, config, scorers=[scorer])[0]
+        with autocast(joint.device, joint.amp):  # the transcriber's LLM decodes under its precision (bf16 if native)
+            expected = generate(joint.model, [prompt], joint.features, config, scorers=[scorer])[0]
         assert text == [joint.decode(expected.tokens)]
     with pytest.raises(ConfigError, match="ctc_weight must be in"):
         load_transcriber(model_dir, decoder="llm-ctc", ctc_weight=1.0)

@@ -1,4 +1,4 @@
-"""Device and precision choice, shared by training and inference (bf16 autocast on GPUs, fp32 on CPU)."""
+"""Device and precision choice, shared by training and inference (bf16 autocast where the hardware has it natively)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,12 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
 
 
 def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """bf16 autocast on GPUs that support it; CPU training stays fp32 by default (emulated bf16 is slower than fp32
-    on CPUs without AVX512-BF16 or AMX; with AVX512-BF16 a SmolLM2-135M step gained only 1.37x and batched decoding
-    lost, and fp32 keeps CPU runs bit-reproducible across resumes). ``fp16`` autocast needs a gradient scaler in
-    training (the training loop keeps one)."""
+    """The autocast dtype of training and LLM decoding. ``auto`` is bf16 wherever the hardware computes it natively
+    (:func:`native_bf16`: bf16 GPUs, CPUs with AVX512-BF16 or AMX) and none (fp32) elsewhere, where emulated bf16 is
+    slower than fp32. Measured on a 2-core AMX CPU (torch 2.13): a SmolLM2-135M LoRA step (4 x 512 positions)
+    2.4x faster, greedy KV-cache decoding (batch 8) 1.45x. Autocast keeps fp32 master weights and runs the
+    losses and softmaxes in fp32. ``fp16`` autocast needs a gradient scaler in training (the training loop keeps
+    one)."""
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -28,9 +30,7 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
         return torch.float16
     if precision != "auto":
         raise ValueError(f"unknown precision {precision!r}; choose auto, bf16, fp16 or fp32")
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
+    return torch.bfloat16 if native_bf16(device) else None
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -45,8 +45,8 @@ def native_bf16(device: torch.device) -> bool:
 def compute_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     """The autocast dtype of a speech encoder's forward pass (``ModelConfig.encoder_precision``): ``auto`` is bf16
     wherever the hardware has it natively - on a 2-core AVX512-BF16 CPU the whisper-base encoder runs 2.1x faster,
-    its outputs within cosine 0.9993 of fp32's - and none elsewhere, where emulated bf16 is slower; ``fp32`` adds
-    no autocast of its own (the run's precision applies)."""
+    its outputs within cosine 0.9993 of fp32's - and none (fp32) elsewhere, where emulated bf16 is slower. The
+    encoder keeps this precision inside a bf16 training run (:class:`speechbraid.models.encoders.SpeechEncoder`)."""
     if precision == "auto":
         return torch.bfloat16 if native_bf16(device) else None
     if precision in ("bf16", "fp32"):

@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     skipped: list[str] = []
-    transcriber = load_transcriber(args.model, args.device, args.decoder, args.lm, args.ctc_weight)
+    transcriber = load_transcriber(args.model, args.device, args.decoder, args.lm, args.ctc_weight, args.precision)
     result = evaluate_model(transcriber, args.manifest, batch_size=args.batch_size, beam_size=args.beam,
                             max_new_tokens=args.max_new_tokens, context=args.context, device=args.device,
                             hyps_out=args.out, skipped=skipped)

@@ -9,6 +9,7 @@ from typing import Any
 from speechbraid.inference.transcribe import (
     DECODERS,
     DEFAULT_CTC_WEIGHT,
+    PRECISIONS,
     collect_inputs,
     describe_skipped,
     hypothesis_lines,
@@ -40,6 +41,9 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
                         help="word n-gram LM for --decoder ctc-lm or llm-ctc (ARPA; 'speechbraid ngram-lm' builds one)")
     parser.add_argument("--ctc-weight", type=float, default=DEFAULT_CTC_WEIGHT, metavar="W",
                         help="--decoder llm-ctc: weight of the CTC bridge (and n-gram) against the LLM, in [0, 1)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="autocast of the speech LLM's decoding: auto = bf16 where the device has it natively "
+                             "(bf16 GPUs, CPUs with AVX512-BF16 or AMX), else fp32")
 
 
 def register(subparsers: Any) -> None:
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     items = collect_inputs(args.inputs, skipped)  # every audio header is checked before the model loads
     if skipped:
         print(f"speechbraid transcribe: {describe_skipped(skipped)}", file=sys.stderr)
-    transcriber = load_transcriber(args.model, args.device, args.decoder, args.lm, args.ctc_weight)
+    transcriber = load_transcriber(args.model, args.device, args.decoder, args.lm, args.ctc_weight, args.precision)
     options = dict(batch_size=args.batch_size, beam_size=args.beam, max_new_tokens=args.max_new_tokens,
                    context=args.context)
     if args.out:

@@ -108,7 +108,8 @@ def log_mel(
         raise ConfigError(f"log_mel computes fbank features; got a {config.kind!r} config")
     audio, out_device = _prepare(samples, sample_rate, device, config.window_samples)
     extractor = _fbank(config.num_mel_bins, config.frame_length, config.frame_shift, str(out_device or "cpu"))
-    feats = extractor.extract(torch.as_tensor(audio), FEATURE_SAMPLE_RATE)
+    with _full_precision(out_device):
+        feats = extractor.extract(torch.as_tensor(audio), FEATURE_SAMPLE_RATE)
     return _output(feats, out_device)
 
 
@@ -127,14 +128,15 @@ def whisper_log_mel(
     """
     audio, out_device = _prepare(samples, sample_rate, device, WHISPER_WINDOW)
     extractor = _whisper(num_mel_bins)
-    feats = extractor(
-        audio,
-        sampling_rate=FEATURE_SAMPLE_RATE,
-        padding="max_length" if pad_to_30s else "longest",
-        truncation=pad_to_30s,  # Whisper cuts at 30 s only in its fixed-window mode
-        return_tensors="np",
-        device=str(out_device or "cpu"),
-    ).input_features[0]
+    with _full_precision(out_device):
+        feats = extractor(
+            audio,
+            sampling_rate=FEATURE_SAMPLE_RATE,
+            padding="max_length" if pad_to_30s else "longest",
+            truncation=pad_to_30s,  # Whisper cuts at 30 s only in its fixed-window mode
+            return_tensors="np",
+            device=str(out_device or "cpu"),
+        ).input_features[0]
     return _output(np.ascontiguousarray(feats.T), out_device)
 
 
@@ -197,6 +199,12 @@ def _prepare(
             f"({min_samples / FEATURE_SAMPLE_RATE * 1000:.0f} ms, one analysis window)"
         )
     return audio, out_device
+
+
+def _full_precision(device: str | torch.device | None) -> torch.autocast:
+    """Features are signal processing, not a model: computed in fp32 even when the caller decodes or trains under
+    bf16 autocast (which would otherwise round the spectrum, and hand numpy callers a dtype it cannot hold)."""
+    return torch.autocast(torch.device(device or "cpu").type, enabled=False)
 
 
 def _output(feats: Samples, device: torch.device | None) -> Samples:

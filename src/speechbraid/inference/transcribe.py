@@ -294,6 +294,7 @@ def _cut_long_inputs(items: Sequence[AudioItem], max_seconds: float, scratch: Pa
 # probabilities (inference/ctc_prefix.py); ctc: the CTC bridge's greedy spelling; ctc-lm: the bridge's beam search
 # fused with a word n-gram LM (inference/ctc_beam.py) - the model directory's lm.arpa.gz unless another ARPA file
 DECODERS = ("llm", "llm-ctc", "ctc", "ctc-lm")
+PRECISIONS = ("auto", "bf16", "fp32")  # the speech LLM's decoding autocast (fp16 needs care it does not get here)
 DEFAULT_CTC_WEIGHT = 0.5
 GUIDES = 4  # llm-ctc: the bridge's n-best transcripts whose next tokens the LLM's beam also tries
 MODEL_LM_FILE = "lm.arpa.gz"
@@ -304,18 +305,21 @@ class SpeechLLMTranscriber(Transcriber):
     ``decoder="llm-ctc"`` scores the LLM's beam jointly with the CTC bridge (weight ``ctc_weight``; models with a
     spelling bridge); ``decoder="ctc"`` reads the CTC bridge's greedy output instead (no LLM step);
     ``decoder="ctc-lm"`` beam-searches the bridge's spelling with a word n-gram LM (``lm``: an ARPA file; default
-    the model directory's :data:`MODEL_LM_FILE`)."""
+    the model directory's :data:`MODEL_LM_FILE`). The LLM decodes under ``precision``'s autocast
+    (:func:`speechbraid.device.autocast_dtype`: ``auto`` is bf16 where native); the CTC bridge's posteriors stay
+    fp32."""
 
     kind = "speech-llm"
 
     def __init__(self, model_dir: Path, device: str | None = None, decoder: str = "llm",
-                 lm: str | Path | None = None, ctc_weight: float = DEFAULT_CTC_WEIGHT) -> None:
+                 lm: str | Path | None = None, ctc_weight: float = DEFAULT_CTC_WEIGHT, precision: str = "auto") -> None:
         from speechbraid.device import pick_device
         from speechbraid.layouts.tokenizer import HFTextTokenizer
         from speechbraid.models.build import load_speech_llm
 
         super().__init__(model_dir)
         self.device = pick_device(device)
+        self.amp = _amp(self.device, precision)
         self.model, self.hf_tokenizer, self.config = load_speech_llm(model_dir, self.device)
         self.decoder = decoder
         self.ctc_weight = ctc_weight
@@ -327,15 +331,17 @@ class SpeechLLMTranscriber(Transcriber):
     @classmethod
     def from_model(cls, model: SpeechLLM, hf_tokenizer: PreTrainedTokenizerBase, config: ModelConfig,
                    features: Callable[[str], torch.Tensor] | None = None,
-                   name: str = "<in-memory model>") -> SpeechLLMTranscriber:
+                   name: str = "<in-memory model>", amp: torch.dtype | None = None) -> SpeechLLMTranscriber:
         """A transcriber over a speech LLM already in memory (the trainer's dev WER), decoding with the LLM exactly
-        as one loaded from disk would; ``features`` (e.g. the trainer's feature cache) defaults to the config's
-        extractor. The caller owns the model's train/eval mode and grad state."""
+        as one loaded from disk would, under autocast ``amp`` (the trainer's); ``features`` (e.g. the trainer's
+        feature cache) defaults to the config's extractor. The caller owns the model's train/eval mode and grad
+        state."""
         from speechbraid.layouts.tokenizer import HFTextTokenizer
 
         self = cls.__new__(cls)
         Transcriber.__init__(self, Path(name))
         self.device = next(model.parameters()).device
+        self.amp = amp
         self.model, self.hf_tokenizer, self.config = model, hf_tokenizer, config
         self.decoder, self.beam, self.words, self.ctc_weight = "llm", None, None, DEFAULT_CTC_WEIGHT
         self.tokenizer = HFTextTokenizer(hf_tokenizer)
@@ -375,6 +381,7 @@ class SpeechLLMTranscriber(Transcriber):
                     context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
         from tqdm import tqdm
 
+        from speechbraid.device import autocast
         from speechbraid.inference.ctc_prefix import CTCPrefixScorer
         from speechbraid.inference.decode import asr_prompt, generate
 
@@ -404,8 +411,10 @@ class SpeechLLMTranscriber(Transcriber):
                 scorers = [CTCPrefixScorer(scores, labels, self.decode, normalize, self.words,
                                            self.beam.n_best(scores.numpy(), GUIDES), self._tokenize)
                            for scores in self.model.ctc_log_probs(paths, self.features)]
-            return [self.decode(r.tokens) for r in generate(self.model, prompts, self.features,
-                                                            replace(config, max_new_tokens=limit), scorers=scorers)]
+            with autocast(self.device, self.amp):
+                results = generate(self.model, prompts, self.features, replace(config, max_new_tokens=limit),
+                                   scorers=scorers)
+            return [self.decode(r.tokens) for r in results]
 
         with tqdm(total=len(items), desc="transcribe", unit="utt", disable=not progress, file=sys.stderr) as bar:
             for start in range(0, len(order), batch_size):
@@ -477,15 +486,25 @@ class WhisperTranscriber(Transcriber):
         return float(CHUNK_SECONDS)  # Whisper's window; longer pieces would take its slower sequential path
 
 
+def _amp(device: torch.device, precision: str) -> torch.dtype | None:
+    from speechbraid.device import autocast_dtype
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    return autocast_dtype(device, precision)
+
+
 def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder: str = "llm",
-                     lm: str | Path | None = None, ctc_weight: float = DEFAULT_CTC_WEIGHT) -> Transcriber:
+                     lm: str | Path | None = None, ctc_weight: float = DEFAULT_CTC_WEIGHT,
+                     precision: str = "auto") -> Transcriber:
     """Load a model for transcription, deciding its kind from the directory's contents.
 
     ``speechbraid.json`` -> speech LLM; a Hugging Face ``config.json`` with ``model_type`` ``whisper`` ->
     Whisper. Anything else is a :class:`CheckpointError` naming the directory and what was expected;
     an unknown name is a :class:`ConfigError` listing the known ones. ``device`` defaults to CUDA when
     available, else CPU. ``lm`` is the word n-gram (ARPA) of ``decoder="ctc-lm"``; ``ctc_weight`` the CTC
-    bridge's weight under ``decoder="llm-ctc"``.
+    bridge's weight under ``decoder="llm-ctc"``; ``precision`` the speech LLM's decoding autocast (auto, bf16,
+    fp32).
     """
     model_dir = resolve_model(name_or_dir)
     if device is not None:
@@ -496,7 +515,7 @@ def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder
         except RuntimeError as exc:
             raise ConfigError(f"invalid device {device!r}: {exc}") from None
     if (model_dir / SPEECH_LLM_FILE).is_file():
-        return SpeechLLMTranscriber(model_dir, device, decoder, lm, ctc_weight)
+        return SpeechLLMTranscriber(model_dir, device, decoder, lm, ctc_weight, precision)
     hf_config = model_dir / "config.json"
     if hf_config.is_file():
         try:

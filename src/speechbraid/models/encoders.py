@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from speechbraid.device import autocast, compute_dtype
+from speechbraid.device import compute_dtype
 from speechbraid.models.hf_load import load_pretrained
 
 
@@ -100,8 +100,10 @@ def _sinusoids(length: int, dim: int, device: torch.device) -> torch.Tensor:
 
 
 class SpeechEncoder(nn.Module):
-    """An encoder whose :meth:`encode` runs under autocast in ``precision`` (auto: bf16 where native, see
-    :func:`speechbraid.device.compute_dtype`); outputs are float32 either way."""
+    """An encoder whose :meth:`encode` runs in ``precision`` (auto: bf16 where native, see
+    :func:`speechbraid.device.compute_dtype`) whatever autocast its caller runs under - fp32 stays fp32 inside a bf16
+    training run or decoder - so outputs kept in an encoder store are what the store's key says; outputs are float32
+    either way."""
 
     def __init__(self, precision: str = "fp32") -> None:
         super().__init__()
@@ -112,7 +114,8 @@ class SpeechEncoder(nn.Module):
         return compute_dtype(device, self.precision)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with autocast(features.device, self.compute_dtype(features.device)):
+        dtype = self.compute_dtype(features.device)
+        with torch.autocast(features.device.type, dtype=dtype, enabled=dtype is not None):
             out, out_lengths = self.encode(features, lengths)
         return out.float(), out_lengths
 

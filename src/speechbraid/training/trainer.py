@@ -97,7 +97,7 @@ class TrainConfig:
     clip: float = 1.0
     weight_decay: float = 0.01
     seed: int = 0
-    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # autocast: auto (bf16 on capable GPUs), bf16,
+    precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"  # autocast: auto (bf16 where native: GPU or CPU), bf16,
     # fp16 (with a gradient scaler, for GPUs without bf16), fp32; weights stay in model.llm_dtype
     distributed: Literal["ddp", "fsdp"] = "ddp"  # under torchrun: replicated weights (ddp) or sharded ones (fsdp)
     gradient_checkpointing: bool = False  # recompute the LLM's activations in backward (less memory, ~30% slower)

@@ -147,7 +147,7 @@ class Validator:
         self.main = main
         self.tokenizer = HFTextTokenizer(hf_tokenizer)
         self.pairs = load_dev_records(config.dev, config.max_records, "eer" in config.metrics)
-        self.transcriber = SpeechLLMTranscriber.from_model(model, hf_tokenizer, model_config, features)
+        self.transcriber = SpeechLLMTranscriber.from_model(model, hf_tokenizer, model_config, features, amp=amp)
         self.best: dict[str, Any] | None = None  # the best validation so far: step, metric, value, its dev_* fields
 
     @property
