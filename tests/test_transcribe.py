@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from speechbraid.cli.main import main
 from speechbraid.data.audio import audio_info
@@ -98,6 +99,22 @@ def test_batched_results_equal_one_by_one_in_input_order(transcriber, noise_corp
     assert backwards.texts == alone[::-1]
     assert run.audio_seconds == pytest.approx(sum(i.duration for i in items))
     assert run.wall_seconds > 0 and run.rtf == pytest.approx(run.wall_seconds / run.audio_seconds)
+
+
+def test_decoding_precision_is_chosen_and_checked(model_dir, noise_corpus, monkeypatch):
+    import speechbraid.device as device
+
+    item = collect_inputs([noise_corpus])[:1]
+    fp32 = load_transcriber(model_dir, device="cpu", precision="fp32")
+    assert fp32.amp is None and load_transcriber(model_dir, device="cpu", precision="bf16").amp is torch.bfloat16
+    monkeypatch.setattr(device, "native_bf16", lambda dev: False)  # auto follows the hardware
+    assert load_transcriber(model_dir, device="cpu").amp is None
+    assert load_transcriber(model_dir, device="cpu").transcribe(item, max_new_tokens=MAX_NEW, progress=False).texts \
+        == fp32.transcribe(item, max_new_tokens=MAX_NEW, progress=False).texts
+    monkeypatch.setattr(device, "native_bf16", lambda dev: True)
+    assert load_transcriber(model_dir, device="cpu").amp is torch.bfloat16
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        load_transcriber(model_dir, device="cpu", precision="fp8")
 
 
 def test_batches_are_sorted_by_duration_and_texts_return_to_input_order(transcriber, noise_corpus, monkeypatch):
