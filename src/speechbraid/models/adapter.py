@@ -29,15 +29,13 @@ class FrameMasking:
                 raise ValueError(f"frame masking {name} must be at least 1, got {getattr(self, name)}")
 
     def apply(self, frames: torch.Tensor) -> torch.Tensor:
-        """``frames`` (batch, time, dim) with random spans zeroed (a new tensor; the input is left as it is)."""
-        keep = torch.ones_like(frames[..., :1]).expand_as(frames).clone()
+        """``frames`` (batch, time, dim) with random spans zeroed (the input is left as it is)."""
+        batch, time, dim = frames.shape
         if self.time_prob:
-            keep = keep * _span_keep(frames.shape[0], frames.shape[1], self.time_prob, self.time_span,
-                                     frames.device).unsqueeze(-1).to(frames.dtype)
+            frames = frames * _span_keep(batch, time, self.time_prob, self.time_span, frames.device)[:, :, None]
         if self.channel_prob:
-            keep = keep * _span_keep(frames.shape[0], frames.shape[2], self.channel_prob, self.channel_span,
-                                     frames.device).unsqueeze(1).to(frames.dtype)
-        return frames * keep
+            frames = frames * _span_keep(batch, dim, self.channel_prob, self.channel_span, frames.device)[:, None, :]
+        return frames
 
 
 def _span_keep(batch: int, length: int, prob: float, span: int, device: torch.device) -> torch.Tensor:

@@ -268,7 +268,7 @@ class SpeechLLM(nn.Module):
             frames = self._adapter_eval([batch.audio[i] for i in missing], batch.features[index],
                                         batch.feature_lengths[index])
             for i, row in zip(missing, frames, strict=True):
-                self._kept[batch.audio[i]] = self._hypothesis(row)
+                self._kept[batch.audio[i]] = self._hypothesis(self._ctc_logits(row))
         embed = self.llm.get_input_embeddings()
         out = embed.weight.new_zeros(len(batch.audio), declared, embed.embedding_dim)
         for a, path in enumerate(batch.audio):
@@ -279,9 +279,13 @@ class SpeechLLM(nn.Module):
                 out[a, torch.tensor([hyp.frames[k] for k in inside], device=out.device)] = embed(tokens)
         return out
 
-    def _hypothesis(self, frames: torch.Tensor) -> Hypothesis:
-        return self.ctc.hypothesis(self.ctc.logits(frames[None], self.llm.get_input_embeddings().weight)[0]
-                                   .argmax(-1).tolist())
+    def _ctc_logits(self, frames: torch.Tensor) -> torch.Tensor:
+        """The CTC bridge's ``(frames, 1 + units)`` logits for one audio's adapter frames ``(frames, D)``."""
+        return self.ctc.logits(frames[None], self.llm.get_input_embeddings().weight)[0]
+
+    def _hypothesis(self, logits: torch.Tensor) -> Hypothesis:
+        """The bridge's greedy hypothesis (kept frames and tokens) of one audio's CTC logits."""
+        return self.ctc.hypothesis(logits.argmax(-1).tolist())
 
     def adapter_frames(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[torch.Tensor]:
         """Adapter output per audio file, each ``(frames, D)`` (no grad; for selection and CTC decoding)."""
@@ -306,7 +310,7 @@ class SpeechLLM(nn.Module):
 
     def ctc_hypotheses(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[Hypothesis]:
         """The CTC bridge's greedy output for each audio file (no LLM step)."""
-        return [self._hypothesis(frames) for frames in self.adapter_frames(paths, features)]
+        return [self._hypothesis(self._ctc_logits(frames)) for frames in self.adapter_frames(paths, features)]
 
     def ctc_log_probs(self, paths: Sequence[str], features: Callable[[str], torch.Tensor]) -> list[torch.Tensor]:
         """Per-frame CTC class log-probabilities ``(frames, 1 + units)`` for each audio file (class 0 is blank;
@@ -315,13 +319,12 @@ class SpeechLLM(nn.Module):
         once (the encoder masks batch padding: a file's frames do not depend on its batch-mates)."""
         if self.ctc is None:
             raise ValueError("this model has no CTC bridge")
-        table = self.llm.get_input_embeddings().weight
         out = []
         with torch.no_grad():
             for path, frames in zip(paths, self.adapter_frames(paths, features), strict=True):
-                logits = self.ctc.logits(frames[None], table)[0]
+                logits = self._ctc_logits(frames)
                 if self.compress and path not in self._kept:
-                    self._kept[path] = self.ctc.hypothesis(logits.argmax(-1).tolist())
+                    self._kept[path] = self._hypothesis(logits)
                 out.append(logits.float().log_softmax(-1).cpu())
         return out
 
