@@ -85,6 +85,46 @@ def test_save_load_round_trip(speech_manifest, tmp_path):
         UnitTokenizer.load(tmp_path / "tok")
 
 
+def test_standardisation_keeps_one_loud_dimension_from_deciding_the_units(speech_manifest, monkeypatch):
+    """Whisper states have a few huge dimensions; unstandardised k-means clusters on them, not on the speech."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    frames = np.stack([rng.normal(0, 1000, 2000),  # loud and uninformative
+                       2.0 * labels - 1 + rng.normal(0, 0.05, 2000),  # quiet, two clear classes
+                       2.0 * labels - 1 + rng.normal(0, 0.05, 2000)], axis=1).astype(np.float32)
+    monkeypatch.setattr("speechbraid.units.tokenizer.sample_frames", lambda *args, **kw: frames)
+
+    def agreement(standardize: bool) -> float:
+        tokenizer = train_tokenizer(speech_manifest, _fbank(n_units=2, standardize=standardize), progress=False)
+        units = tokenizer.assign(frames)
+        return max(np.mean(units == labels), np.mean(units != labels))  # unit ids are an arbitrary permutation
+
+    assert agreement(True) == 1.0
+    assert agreement(False) < 0.7
+
+
+def test_standardised_tokenizer_round_trip_and_old_tokenizers_load_unstandardised(speech_manifest, tmp_path):
+    tokenizer = train_tokenizer(speech_manifest, _fbank(), progress=False)
+    assert tokenizer.config.standardize and tokenizer.standardizer is not None
+    tokenizer.save(tmp_path / "tok")
+    loaded = UnitTokenizer.load(tmp_path / "tok")
+    torch.testing.assert_close(loaded.standardizer.mean, tokenizer.standardizer.mean)
+    wav = speech_manifest.parent / "u3.wav"
+    np.testing.assert_array_equal(loaded.encode(wav), tokenizer.encode(wav))
+    # A tokenizer saved before the option existed: no key in its config, no mean/scale beside its centroids.
+    plain = train_tokenizer(speech_manifest, _fbank(standardize=False), progress=False).save(tmp_path / "old")
+    meta = json.loads((plain / "unit_tokenizer.json").read_text())
+    del meta["config"]["standardize"]
+    (plain / "unit_tokenizer.json").write_text(json.dumps(meta))
+    old = UnitTokenizer.load(plain)
+    assert not old.config.standardize and old.standardizer is None
+    # The config promises standardisation but the tensors are missing: the centroids file is named.
+    meta["config"]["standardize"] = True
+    (plain / "unit_tokenizer.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"centroids\.safetensors.*mean"):
+        UnitTokenizer.load(plain)
+
+
 def test_dedup_is_off_by_default_and_collapses_runs(speech_manifest):
     assert dedup_units([7, 7, 7, 3, 3, 7]).tolist() == [7, 3, 7]
     assert dedup_units([]).tolist() == []

@@ -19,7 +19,7 @@ from speechbraid.units.vocoder import (
     log_mel,
 )
 
-TINY = {"n_units": 12, "d_model": 32}
+TINY = {"n_units": 12, "d_model": 32, "unit_layers": 3}  # lookahead 7 units
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

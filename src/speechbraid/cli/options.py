@@ -2,7 +2,8 @@
 
 A field ``num_mel_bins: int = 80  # mel bins`` becomes ``--num-mel-bins`` (type int, default 80, help "mel bins"):
 the help is the field's trailing comment in its source; ``Literal[...]`` (or ``metadata={"choices": ...}``) gives
-choices, ``X | None`` the type X, ``bool`` a flag that is off by default, ``list[X]`` one or more values.
+choices, ``X | None`` the type X, ``bool`` a switch (``--x`` when off by default, ``--x``/``--no-x`` when on),
+``list[X]`` one or more values.
 :func:`from_args` builds the dataclass back from the parsed options.
 """
 
@@ -39,9 +40,10 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *names: str, flags: 
             options["choices"] = field.metadata["choices"]
         if field.name in extra_choices:
             options["choices"] = (*options["choices"], *extra_choices[field.name])
+        comment = comments.get(field.name)  # argparse expands %-formats in help: a literal "%" must be doubled
         parser.add_argument(flags.get(field.name, "--" + field.name.replace("_", "-")), dest=field.name,
-                            default=default, required=default is dataclasses.MISSING, help=comments.get(field.name),
-                            **options)
+                            default=default, required=default is dataclasses.MISSING,
+                            help=comment.replace("%", "%%") if comment else None, **options)
 
 
 def from_args(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
@@ -59,10 +61,8 @@ def _type_options(hint: Any, default: Any) -> dict[str, Any]:
         return _type_options(hint, default)
     if origin is typing.Literal:
         return {"type": type(args[0]), "choices": args}
-    if hint is bool:
-        if default is not False:
-            raise TypeError("a bool field becomes an on-switch; its default must be False")
-        return {"action": "store_true"}
+    if hint is bool:  # off by default: an on-switch; on by default: --x / --no-x
+        return {"action": "store_true" if default is False else argparse.BooleanOptionalAction}
     if origin is list:
         return {"type": args[0], "nargs": "+"}
     return {"type": hint}

@@ -52,10 +52,10 @@ def register(subparsers: Any) -> None:
     voc.add_argument("--units-model", required=True, metavar="DIR", help="unit tokenizer directory")
     voc.add_argument("--manifest", required=True)
     voc.add_argument("--out", required=True, metavar="DIR")
-    voc.add_argument("--steps", type=int, default=2000)
+    voc.add_argument("--steps", type=int, default=6000)
     voc.add_argument("--batch-size", type=int, default=16)
     voc.add_argument("--lr", type=float, default=2e-3)
-    add_options(voc, VocoderConfig, "d_model")
+    add_options(voc, VocoderConfig, "d_model", "unit_layers", "mel_layers", "kernel")
     voc.add_argument("--seed", type=int, default=0)
     voc.add_argument("--device", default=None)
     voc.set_defaults(func=_vocoder_train)
@@ -81,6 +81,8 @@ def register(subparsers: Any) -> None:
     ev.add_argument("--out", required=True, metavar="DIR")
     ev.add_argument("--judge", default="whisper-base", help="Whisper model name or directory")
     ev.add_argument("--limit", type=int, default=None, help="at most this many utterances")
+    ev.add_argument("--stream-chunk", type=int, default=10,
+                    help="units pushed at a time when measuring the streaming latency to the first audio")
     ev.add_argument("--device", default=None)
     ev.set_defaults(func=_evaluate)
 
@@ -174,6 +176,6 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     summary = resynthesis_report(args.manifest, UnitTokenizer.load(args.model, args.device or "cpu"),
                                  UnitVocoder.load(args.vocoder), args.out, judge=args.judge, limit=args.limit,
-                                 device=args.device)
+                                 device=args.device, stream_chunk=args.stream_chunk)
     print(json.dumps(summary, indent=2))
     return 0

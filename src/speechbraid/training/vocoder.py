@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from speechbraid.device import pick_device
+from speechbraid.device import autocast, autocast_dtype, pick_device
 from speechbraid.errors import ConfigError, InputError
 from speechbraid.training.loop import TrainingLoop, make_scheduler, progress_bar
 from speechbraid.training.runtime import seed_everything
@@ -51,7 +51,8 @@ def train_vocoder(
     device: str | None = None,
     progress: bool = True,
 ) -> UnitVocoder:
-    """Train :class:`UnitToMel` with L1 on log-mel over random crops; resumes from ``out/checkpoints``.
+    """Train :class:`UnitToMel` with L1 on log-mel over random crops (bf16 autocast where the device computes it
+    natively); resumes from ``out/checkpoints``.
 
     The steps run in :class:`speechbraid.training.loop.TrainingLoop` (atomic checkpoints, ``train_log.jsonl``
     truncated to the checkpoint on resume), so a resumed run repeats exactly the steps an uninterrupted run would
@@ -66,6 +67,7 @@ def train_vocoder(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     target = pick_device(device)
+    amp = autocast_dtype(target)  # bf16 where native: 1.5x per step on a 2-core AMX CPU
     seed_everything(seed)
     model = UnitToMel(config).to(target)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -86,8 +88,9 @@ def train_vocoder(
 
     def step_fn(step: int) -> dict[str, Any]:
         units, mel, mask = _batch(usable, batch_size, crop_units, config.upsample, sampler)
-        pred = model(units.to(target))
-        err = (pred - mel.to(target)).abs().mean(dim=-1)
+        with autocast(target, amp):
+            pred = model(units.to(target))
+        err = (pred.float() - mel.to(target)).abs().mean(dim=-1)
         loss = (err * mask.to(target)).sum() / mask.sum().to(target)
         loss.backward()
         return {"loss": round(loss.item(), 5)}

@@ -3,19 +3,29 @@
 Feature sources (``UnitTokenizerConfig.encoder``):
 - ``whisper``: hidden states of one layer of an imported Whisper encoder (50 Hz), average-pooled 2x
   (25 Hz) or 4x (12.5 Hz). Middle layers carry more phonetic and less speaker information than the
-  last one (as with HuBERT units), so the default is layer 4 of whisper-base's 6. The encoder is
+  last one (as with HuBERT units), so the default is an early-middle layer of whisper-base's 6. The encoder is
   truncated after that layer and the encoder's final LayerNorm is applied to its output (the same
-  per-frame normalisation the full encoder ends with).
+  per-frame normalisation the full encoder ends with). Layer 3 is the default: on one Piper voice
+  (60 held-out sentences, per-unit mean mel + Griffin-Lim, whisper-base judge, 2,000 units) layers
+  2 / 3 / 4 / 5 / 6 gave WER 26 / 24 / 29 / 65 / 85% once standardised.
 - ``conformer``: the Conformer encoder of a trained speechbraid speech LLM (12.5 Hz natively; 25 Hz
   is refused because it would need upsampling, not pooling).
 - ``fbank``: raw 80-bin Kaldi log-mel, mean-normalised per utterance, with 4 (25 Hz) or 8 (12.5 Hz)
   consecutive 10 ms frames stacked: works with no pretrained encoder at all.
 
+Standardisation (``standardize``, default on): every feature dimension is shifted and scaled to zero
+mean and unit variance over the k-means training frames before clustering and assignment (the mean
+and scale are saved with the centroids). Whisper's hidden states have a few dimensions with very
+large values that otherwise decide every Euclidean distance; on the measurement above, units of layer 4
+resynthesised at 52% judge WER without standardisation and 29% with it. Tokenizers saved before this
+option load with it off, so they keep encoding as they were trained.
+
 Frame count rule: every pooling/stacking keeps a final partial window, so an utterance of ``d``
 seconds gives ``ceil``-rounded ``d * rate_hz`` units (within one of ``d * rate_hz``).
 
 K-means is scikit-learn's ``MiniBatchKMeans`` (seeded, deterministic). A saved tokenizer is a
-directory with ``centroids.safetensors`` and ``unit_tokenizer.json`` (config + training statistics);
+directory with ``centroids.safetensors`` (centroids, and the standardisation's mean and scale) and
+``unit_tokenizer.json`` (config + training statistics);
 loading and encoding need only torch (nearest centroid), never a pickle.
 
 Run-length deduplication (SpiritLM style) is off by default: the interleaved/ESI/parallel generation
@@ -58,10 +68,11 @@ class UnitTokenizerConfig:
 
     encoder: Literal["whisper", "conformer", "fbank"] = "whisper"
     encoder_model: str | None = None  # whisper: model dir or name (default whisper-base); conformer: speech-LLM dir
-    layer: int = 4  # whisper encoder layer to cluster (1-based)
+    layer: int = 3  # whisper encoder layer to cluster (1-based)
     rate_hz: float = field(default=25.0, metadata={"choices": RATES})  # units per second
     n_units: int = 500  # codebook size
     dedup: bool = False  # collapse repeated units when encoding
+    standardize: bool = True  # zero-mean, unit-variance features before k-means and assignment
     seed: int = 0
     max_train_frames: int = 200_000  # frames sampled for k-means
 
@@ -141,15 +152,38 @@ class FeatureSource:
         return np.concatenate(pieces, axis=0)
 
 
+class FeatureStandardizer:
+    """Per-dimension ``(x - mean) / scale``, fitted on the k-means training frames."""
+
+    def __init__(self, mean: torch.Tensor, scale: torch.Tensor) -> None:
+        self.mean = mean.float()
+        self.scale = scale.float()
+
+    @classmethod
+    def fit(cls, frames: np.ndarray) -> FeatureStandardizer:
+        x = torch.as_tensor(frames, dtype=torch.float32)
+        return cls(x.mean(dim=0), x.std(dim=0).clamp_min(1e-5))  # a constant dimension must not divide by 0
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return (frames - self.mean) / self.scale
+
+
 class UnitTokenizer:
     """Maps audio to unit ids with trained centroids; see the module docstring for the feature sources."""
 
     def __init__(self, config: UnitTokenizerConfig, centroids: np.ndarray, stats: dict[str, Any] | None = None,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", standardizer: FeatureStandardizer | None = None) -> None:
         if centroids.shape[0] != config.n_units:
             raise ConfigError(f"{centroids.shape[0]} centroids for n_units={config.n_units}")
+        if config.standardize != (standardizer is not None):
+            raise ConfigError("a tokenizer with standardize=true needs the features' mean and scale, "
+                              "and one without must not have them")
+        if standardizer is not None and standardizer.mean.shape[0] != centroids.shape[1]:
+            raise ConfigError(f"standardisation of dim {standardizer.mean.shape[0]} for centroids of dim "
+                              f"{centroids.shape[1]}")
         self.config = config
         self.centroids = torch.as_tensor(centroids, dtype=torch.float32)
+        self.standardizer = standardizer
         self.stats = stats or {}
         self._device = device
         self._source: FeatureSource | None = None
@@ -169,6 +203,8 @@ class UnitTokenizer:
         x = torch.as_tensor(frames, dtype=torch.float32)
         if x.shape[-1] != self.centroids.shape[1]:
             raise ValueError(f"frames have dim {x.shape[-1]}, centroids {self.centroids.shape[1]}")
+        if self.standardizer is not None:
+            x = self.standardizer(x)
         return torch.cdist(x, self.centroids).argmin(dim=1).numpy().astype(np.int64)
 
     def encode(self, audio: str | Path | np.ndarray, sample_rate: int = FEATURE_SAMPLE_RATE,
@@ -184,7 +220,10 @@ class UnitTokenizer:
     def save(self, out_dir: str | Path) -> Path:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        save_file({"centroids": self.centroids.contiguous()}, str(out / CENTROIDS_FILE))
+        tensors = {"centroids": self.centroids.contiguous()}
+        if self.standardizer is not None:
+            tensors |= {"mean": self.standardizer.mean.contiguous(), "scale": self.standardizer.scale.contiguous()}
+        save_file(tensors, str(out / CENTROIDS_FILE))
         meta = {"config": asdict(self.config), "stats": self.stats}
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         return out
@@ -192,13 +231,16 @@ class UnitTokenizer:
     @classmethod
     def load(cls, model_dir: str | Path, device: str | torch.device = "cpu") -> UnitTokenizer:
         path = Path(model_dir)
-        config, stats = read_model_config(path, CONFIG_FILE, "unit tokenizer",
-                                          lambda meta: (UnitTokenizerConfig(**meta["config"]), meta.get("stats")))
+        # tokenizers saved before standardisation existed clustered raw features: they load with it off
+        config, stats = read_model_config(path, CONFIG_FILE, "unit tokenizer", lambda meta: (
+            UnitTokenizerConfig(**{"standardize": False} | meta["config"]), meta.get("stats")))
         try:
-            centroids = load_file(str(path / CENTROIDS_FILE))["centroids"].numpy()
+            tensors = load_file(str(path / CENTROIDS_FILE))
+            centroids = tensors["centroids"].numpy()
+            standardizer = FeatureStandardizer(tensors["mean"], tensors["scale"]) if config.standardize else None
         except (OSError, KeyError, SafetensorError) as exc:
             raise CheckpointError(f"cannot read centroids: {exc}", path / CENTROIDS_FILE) from None
-        return cls(config, centroids, stats, device)
+        return cls(config, centroids, stats, device, standardizer)
 
 
 def train_tokenizer(manifest: str | Path, config: UnitTokenizerConfig, device: str | torch.device = "cpu",
@@ -213,10 +255,12 @@ def train_tokenizer(manifest: str | Path, config: UnitTokenizerConfig, device: s
         raise InputError(f"only {frames.shape[0]} frames of audio for {config.n_units} units; "
                          "use fewer units or a bigger manifest", manifest)
     features_s = time.perf_counter() - start
+    standardizer = FeatureStandardizer.fit(frames) if config.standardize else None
     kmeans = MiniBatchKMeans(n_clusters=config.n_units, random_state=config.seed, batch_size=4096,
                              n_init=3, max_iter=100)
-    kmeans.fit(frames)
-    tokenizer = UnitTokenizer(config, kmeans.cluster_centers_.astype(np.float32), device=device)
+    kmeans.fit(frames if standardizer is None else standardizer(torch.as_tensor(frames)).numpy())
+    tokenizer = UnitTokenizer(config, kmeans.cluster_centers_.astype(np.float32), device=device,
+                              standardizer=standardizer)
     tokenizer._source = source
     stats = unit_stats([tokenizer.assign(frames)], config.n_units)
     stats.update(train_frames=int(frames.shape[0]), feature_seconds=round(features_s, 1),

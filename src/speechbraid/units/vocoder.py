@@ -4,7 +4,10 @@
   ``100 / rate`` times -> residual convolutions at 100 Hz -> 80-bin natural-log mel. Speaker-agnostic
   (no speaker input); trained with L1 on the log-mel of the corpus audio. Only convolutions and
   per-frame LayerNorm, so its receptive field is finite and known (``lookahead_units``): that is what
-  makes chunked synthesis exact.
+  makes chunked synthesis exact. The default size (384 channels, 6 unit-rate layers; 7.9M parameters with
+  2,000 units), trained 6,000 steps, was measured against the previous one (192, 3) trained 3,000: whisper-base
+  judge WER 21.9 vs 24.9% on 60 held-out sentences of one Piper voice (2,000 standardised layer-3 units;
+  README, "Units -> speech").
 - Griffin-Lim (torch ``stft``/``istft``, with the "fast" momentum variant of Perraudin et al. 2013)
   from the mel through the pseudo-inverse of the mel filterbank (transformers' ``mel_filter_bank``,
   Slaney scale and norm), 16 kHz output.
@@ -19,8 +22,8 @@ per chunk; the last ``overlap_frames`` (default 8 = 80 ms) of each chunk's audio
 cross-faded with the next chunk, whose phase search starts from the held-back frames' phases, so
 chunk boundaries do not click. Latency beyond the chunk itself: ``L`` units of lookahead plus the
 held-back overlap (``overlap_frames / 100`` s). With the default config ``L = 3 * 2 + ceil(2 * 2 /
-upsample) = 7`` units: 280 ms at 25 Hz, 560 ms at 12.5 Hz, plus 80 ms overlap; fewer ``unit_layers``
-or a smaller ``kernel`` shorten it.
+upsample) = 13`` units: 520 ms at 25 Hz, 1.04 s at 12.5 Hz, plus 80 ms overlap; fewer ``unit_layers``
+or a smaller ``kernel`` shorten it (3 unit layers: 7 units, 280 ms at 25 Hz, for a less intelligible voice).
 """
 
 from __future__ import annotations
@@ -115,8 +118,8 @@ def griffin_lim(logmel: torch.Tensor, n_iter: int = 32, momentum: float = 0.99,
 class VocoderConfig:
     n_units: int = 500
     unit_rate_hz: float = 25.0
-    d_model: int = 192
-    unit_layers: int = 3  # residual convolutions at the unit rate
+    d_model: int = 384  # channels of every layer
+    unit_layers: int = 6  # residual convolutions at the unit rate
     mel_layers: int = 2  # residual convolutions at 100 Hz
     kernel: int = 5
 
