@@ -6,8 +6,8 @@ Feature sources (``UnitTokenizerConfig.encoder``):
   last one (as with HuBERT units), so the default is an early-middle layer of whisper-base's 6. The encoder is
   truncated after that layer and the encoder's final LayerNorm is applied to its output (the same
   per-frame normalisation the full encoder ends with). Layer 3 is the default: on one Piper voice
-  (60 held-out sentences, per-unit mean mel + Griffin-Lim, whisper-base judge, 2,000 units) layers
-  2 / 3 / 4 / 5 / 6 gave WER 26 / 24 / 29 / 65 / 85% once standardised.
+  (60 held-out sentences, each unit replaced by its mean mel, Griffin-Lim, whisper-base judge, 2,000
+  units) layers 2 / 3 / 4 gave WER 26 / 25 / 29% standardised; raw, layers 4 / 5 / 6 gave 52 / 65 / 85%.
 - ``conformer``: the Conformer encoder of a trained speechbraid speech LLM (12.5 Hz natively; 25 Hz
   is refused because it would need upsampling, not pooling).
 - ``fbank``: raw 80-bin Kaldi log-mel, mean-normalised per utterance, with 4 (25 Hz) or 8 (12.5 Hz)
@@ -17,7 +17,7 @@ Standardisation (``standardize``, default on): every feature dimension is shifte
 mean and unit variance over the k-means training frames before clustering and assignment (the mean
 and scale are saved with the centroids). Whisper's hidden states have a few dimensions with very
 large values that otherwise decide every Euclidean distance; on the measurement above, units of layer 4
-resynthesised at 52% judge WER without standardisation and 29% with it. Tokenizers saved before this
+resynthesised at 52% judge WER without standardisation and 29% with it (layer 3: 23.6%). Tokenizers saved before this
 option load with it off, so they keep encoding as they were trained.
 
 Frame count rule: every pooling/stacking keeps a final partial window, so an utterance of ``d``
