@@ -15,7 +15,8 @@ from speechbraid.braid.spans import ParallelSpan, SpecialSpan, SpeechSpan, TextS
 from speechbraid.braid.vocab import VocabLayout
 from speechbraid.cli.main import main
 from speechbraid.corpora.spoken_qa import make_qa_candidates
-from speechbraid.data.questions import SpokenQA, write_spoken_qa
+from speechbraid.data.manifest import read_manifest
+from speechbraid.data.questions import SpokenQA, load_spoken_qa, write_spoken_qa
 from speechbraid.errors import InputError
 from speechbraid.experiments.esi import run_esi_study
 from speechbraid.inference.patterns import teacher_forced_lengths
@@ -100,11 +101,16 @@ def test_experiment_esi_tiny_end_to_end(tmp_path):
     assert result["spoken_qa"]["kept"] == 9 and len(result["spoken_qa"]["dropped"]) == 1
     assert set(result["table"]) == {f"{p} ({m} prompt)" for p in ("interleaved", "esi", "parallel")
                                     for m in ("text", "speech")}
+    # units and vocoder learn from the kept train answers and the response voice's extra sentences
+    voice = [r.id for r in read_manifest(out / "voice" / "manifest.jsonl")]
+    assert voice == [r.id for r in read_manifest(corpus / "text" / "train.jsonl")][:3]
+    answers = [p.id for p in load_spoken_qa(out / "qa" / "train.jsonl")]
+    assert [r.id for r in read_manifest(out / "units" / "train_audio.jsonl")] == answers + voice
     tf = result["teacher_forced"]
     assert tf["esi_over_interleaved"] < 1  # answers have more units than text tokens: ESI skips the pads
     esi = result["table"]["esi (text prompt)"]
-    assert "steps_mean_vs_interleaved" in esi and esi["decode_wall_s"] > 0
-    evaluated = json.loads((out / "runs" / "parallel" / "eval_speech.json").read_text())
+    assert "steps_mean_vs_interleaved" in esi and esi["decode_wall_s"]["mean"] > 0 and esi["seeds"] == 1
+    evaluated = json.loads((out / "runs" / "parallel" / "seed0" / "eval_speech.json").read_text())
     assert evaluated["n"] == len(evaluated["items"]) > 0
     assert all(Path(item["wav"]).is_file() for item in evaluated["items"])
     assert "| esi (text prompt) |" in (out / "table.md").read_text()
@@ -113,6 +119,16 @@ def test_experiment_esi_tiny_end_to_end(tmp_path):
     logs = {p: p.read_text() for p in out.rglob("train_log.jsonl")}
     assert run_esi_study(out, corpus, preset="tiny", judge=AnswerJudge(10), progress=False)["table"] == result["table"]
     assert {p: p.read_text() for p in out.rglob("train_log.jsonl")} == logs
+    # a second seed: only its runs are trained; the table gives mean and spread over both
+    two = run_esi_study(out, corpus, preset="tiny", patterns=["interleaved", "esi"], seeds=[0, 1],
+                        judge=AnswerJudge(10), progress=False)
+    assert {p: p.read_text() for p in out.rglob("train_log.jsonl") if "seed1" not in str(p)} == logs
+    row = two["table"]["esi (text prompt)"]
+    assert row["seeds"] == 2 and (out / "runs" / "esi" / "seed1" / "metrics.json").is_file()
+    first = result["table"]["esi (text prompt)"]["steps_mean"]["mean"]
+    second = json.loads((out / "runs" / "esi" / "seed1" / "metrics.json").read_text())["text"]["steps_mean"]
+    assert row["steps_mean"]["mean"] == pytest.approx((first + second) / 2)
+    assert "| esi (text prompt) | 2 |" in (out / "table.md").read_text()
     # the CLI names the study and refuses unknown patterns
     with pytest.raises(SystemExit):
         main(["experiment", "esi", "--patterns", "nope"])

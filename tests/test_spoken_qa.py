@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from speechbraid.corpora.spoken_qa import answer_sentence, build_spoken_qa, make_qa_candidates, spell_numbers, split_of
+from speechbraid.corpora.spoken_qa import (
+    LONG_ANSWER_WORDS,
+    answer_sentence,
+    build_spoken_qa,
+    make_qa_candidates,
+    spell_numbers,
+    split_of,
+)
 from speechbraid.data.audio import audio_info
 from speechbraid.data.questions import SpokenQA, SQAQuestion, load_spoken_qa, write_spoken_qa
 from speechbraid.errors import ConfigError, InputError
@@ -46,6 +53,38 @@ class EchoJudge:
 ])
 def test_answer_sentences(kind, question, answer, sentence):
     assert answer_sentence(SQAQuestion("q", kind, question, (answer,))) == sentence
+
+
+@pytest.mark.parametrize(("kind", "question", "answer", "sentence"), [
+    ("antonym", "What is the opposite of wise?", "foolish",
+     "The opposite of wise is foolish, and foolish means devoid of good sense or judgment."),
+    ("hypernym", "What is wine a kind of?", "beverage",
+     "Wine is a kind of beverage, and beverage means any liquid suitable for drinking."),
+    ("hypernym", "What is a garage a kind of?", "building",  # the gloss of building is too long to fit
+     "A garage is a kind of building, the wider group that a garage belongs to."),
+    ("arithmetic", "What is seven plus six?", "thirteen",
+     "If you start with seven and add six, you get thirteen, so seven plus six is thirteen."),
+    ("arithmetic", "What is two times three?", "six",
+     "Two groups of three make six in all, so two times three is six."),
+    ("calendar", "What month comes before August?", "July",
+     "The month before August is July, one of the twelve months of the year."),
+    ("drug", "What kind of thing is aspirin?", "medicine",
+     "Aspirin is a medicine, so ask a doctor or a pharmacist before you take aspirin with any other medicine."),
+])
+def test_long_answer_sentences(kind, question, answer, sentence):
+    assert answer_sentence(SQAQuestion("q", kind, question, (answer,)), "long") == sentence
+
+
+def test_long_answers_are_full_sentences_of_the_promised_length():
+    pairs = make_qa_candidates(600, style="long")
+    short = make_qa_candidates(600)
+    assert [p.question for p in pairs] == [p.question for p in short]  # same questions, other answers
+    lengths = [len(p.answer_text.split()) for p in pairs]
+    assert min(lengths) >= LONG_ANSWER_WORDS[0] and max(lengths) <= LONG_ANSWER_WORDS[1]
+    assert all(p.answer_text.endswith(".") and p.answer_text.startswith(s.answer_text[:-1])
+               for p, s in zip(pairs, short, strict=True) if p.kind not in ("arithmetic",))
+    with pytest.raises(ConfigError, match="unknown answer style 'medium'"):
+        make_qa_candidates(3, style="medium")
 
 
 def test_answer_sentence_refuses_unknown_shapes():
@@ -101,6 +140,23 @@ def test_build_drops_exactly_the_pair_the_judge_mishears_and_resumes(tmp_path):
     log.write_text("\n".join([json.dumps(stale), *lines[1:]]) + "\n")
     build_spoken_qa(out, n, tokenizer, judge, progress=False)
     assert judge.calls == 2 and judge.last == [stale["id"]]
+
+
+def test_answers_in_one_response_voice_and_kept_per_kind(tmp_path):
+    from speechbraid.data.manifest import read_manifest
+
+    n = 4
+    candidates = make_qa_candidates(n, style="long")
+    judge = EchoJudge({p.id: p.answer_text for p in candidates}, frozenset({candidates[0].id}))
+    summary = build_spoken_qa(tmp_path / "qa", n, None, judge, answer_style="long", answer_engine="piper",
+                              progress=False)
+    spoken = {r.id: r for r in read_manifest(tmp_path / "qa" / "speech" / "manifest.jsonl")}
+    assert {spoken[f"{p.id}-a"].source for p in candidates} == {"synth:piper"}
+    assert len({spoken[f"{p.id}-a"].speaker for p in candidates}) == 1  # one fixed voice
+    assert {spoken[f"{p.id}-q"].source for p in candidates} == {"synth:espeak"}
+    kinds = summary["kinds"]
+    assert sum(k["candidates"] for k in kinds.values()) == n and sum(k["kept"] for k in kinds.values()) == n - 1
+    assert kinds[candidates[0].kind]["kept"] == kinds[candidates[0].kind]["candidates"] - 1
 
 
 def test_load_reports_file_and_line(tmp_path):

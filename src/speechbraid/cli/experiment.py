@@ -36,17 +36,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     esi = studies.add_parser(
         "esi", help="ESI: interleaved vs early-stop interleaved vs parallel joint speech-text decoding",
-        description="Build curated spoken QA (espeak voices, judge-ASR filter), train a unit tokenizer and vocoder, "
-        "train one model per generation pattern (same LM, units, data and steps; parallel with a speech head) "
-        "and score text-out and speech-out accuracy, alignment WER, decoding steps, sequence length and decoding "
-        "time; writes results.json, table.md and table.png.",
+        description="Build curated spoken QA (questions in espeak voices, answers in the preset's response voice, "
+        "judge-ASR filter), train a unit tokenizer and vocoder, train one model per generation pattern and seed "
+        "(same LM, units, data and steps; parallel with a speech head) and score text-out and speech-out accuracy, "
+        "alignment WER, decoding steps, sequence length and decoding time (mean and spread over seeds); writes "
+        "results.json, table.md and table.png.",
     )
     esi.add_argument("--preset", choices=sorted(ESI_PRESETS), default="small",
-                     help="small: 2-core CPU study; tiny: smoke test")
+                     help="smollm2: SmolLM2-135M, long answers in one Piper voice, 3 seeds (2-core CPU); smollm2-gpu: "
+                     "the same at 4x the data and training; small: a 4M LM pretrained here, short espeak answers; "
+                     "tiny: smoke test")
     esi.add_argument("--patterns", nargs="+", choices=PATTERN_NAMES, default=list(PATTERN_NAMES))
+    esi.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="train these seeds (default: the preset's)")
     esi.add_argument("--out", type=Path, default=Path("runs/esi"))
     esi.add_argument("--corpus", type=Path, default=Path("data/default"))
-    esi.add_argument("--lm", type=Path, help="a trained text LM directory (default: pretrain one into OUT/lm)")
+    esi.add_argument("--lm", help="a text LM directory or registered name (default: the preset's: smollm2-135m, or one "
+                     "pretrained into OUT/lm)")
     esi.add_argument("--judge", default="whisper-base", help="Whisper judge model name or directory")
     esi.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     esi.set_defaults(func=run_esi)
@@ -64,5 +69,5 @@ def run_esi(args: argparse.Namespace) -> int:
     from speechbraid.experiments.esi import run_esi_study
 
     run_esi_study(args.out, args.corpus, preset=args.preset, lm_dir=args.lm, judge=args.judge,
-                  patterns=args.patterns, device=args.device)
+                  patterns=args.patterns, seeds=args.seeds, device=args.device)
     return 0

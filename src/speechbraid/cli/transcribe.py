@@ -42,8 +42,8 @@ def add_decoding_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ctc-weight", type=float, default=DEFAULT_CTC_WEIGHT, metavar="W",
                         help="--decoder llm-ctc: weight of the CTC bridge (and n-gram) against the LLM, in [0, 1)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="autocast of the speech LLM's decoding: auto = bf16 where the device has it natively "
-                             "(bf16 GPUs, CPUs with AVX512-BF16 or AMX), else fp32")
+                        help="autocast of the speech LLM's decoding, or a Whisper model's weights: auto = bf16 where "
+                             "the device has it natively (bf16 GPUs, CPUs with AVX512-BF16 or AMX), else fp32")
 
 
 def register(subparsers: Any) -> None:

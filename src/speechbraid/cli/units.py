@@ -108,25 +108,13 @@ def _tokenize(args: argparse.Namespace) -> int:
 
 
 def _vocoder_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from speechbraid.data.audio import load_audio
-    from speechbraid.data.manifest import iter_manifest
-    from speechbraid.training.vocoder import make_pair, train_vocoder
+    from speechbraid.training.vocoder import manifest_pairs, train_vocoder
     from speechbraid.units.tokenizer import UnitTokenizer
 
     tokenizer = UnitTokenizer.load(args.units_model, args.device or "cpu")
     config = from_args(VocoderConfig, args, n_units=tokenizer.config.n_units, unit_rate_hz=tokenizer.rate_hz)
     start = time.perf_counter()
-    pairs = []
-    for item in tqdm(iter_manifest(args.manifest), desc="units+mel", unit="utt"):
-        record = item.record
-        if record.audio is None:
-            continue
-        units = record.units if record.units is not None else tokenizer.encode(record.audio)
-        if len(units) and not 0 <= min(units) <= max(units) < config.n_units:
-            raise InputError(f"units outside [0, {config.n_units}) of {args.units_model}", item.path, item.line)
-        pairs.append(make_pair(units, load_audio(record.audio)[0], config.upsample))
+    pairs = manifest_pairs([args.manifest], tokenizer, config)
     prep = time.perf_counter() - start
     train_vocoder(pairs, args.out, config, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   seed=args.seed, device=args.device)

@@ -408,6 +408,21 @@ def make_mc_questions(n: int, *, seed: int = 0, n_shots: int = 5,
             [replace(s, id=f"shot-{i:03d}") for i, s in enumerate(shots)])
 
 
+def word_gloss(lemma: str, max_words: int = 14, parts: Sequence[str] = ("a", "v", "n")) -> str | None:
+    """The gloss of ``lemma``'s most frequent sense in the first of the parts of speech ``parts`` (``a``djective,
+    ``v``erb, ``n``oun) that has one, up to its first ";" (examples follow), when that is plain lower-case text of at
+    most ``max_words`` words that espeak and Piper read as written; None otherwise ("a member of the genus Canis
+    (probably ...)")."""
+    wn = _wordnet()
+    for pos in parts:
+        key = wn.first_sense.get((pos, lemma))
+        if key is not None:
+            gloss = wn.synsets[key].gloss.split(";")[0].strip()
+            fits = _GLOSS.fullmatch(gloss) is not None and len(gloss.split()) <= max_words
+            return gloss if fits else None
+    return None
+
+
 def make_sqa_questions(n: int, *, seed: int = 0, mix: dict[str, float] | None = None) -> list[SQAQuestion]:
     """``n`` short-answer questions split over the kinds by ``mix`` (default :data:`SQA_MIX`)."""
     mix = mix or SQA_MIX

@@ -5,11 +5,13 @@ Steps (each resumable; a re-run skips what is on disk):
 1. QA pairs: short-answer questions from :func:`make_sqa_questions` (WordNet antonyms and hypernyms,
    arithmetic, calendar; :data:`QA_MIX`) plus drug questions from the drug dictionary
    ("What kind of thing is aspirin?").
-   Each short answer is rewritten into a full answer sentence by a per-kind template
-   ("The opposite of hot is cold."); the sentence is what the model must say.
+   Each short answer is rewritten into a full answer sentence by a per-kind template, short ("The opposite of
+   hot is cold.") or long (10-25 words, with a WordNet gloss where one fits: "..., and cold means ..."); the
+   sentence is what the model must say.
 2. Splits: train/test by a hash of the normalised question text, so no question is in both.
 3. Speech: questions and answer sentences synthesised by :func:`synthesize_corpus` (espeak, a voice,
-   rate and pitch drawn per utterance from the engine's varied voice pool).
+   rate and pitch drawn per utterance from the engine's varied voice pool; answers optionally by another
+   engine, e.g. one fixed Piper voice).
 4. Filter: the judge ASR transcribes every synthesised ANSWER; pairs whose WER against the answer
    sentence exceeds ``max_wer`` (20%) are dropped - and listed, with their transcripts, in
    ``judge.jsonl`` and ``summary.json`` (nothing disappears silently).
@@ -34,7 +36,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from speechbraid.corpora.questions import make_sqa_questions
+from speechbraid.corpora.questions import make_sqa_questions, word_gloss
 from speechbraid.data.normalize import normalize_for_wer
 from speechbraid.data.questions import SpokenQA, SQAQuestion, write_spoken_qa
 from speechbraid.data.records import Utterance
@@ -85,16 +87,58 @@ _TEMPLATES: dict[str, tuple[re.Pattern[str], Callable[[re.Match[str], str], str]
     "drug": (re.compile(r"What kind of thing is (.+)\?"), lambda m, a: f"{_sentence(m[1])} is a {a}."),
 }
 
+# Long answers: the short sentence grown into one of LONG_ANSWER_WORDS words by a clause of the kind (a WordNet
+# gloss where a plain one fits). The ESI paper measured its step saving on full-sentence responses: the longer the
+# speech after the text ends, the more steps early stopping saves.
+ANSWER_STYLES = ("short", "long")
+LONG_ANSWER_WORDS = (10, 25)
+_SUM = re.compile(r"(.+) (plus|minus|times) (.+)")
 
-def answer_sentence(question: SQAQuestion) -> str:
-    """The full answer sentence of a question, built from its canonical answer by the kind's template."""
+
+def _defined(head: str, word: str, fallback: str, parts: tuple[str, ...] = ("a", "v", "n")) -> str:
+    """``head`` (a sentence without its full stop) and what ``word`` means (its gloss as one of ``parts`` of speech),
+    or ``fallback`` without a fitting gloss."""
+    room = LONG_ANSWER_WORDS[1] - len(head.split()) - 3  # "and X means"
+    gloss = word_gloss(word, room, parts) if room > 0 else None
+    return f"{head}, and {word} means {gloss}." if gloss else f"{head}, {fallback}."
+
+
+def _long_sum(m: re.Match[str], a: str) -> str:
+    x, op, y = _SUM.fullmatch(m[1]).groups()  # type: ignore[union-attr]
+    head = f"{x} {op} {y} is {a}"
+    if op == "plus":
+        return f"If you start with {x} and add {y}, you get {a}, so {head}."
+    if op == "minus":
+        return f"If you start with {x} and take away {y}, you have {a} left, so {head}."
+    return f"{_sentence(x)} groups of {y} make {a} in all, so {head}."
+
+
+_LONG: dict[str, Callable[[re.Match[str], str], str]] = {
+    "antonym": lambda m, a: _defined(f"The opposite of {m[1]} is {a}", a,
+                                     f"so something that is not {m[1]} could well be called {a}"),
+    "hypernym": lambda m, a: _defined(f"{_sentence(m[1])} is a kind of {a}", a,
+                                      f"the wider group that {m[1]} belongs to", ("n",)),
+    "arithmetic": _long_sum,
+    "calendar": lambda m, a: (f"The {m[1]} {m[2]} {m[3]} is {a}, one of the "
+                              f"{'seven days of the week' if m[1] == 'day' else 'twelve months of the year'}."),
+    "drug": lambda m, a: (f"{_sentence(m[1])} is a {a}, so ask a doctor or a pharmacist before you take {m[1]} "
+                          f"with any other {a}."),
+}
+
+
+def answer_sentence(question: SQAQuestion, style: str = "short") -> str:
+    """The full answer sentence of a question, built from its canonical answer by the kind's template: ``short``
+    ("The opposite of hot is cold.") or ``long`` (:data:`LONG_ANSWER_WORDS` words: "The opposite of hot is cold,
+    so something that is not hot could well be called cold.")."""
+    if style not in ANSWER_STYLES:
+        raise ConfigError(f"unknown answer style {style!r}; choose one of {', '.join(ANSWER_STYLES)}")
     if question.kind not in _TEMPLATES:
         raise ConfigError(f"no answer template for question kind {question.kind!r} ({question.id})")
     pattern, make = _TEMPLATES[question.kind]
     match = pattern.fullmatch(question.question)
     if match is None:
         raise ConfigError(f"question {question.id!r} does not fit the {question.kind} template: {question.question!r}")
-    return make(match, question.answers[0])
+    return (make if style == "short" else _LONG[question.kind])(match, question.answers[0])
 
 
 def drug_questions(seed: int = 0) -> list[SQAQuestion]:
@@ -107,15 +151,15 @@ def drug_questions(seed: int = 0) -> list[SQAQuestion]:
     return out
 
 
-def make_qa_candidates(n: int, seed: int = 0) -> list[SpokenQA]:
-    """``n`` candidate pairs (no audio yet), ids ``sqa-NNNNN``, each with its answer sentence and split."""
+def make_qa_candidates(n: int, seed: int = 0, style: str = "short") -> list[SpokenQA]:
+    """``n`` candidate pairs (no audio yet), ids ``sqa-NNNNN``, each with its answer sentence (``style``) and split."""
     n_drug = round(n * DRUG_SHARE)
     drugs = drug_questions(seed)
     if len(drugs) < n_drug:
         raise ConfigError(f"only {len(drugs)} drug questions can be made; {n_drug} asked")
     questions = make_sqa_questions(n - n_drug, seed=seed, mix=QA_MIX) + drugs[:n_drug]
     random.Random(f"{seed}:spoken-qa:order").shuffle(questions)
-    return [SpokenQA(f"sqa-{i:05d}", q.kind, split_of(q.question), q.question, q.answers, answer_sentence(q))
+    return [SpokenQA(f"sqa-{i:05d}", q.kind, split_of(q.question), q.question, q.answers, answer_sentence(q, style))
             for i, q in enumerate(questions)]
 
 
@@ -135,13 +179,17 @@ def split_of(question: str, test_fraction: float = 0.2) -> str:
 
 def build_spoken_qa(out_dir: str | Path, n: int, units_model: Any | None, judge: str | Path | Judge, *,
                     seed: int = 0, max_wer: float = MAX_ANSWER_WER, engine: str = "espeak",
-                    voices: Sequence[str] | None = None, jobs: int | None = 1, device: str | None = None,
+                    voices: Sequence[str] | None = None, answer_style: str = "short",
+                    answer_engine: str | None = None, jobs: int | None = 1, device: str | None = None,
                     progress: bool = True) -> dict[str, Any]:
     """Build (or resume) the curated spoken QA set of ``n`` candidate pairs under ``out_dir`` (module docstring).
 
     ``units_model``: a :class:`UnitTokenizer` or its directory (None: no units yet). ``judge``: a Whisper
-    model name/directory or an object with ``transcribe`` (:class:`Judge`). Returns the summary also
-    written to ``summary.json``: candidates, kept, ``kept_fraction``, the dropped pairs, per-split counts.
+    model name/directory or an object with ``transcribe`` (:class:`Judge`). ``answer_style``: short or long
+    answer sentences (:func:`answer_sentence`). Questions are spoken by ``engine`` (``voices``: its pool), answers
+    by ``answer_engine`` when given (e.g. ``piper``: one fixed response voice, the voice a unit vocoder learns).
+    Returns the summary also written to ``summary.json``: candidates, kept, ``kept_fraction``, candidates and kept
+    pairs per question kind, the dropped pairs, per-split counts.
     """
     from speechbraid.metrics.asr import wer
     from speechbraid.synth import synthesize_corpus
@@ -150,13 +198,14 @@ def build_spoken_qa(out_dir: str | Path, n: int, units_model: Any | None, judge:
         raise ConfigError(f"spoken QA needs at least 2 candidate pairs, got {n}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    candidates = make_qa_candidates(n, seed)
+    candidates = make_qa_candidates(n, seed, answer_style)
     write_spoken_qa(candidates, out / "candidates.jsonl")
 
     records = [Utterance(id=f"{p.id}-{role}", text=text, domain="spoken_qa")
                for p in candidates for role, text in (("q", p.question), ("a", p.answer_text))]
+    engine_for = {f"{p.id}-a": answer_engine for p in candidates} if answer_engine else None
     spoken = {r.id: r for r in synthesize_corpus(records, out / SPEECH_DIR, engine, seed=seed, jobs=jobs,
-                                                 voices=voices, progress=progress)}
+                                                 voices=voices, engine_for=engine_for, progress=progress)}
     pairs = [replace(p, question_audio=spoken[f"{p.id}-q"].audio, question_duration=spoken[f"{p.id}-q"].duration,
                      answer_audio=spoken[f"{p.id}-a"].audio, answer_duration=spoken[f"{p.id}-a"].duration)
              for p in candidates]
@@ -180,7 +229,8 @@ def build_spoken_qa(out_dir: str | Path, n: int, units_model: Any | None, judge:
     summary = {
         "candidates": len(candidates), "kept": len(kept), "kept_fraction": round(len(kept) / len(candidates), 4),
         "max_wer": max_wer, "splits": counts, "units": units_stats,
-        "kinds": {k: sum(p.kind == k for p in kept) for k in sorted({p.kind for p in candidates})},
+        "kinds": {k: {"candidates": sum(p.kind == k for p in candidates), "kept": sum(p.kind == k for p in kept)}
+                  for k in sorted({p.kind for p in candidates})},
         "dropped": [{"id": p.id, "answer": p.answer_text, "heard": p.judge_text, "wer": round(p.judge_wer or 0, 4)}
                     for p in dropped],
     }

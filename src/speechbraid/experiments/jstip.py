@@ -29,7 +29,6 @@ the pairs named in the row. Weights are target-token shares of the mix.
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from speechbraid.errors import ConfigError
-from speechbraid.experiments.common import corpus_and_text_prior
+from speechbraid.experiments.common import corpus_and_text_prior, over_seeds
 from speechbraid.extras import require
 from speechbraid.files import atomic_write_text, iter_jsonl
 from speechbraid.models.ngram_lm import build_ngram_lm_file
@@ -154,9 +153,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
     for row, per_seed in runs.items():
         table[row] = {"seeds": len(per_seed)}
         for column in COLUMNS:
-            values = [r[column] for r in per_seed if r.get(column) is not None]
-            table[row][column] = None if not values else {
-                "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+            table[row][column] = over_seeds([r.get(column) for r in per_seed])
     return table
 
 

@@ -461,11 +461,11 @@ class WhisperTranscriber(Transcriber):
 
     kind = "whisper"
 
-    def __init__(self, model_dir: Path, device: str | None = None) -> None:
+    def __init__(self, model_dir: Path, device: str | None = None, precision: str = "auto") -> None:
         from speechbraid.models.judge import WhisperJudge
 
         super().__init__(model_dir)
-        self.judge = WhisperJudge(model_dir, device)  # loaded once, so the RTF covers transcription only
+        self.judge = WhisperJudge(model_dir, device, precision)  # loaded once, so the RTF covers transcription only
 
     def _transcribe(self, items: Sequence[AudioItem], batch_size: int, beam_size: int, max_new_tokens: int | None,
                     context: str | None, progress: bool, on_batch: OnBatch) -> list[str]:
@@ -504,7 +504,7 @@ def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder
     an unknown name is a :class:`ConfigError` listing the known ones. ``device`` defaults to CUDA when
     available, else CPU. ``lm`` is the word n-gram (ARPA) of ``decoder="ctc-lm"``; ``ctc_weight`` the CTC
     bridge's weight under ``decoder="llm-ctc"``; ``precision`` the speech LLM's decoding autocast (auto, bf16,
-    fp32).
+    fp32), or a Whisper model's weights (auto: bf16 where native, see :mod:`speechbraid.models.judge`).
     """
     model_dir = resolve_model(name_or_dir)
     if device is not None:
@@ -526,7 +526,7 @@ def load_transcriber(name_or_dir: str | Path, device: str | None = None, decoder
             if decoder != "llm" or lm is not None:
                 raise ConfigError(f"the Whisper model {model_dir} has its own decoder; --decoder {decoder} and --lm "
                                   "are for speech LLMs with a CTC bridge")
-            return WhisperTranscriber(model_dir, device)
+            return WhisperTranscriber(model_dir, device, precision)
         found = f"a Hugging Face config.json with model_type {model_type!r}"
     else:
         found = "neither"

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from speechbraid.data.audio import load_audio
-from speechbraid.device import pick_device
+from speechbraid.device import native_bf16, pick_device
+from speechbraid.errors import ConfigError
 from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
 
@@ -20,29 +21,40 @@ WHISPER_RATE = 16000
 CHUNK_SECONDS = 30  # Whisper's fixed input window
 
 
-def _gpu_dtype(device: torch.device) -> torch.dtype:
-    if device.type != "cuda":
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+JUDGE_PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def load_judge(model: str | Path, device: str | torch.device | None = None):  # -> (model, processor)
-    """Load a Whisper checkpoint (directory or registered name) for inference on ``device``."""
+def _weights_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """``auto``: bf16 wherever the hardware computes it natively (:func:`speechbraid.device.native_bf16`; fp16 on
+    older GPUs), else fp32. On a 2-core AMX CPU bf16 transcribed 60 test utterances 2.5x faster (37.4 -> 15.1 s) at
+    WER 41.6% against fp32's 40.7% (README, Units -> speech)."""
+    if precision not in JUDGE_PRECISIONS:
+        raise ConfigError(f"unknown Whisper precision {precision!r}; choose one of {', '.join(JUDGE_PRECISIONS)}")
+    if precision != "auto":
+        return torch.float32 if precision == "fp32" else torch.bfloat16
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16 if native_bf16(device) else torch.float32
+
+
+def load_judge(model: str | Path, device: str | torch.device | None = None, precision: str = "auto"):
+    """Load a Whisper checkpoint (directory or registered name) for inference on ``device``, its weights in
+    ``precision`` (:func:`_weights_dtype`)."""
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
     model_dir = resolve_model(model)
     target = pick_device(device)
+    dtype = _weights_dtype(target, precision)
     processor = load_pretrained(WhisperProcessor.from_pretrained, model_dir, "Whisper processor")
-    asr = load_pretrained(WhisperForConditionalGeneration.from_pretrained, model_dir, "Whisper model",
-                          dtype=_gpu_dtype(target))
+    asr = load_pretrained(WhisperForConditionalGeneration.from_pretrained, model_dir, "Whisper model", dtype=dtype)
     return asr.to(target).eval(), processor
 
 
 class WhisperJudge:
     """A loaded Whisper model: greedy English transcription, batch by batch."""
 
-    def __init__(self, model: str | Path, device: str | torch.device | None = None) -> None:
-        self.model, self.processor = load_judge(model, device)
+    def __init__(self, model: str | Path, device: str | torch.device | None = None, precision: str = "auto") -> None:
+        self.model, self.processor = load_judge(model, device, precision)
 
     @torch.inference_mode()
     def transcribe(self, wav_paths: Sequence[str | Path], batch_size: int = 8,
