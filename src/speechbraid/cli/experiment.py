@@ -42,10 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "alignment WER, decoding steps, sequence length and decoding time (mean and spread over seeds); writes "
         "results.json, table.md and table.png.",
     )
-    esi.add_argument("--preset", choices=sorted(ESI_PRESETS), default="small",
-                     help="smollm2: SmolLM2-135M, long answers in one Piper voice, 3 seeds (2-core CPU); smollm2-gpu: "
-                     "the same at 4x the data and training; small: a 4M LM pretrained here, short espeak answers; "
-                     "tiny: smoke test")
+    esi.add_argument("--preset", choices=sorted(ESI_PRESETS), default="smollm2",
+                     help="smollm2: SmolLM2-135M, long answers in one Piper voice, 3 seeds (2-core CPU: ~75 min per "
+                     "pattern and seed); smollm2-gpu: the same with more data and training; small: a 4M LM pretrained "
+                     "here, short espeak answers; tiny: smoke test")
     esi.add_argument("--patterns", nargs="+", choices=PATTERN_NAMES, default=list(PATTERN_NAMES))
     esi.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="train these seeds (default: the preset's)")
     esi.add_argument("--out", type=Path, default=Path("runs/esi"))

@@ -84,8 +84,9 @@ PRESETS: dict[str, EsiPreset] = {
     "small": EsiPreset("small", "small", None, 800, "whisper", 200, 1000, 128, 300, 1e-3, 24, 160, ("text", "speech"),
                        ("data.rows=8", "data.max_len=384", "tensorboard=false")),
     # SmolLM2-135M, long answers in one fixed Piper voice whose units and vocoder also learn from 1,500 more
-    # sentences of that voice (the setting of the README's resynthesis figures), three seeds; sized for 2 CPU cores
-    "smollm2": EsiPreset("small", "small", None, 800, "whisper", 2000, 6000, 384, 150, 5e-4, 40, 400,
+    # sentences of that voice (the setting of the README's resynthesis figures), three seeds; on 2 CPU cores ~75 min
+    # per pattern and seed: speech began to be understood only after ~900 steps (README), 150 gave none
+    "smollm2": EsiPreset("small", "small", None, 800, "whisper", 2000, 6000, 384, 900, 5e-4, 40, 400,
                          ("text", "speech"), ("data.rows=4", *_SMOLLM2_MODEL), llm="smollm2-135m",
                          answer_style="long", answer_engine="piper", voice_sentences=1500, seeds=(0, 1, 2),
                          trainable=_SMOLLM2_TRAINABLE),
@@ -100,7 +101,7 @@ PRESETS: dict[str, EsiPreset] = {
 }
 
 
-def run_esi_study(out_dir: str | Path = "runs/esi", corpus_dir: str | Path = "data/default", *, preset: str = "small",
+def run_esi_study(out_dir: str | Path = "runs/esi", corpus_dir: str | Path = "data/default", *, preset: str = "smollm2",
                   lm_dir: str | Path | None = None, judge: str | Path | Judge = "whisper-base",
                   patterns: Sequence[str] = PATTERN_NAMES, seeds: Sequence[int] | None = None,
                   device: str | None = None, progress: bool = True) -> dict[str, Any]:
