@@ -105,7 +105,7 @@ def test_experiment_esi_tiny_end_to_end(tmp_path):
     voice = [r.id for r in read_manifest(out / "voice" / "manifest.jsonl")]
     assert voice == [r.id for r in read_manifest(corpus / "text" / "train.jsonl")][:3]
     answers = [p.id for p in load_spoken_qa(out / "qa" / "train.jsonl")]
-    assert [r.id for r in read_manifest(out / "units" / "train_audio.jsonl")] == answers + voice
+    assert [r.id for r in read_manifest(out / "qa" / "unit_audio.jsonl")] == answers + voice
     tf = result["teacher_forced"]
     assert tf["esi_over_interleaved"] < 1  # answers have more units than text tokens: ESI skips the pads
     esi = result["table"]["esi (text prompt)"]

@@ -47,9 +47,9 @@ def test_judge_precision(monkeypatch):
 
     cpu = torch.device("cpu")
     assert _weights_dtype(cpu, "fp32") == torch.float32 and _weights_dtype(cpu, "bf16") == torch.bfloat16
-    monkeypatch.setattr("speechbraid.models.judge.native_bf16", lambda device: True)
+    monkeypatch.setattr("speechbraid.device.native_bf16", lambda device: True)
     assert _weights_dtype(cpu, "auto") == torch.bfloat16  # AMX / AVX512-BF16 CPUs: 2.5x faster
-    monkeypatch.setattr("speechbraid.models.judge.native_bf16", lambda device: False)
+    monkeypatch.setattr("speechbraid.device.native_bf16", lambda device: False)
     assert _weights_dtype(cpu, "auto") == torch.float32  # emulated bf16 would be slower
     monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda: False)
     assert _weights_dtype(torch.device("cuda"), "auto") == torch.float16

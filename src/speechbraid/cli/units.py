@@ -114,7 +114,7 @@ def _vocoder_train(args: argparse.Namespace) -> int:
     tokenizer = UnitTokenizer.load(args.units_model, args.device or "cpu")
     config = from_args(VocoderConfig, args, n_units=tokenizer.config.n_units, unit_rate_hz=tokenizer.rate_hz)
     start = time.perf_counter()
-    pairs = manifest_pairs([args.manifest], tokenizer, config)
+    pairs = manifest_pairs(args.manifest, tokenizer, config)
     prep = time.perf_counter() - start
     train_vocoder(pairs, args.out, config, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   seed=args.seed, device=args.device)

@@ -193,29 +193,26 @@ def _response_voice(corpus: Path, out: Path, spec: EsiPreset, progress: bool) ->
     return manifest
 
 
-def _unit_audio(qa: Path, voice: Path | None) -> list[Path]:
-    """What units and the vocoder learn from: the TRAIN split's answers (the speech a model must say) and the
-    response voice's extra sentences."""
-    from speechbraid.data.manifest import write_manifest
+def _unit_audio(qa: Path, voice: Path | None) -> Path:
+    """One manifest of what units and the vocoder learn from: the TRAIN split's answers (the speech a model must
+    say; with their units once they have them) and the response voice's extra sentences."""
+    from speechbraid.data.manifest import read_manifest, write_manifest
     from speechbraid.data.records import Utterance
 
-    answers = qa / "train_answers.jsonl"
-    write_manifest([Utterance(id=p.id, text=p.answer_text, audio=p.answer_audio, duration=p.answer_duration,
-                              units=p.units) for p in load_spoken_qa(qa / "train.jsonl")], answers)
-    return [answers, *([voice] if voice else [])]
+    path = qa / "unit_audio.jsonl"
+    answers = [Utterance(id=p.id, text=p.answer_text, audio=p.answer_audio, duration=p.answer_duration, units=p.units)
+               for p in load_spoken_qa(qa / "train.jsonl")]
+    write_manifest([*answers, *(read_manifest(voice) if voice else ())], path)
+    return path
 
 
 def _unit_tokenizer(qa: Path, voice: Path | None, out: Path, spec: EsiPreset, progress: bool) -> Path:
     """k-means units trained on :func:`_unit_audio`."""
-    from speechbraid.data.manifest import read_manifest, write_manifest
     from speechbraid.units.tokenizer import UnitTokenizerConfig, train_tokenizer
 
     if not (out / "unit_tokenizer.json").is_file():
-        audio = out / "train_audio.jsonl"
-        out.mkdir(parents=True, exist_ok=True)
-        write_manifest([r for m in _unit_audio(qa, voice) for r in read_manifest(m)], audio)
         config = UnitTokenizerConfig(encoder=spec.unit_encoder, n_units=spec.n_units, rate_hz=25.0)  # type: ignore[arg-type]
-        train_tokenizer(audio, config, progress=progress).save(out)
+        train_tokenizer(_unit_audio(qa, voice), config, progress=progress).save(out)
     return out
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from speechbraid.data.audio import load_audio
-from speechbraid.device import native_bf16, pick_device
+from speechbraid.device import compute_dtype, pick_device
 from speechbraid.errors import ConfigError
 from speechbraid.models.hf_load import load_pretrained
 from speechbraid.models.registry import resolve_model
@@ -30,11 +30,9 @@ def _weights_dtype(device: torch.device, precision: str) -> torch.dtype:
     WER 41.6% against fp32's 40.7% (README, Units -> speech)."""
     if precision not in JUDGE_PRECISIONS:
         raise ConfigError(f"unknown Whisper precision {precision!r}; choose one of {', '.join(JUDGE_PRECISIONS)}")
-    if precision != "auto":
-        return torch.float32 if precision == "fp32" else torch.bfloat16
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if precision == "auto" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return torch.float16
-    return torch.bfloat16 if native_bf16(device) else torch.float32
+    return compute_dtype(device, precision) or torch.float32  # the encoders' rule: bf16 where native
 
 
 def load_judge(model: str | Path, device: str | torch.device | None = None, precision: str = "auto"):

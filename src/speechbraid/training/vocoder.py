@@ -38,9 +38,9 @@ def make_pair(units: Sequence[int] | np.ndarray, samples: np.ndarray, upsample: 
     return UtteranceMel(torch.as_tensor(np.asarray(units[:n], dtype=np.int64)), mel[: n * upsample])
 
 
-def manifest_pairs(manifests: Sequence[str | Path], tokenizer: Any, config: VocoderConfig,
+def manifest_pairs(manifest: str | Path, tokenizer: Any, config: VocoderConfig,
                    progress: bool = True) -> list[UtteranceMel]:
-    """Training pairs of every record with audio in ``manifests``: its ``units`` when the manifest has them, else
+    """Training pairs of every record with audio in ``manifest``: its ``units`` when the manifest has them, else
     ``tokenizer``'s (a :class:`speechbraid.units.tokenizer.UnitTokenizer`); units outside the vocoder's range are an
     error naming the manifest line."""
     from tqdm import tqdm
@@ -49,15 +49,14 @@ def manifest_pairs(manifests: Sequence[str | Path], tokenizer: Any, config: Voco
     from speechbraid.data.manifest import iter_manifest
 
     pairs = []
-    for manifest in manifests:
-        for item in tqdm(iter_manifest(manifest), desc="units+mel", unit="utt", disable=not progress):
-            record = item.record
-            if record.audio is None:
-                continue
-            units = record.units if record.units is not None else tokenizer.encode(record.audio)
-            if len(units) and not 0 <= min(units) <= max(units) < config.n_units:
-                raise InputError(f"units outside [0, {config.n_units}) of the unit tokenizer", item.path, item.line)
-            pairs.append(make_pair(units, load_audio(record.audio)[0], config.upsample))
+    for item in tqdm(iter_manifest(manifest), desc="units+mel", unit="utt", disable=not progress):
+        record = item.record
+        if record.audio is None:
+            continue
+        units = record.units if record.units is not None else tokenizer.encode(record.audio)
+        if len(units) and not 0 <= min(units) <= max(units) < config.n_units:
+            raise InputError(f"units outside [0, {config.n_units}) of the unit tokenizer", item.path, item.line)
+        pairs.append(make_pair(units, load_audio(record.audio)[0], config.upsample))
     return pairs
 
 
